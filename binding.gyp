@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "ctstorm",
+      "sources": [
+        "native/addon.cc",
+        "native/probe_binding.cc",
+        "native/probe.c"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "bpf",
+        "gen"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+      "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-fexceptions"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lbpf", "-lelf", "-lz"]
+    }
+  ]
+}

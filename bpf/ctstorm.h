@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Shared by the probe (ctstorm.bpf.c), the loader (native/) and the TypeScript
+ * decoder (src/record.ts, whose offsets test/unit/layout.test.ts checks against
+ * this file). Fixed-width fields, explicit padding: the layout is the contract. */
+#ifndef CTSTORM_H
+#define CTSTORM_H
+
+#include <linux/types.h>
+
+#define CTSTORM_RECORD_VERSION 1
+
+enum ctstorm_record_type {
+	CTSTORM_INSERT = 1,
+	CTSTORM_DESTROY = 2,
+};
+
+/* What the record knows; a mode that cannot know something leaves the bit clear. */
+enum ctstorm_record_flags {
+	CTSTORM_F_BUCKETS = 1 << 0,  /* bucket_orig/bucket_reply are valid */
+	CTSTORM_F_CHAIN = 1 << 1,    /* chain_orig/chain_reply are valid */
+	CTSTORM_F_LIFETIME = 1 << 2, /* lifetime_ns is valid (destroy) */
+	CTSTORM_F_LATE = 1 << 3,     /* insert seen only when the entry was freed */
+};
+
+struct ctstorm_tuple {
+	__u8 src[16];  /* IPv4 uses the first 4 bytes */
+	__u8 dst[16];
+	__u8 sport[2]; /* kernel bytes of src.u.all: port or ICMP id, network order */
+	__u8 dport[2]; /* kernel bytes of dst.u.all: port, or ICMP type then code */
+};
+
+struct ctstorm_record {
+	__u8 version;        /* 0  CTSTORM_RECORD_VERSION */
+	__u8 type;           /* 1  enum ctstorm_record_type */
+	__u8 l3proto;        /* 2  AF_INET or AF_INET6 */
+	__u8 l4proto;        /* 3  IPPROTO_* */
+	__u8 tcp_state;      /* 4  enum tcp_conntrack, 0 when not TCP */
+	__u8 pad0;           /* 5 */
+	__u16 flags;         /* 6  enum ctstorm_record_flags */
+	__u64 ts_ns;         /* 8  CLOCK_MONOTONIC */
+	__u64 lifetime_ns;   /* 16 destroy: time since insert */
+	__u32 netns_ino;     /* 24 inode of the entry's netns */
+	__u32 status;        /* 28 ct->status (IPS_* bits) */
+	__u32 mark;          /* 32 */
+	__u16 zone;          /* 36 */
+	__u16 pad1;          /* 38 */
+	__u32 bucket_orig;   /* 40 hash bucket of the original direction */
+	__u32 bucket_reply;  /* 44 hash bucket of the reply direction */
+	__u16 chain_orig;    /* 48 nodes in that bucket's chain, this entry included */
+	__u16 chain_reply;   /* 50 */
+	__u32 pad2;          /* 52 */
+	struct ctstorm_tuple orig;  /* 56 */
+	struct ctstorm_tuple reply; /* 92 */
+};                           /* 128 */
+
+/* Exact per-CPU counts; userspace sums the CPUs. */
+struct ctstorm_counts {
+	__u64 inserts;
+	__u64 destroys;
+	__u64 lost; /* records the ring buffer could not take */
+};
+
+struct ctstorm_netns_key {
+	__u32 netns_ino;
+	__u8 l4proto;
+	__u8 pad[3];
+};
+
+/* Index of the per-CPU health counters (map "health"). */
+enum ctstorm_health {
+	CTSTORM_H_UNCONFIRMED_FREES = 0, /* tracepoint mode: freed without ever being inserted */
+	CTSTORM_H_UNTRACKED = 1,         /* no room in the "live" map: lifetime unknown */
+	CTSTORM_H_NETNS_OVERFLOW = 2,    /* no room in the per-netns counter map */
+	CTSTORM_H_UNKNOWN_START = 3,     /* destroyed entries inserted before ctstorm started */
+	CTSTORM_H_MAX = 4,
+};
+
+#define CTSTORM_PROTO_SLOTS 256
+#define CTSTORM_MAX_WALK 64 /* chain steps followed at most, per direction */
+
+#endif /* CTSTORM_H */

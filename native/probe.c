@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* libbpf glue for the ctstorm probe. Kept in C so the lifecycle reads like the
+ * libbpf-bootstrap loaders it follows; native/probe_binding.cc wraps it for JS. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "ctstorm.h"
+#include "ctstorm.skel.h"
+#include "probe.h"
+
+#define RING_FULL 1000 /* sample callback's "stop, the caller's buffer is full" */
+#define MAX_LINKS 4
+
+struct drain_state {
+	uint8_t *buf;
+	size_t cap, used;
+};
+
+struct ct_probe {
+	enum ct_mode mode;
+	struct ctstorm_bpf *skel;
+	struct bpf_link *links[MAX_LINKS];
+	struct ring_buffer *rb;
+	struct drain_state drain;
+	int ncpus;
+};
+
+static const char *mode_names[CT_MODE_COUNT] = { "fentry", "kprobe", "tracepoint" };
+
+const char *ct_mode_name(enum ct_mode mode)
+{
+	return mode < CT_MODE_COUNT ? mode_names[mode] : "unknown";
+}
+
+const char *ct_probe_hooks(enum ct_mode mode)
+{
+	switch (mode) {
+	case CT_MODE_FENTRY:
+		return "insert: fexit __nf_conntrack_hash_insert; destroy: fentry nf_conntrack_free";
+	case CT_MODE_KPROBE:
+		return "insert: kprobe+kretprobe __nf_conntrack_hash_insert; destroy: kprobe nf_conntrack_free";
+	case CT_MODE_TRACEPOINT:
+		return "insert: tp_btf kmem_cache_alloc + sweep of confirmed entries; destroy: tp_btf kmem_cache_free";
+	default:
+		return "";
+	}
+}
+
+/* libbpf's log goes to stderr only when asked; the last warning is kept so a
+ * failed load can say why. Loads happen on the JS thread only. */
+static bool log_debug;
+static char log_first[CT_ERR_LEN]; /* the first warning is usually the cause */
+
+static int log_cb(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	va_list copy;
+
+	va_copy(copy, args);
+	if (level != LIBBPF_DEBUG && !log_first[0]) {
+		vsnprintf(log_first, sizeof(log_first), fmt, copy);
+		log_first[strcspn(log_first, "\n")] = 0;
+	}
+	va_end(copy);
+	if (log_debug)
+		return vfprintf(stderr, fmt, args);
+	return 0;
+}
+
+static int on_sample(void *ctx, void *data, size_t size)
+{
+	struct drain_state *d = ctx;
+
+	if (size != sizeof(struct ctstorm_record))
+		return 0; /* not ours: a newer/older probe layout, skip */
+	memcpy(d->buf + d->used, data, size);
+	d->used += size;
+	/* The record that returns an error is already consumed, so stop only after
+	 * copying, once the next record would not fit. */
+	return d->cap - d->used < sizeof(struct ctstorm_record) ? -RING_FULL : 0;
+}
+
+static void set_programs(struct ctstorm_bpf *s, enum ct_mode mode)
+{
+	bpf_program__set_autoload(s->progs.fexit_hash_insert, mode == CT_MODE_FENTRY);
+	bpf_program__set_autoload(s->progs.fentry_conntrack_free, mode == CT_MODE_FENTRY);
+	bpf_program__set_autoload(s->progs.kprobe_hash_insert, mode == CT_MODE_KPROBE);
+	bpf_program__set_autoload(s->progs.kretprobe_hash_insert, mode == CT_MODE_KPROBE);
+	bpf_program__set_autoload(s->progs.kprobe_conntrack_free, mode == CT_MODE_KPROBE);
+	bpf_program__set_autoload(s->progs.tp_cache_alloc, mode == CT_MODE_TRACEPOINT);
+	bpf_program__set_autoload(s->progs.tp_cache_free, mode == CT_MODE_TRACEPOINT);
+	bpf_program__set_autoload(s->progs.sweep, mode == CT_MODE_TRACEPOINT);
+}
+
+/* The programs to attach, in order; the sweep is run, never attached. */
+static int mode_programs(struct ctstorm_bpf *s, enum ct_mode mode, struct bpf_program **out)
+{
+	int n = 0;
+
+	switch (mode) {
+	case CT_MODE_FENTRY:
+		out[n++] = s->progs.fexit_hash_insert;
+		out[n++] = s->progs.fentry_conntrack_free;
+		break;
+	case CT_MODE_KPROBE:
+		out[n++] = s->progs.kprobe_hash_insert;
+		out[n++] = s->progs.kretprobe_hash_insert;
+		out[n++] = s->progs.kprobe_conntrack_free;
+		break;
+	case CT_MODE_TRACEPOINT:
+		out[n++] = s->progs.tp_cache_alloc;
+		out[n++] = s->progs.tp_cache_free;
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *step)
+{
+	const char *why = log_first;
+
+	if (!strncmp(why, "libbpf: ", 8))
+		why += 8;
+	if (why[0])
+		snprintf(err, errlen, "%s: %s (%s)", step, strerror(-rc), why);
+	else
+		snprintf(err, errlen, "%s: %s", step, strerror(-rc));
+	return rc;
+}
+
+int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct_probe **out,
+		  char *err, size_t errlen)
+{
+	struct bpf_program *progs[MAX_LINKS];
+	struct ct_probe *p;
+	char step[160];
+	int rc, n;
+
+	*out = NULL;
+	err[0] = 0;
+	if (mode >= CT_MODE_COUNT)
+		return fail(err, errlen, -EINVAL, "unknown mode");
+	log_debug = opts->debug;
+	log_first[0] = 0;
+	libbpf_set_print(log_cb);
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return fail(err, errlen, -ENOMEM, "allocate");
+	p->mode = mode;
+	p->ncpus = libbpf_num_possible_cpus();
+	if (p->ncpus <= 0) {
+		rc = fail(err, errlen, p->ncpus ? p->ncpus : -EINVAL, "count possible CPUs");
+		goto cleanup;
+	}
+
+	p->skel = ctstorm_bpf__open();
+	if (!p->skel) {
+		rc = fail(err, errlen, -errno, "open the BPF object");
+		goto cleanup;
+	}
+	set_programs(p->skel, mode);
+	bpf_map__set_max_entries(p->skel->maps.records, opts->ring_bytes);
+	bpf_map__set_max_entries(p->skel->maps.live, opts->live_entries);
+
+	rc = ctstorm_bpf__load(p->skel);
+	if (rc) {
+		snprintf(step, sizeof(step), "load %s programs", ct_mode_name(mode));
+		rc = fail(err, errlen, rc, step);
+		goto cleanup;
+	}
+
+	n = mode_programs(p->skel, mode, progs);
+	for (int i = 0; i < n; i++) {
+		p->links[i] = bpf_program__attach(progs[i]);
+		if (!p->links[i]) {
+			rc = -errno;
+			snprintf(step, sizeof(step), "attach %s", bpf_program__section_name(progs[i]));
+			rc = fail(err, errlen, rc, step);
+			goto cleanup;
+		}
+	}
+
+	p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.records), on_sample, &p->drain, NULL);
+	if (!p->rb) {
+		rc = fail(err, errlen, -errno, "create the ring buffer reader");
+		goto cleanup;
+	}
+	*out = p;
+	return 0;
+
+cleanup:
+	ct_probe_close(p);
+	return rc;
+}
+
+int ct_probe_sweep(struct ct_probe *p)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, run);
+
+	if (p->mode != CT_MODE_TRACEPOINT)
+		return 0;
+	return bpf_prog_test_run_opts(bpf_program__fd(p->skel->progs.sweep), &run) ? -errno : 0;
+}
+
+static long elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+long ct_probe_drain(struct ct_probe *p, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	/* Tracepoint mode sweeps between short waits, so an insert is reported
+	 * within ~10 ms even while the ring stays empty. */
+	int slice = p->mode == CT_MODE_TRACEPOINT ? 10 : timeout_ms;
+	struct timespec start;
+	int rc;
+
+	if (cap < sizeof(struct ctstorm_record))
+		return -ENOSPC;
+	p->drain = (struct drain_state){ .buf = buf, .cap = cap };
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		rc = ct_probe_sweep(p);
+		if (rc)
+			return rc;
+		rc = ring_buffer__consume(p->rb);
+		if (rc < 0 && rc != -RING_FULL)
+			return rc;
+		if (p->drain.used)
+			break;
+		long left = timeout_ms - elapsed_ms(&start);
+		if (left <= 0)
+			break;
+		rc = ring_buffer__poll(p->rb, left < slice ? (int)left : slice);
+		if (rc < 0 && rc != -RING_FULL && rc != -EINTR)
+			return rc;
+		if (p->drain.used)
+			break;
+	}
+	return (long)p->drain.used;
+}
+
+static void add_counts(struct ct_counts *to, const struct ctstorm_counts *percpu, int ncpus)
+{
+	for (int c = 0; c < ncpus; c++) {
+		to->inserts += percpu[c].inserts;
+		to->destroys += percpu[c].destroys;
+		to->lost += percpu[c].lost;
+	}
+}
+
+int ct_probe_read_protocols(struct ct_probe *p, struct ct_counts *protos)
+{
+	struct ctstorm_counts *percpu = calloc(p->ncpus, sizeof(*percpu));
+	int fd = bpf_map__fd(p->skel->maps.proto_counts), rc = 0;
+
+	if (!percpu)
+		return -ENOMEM;
+	memset(protos, 0, sizeof(*protos) * CT_PROTO_SLOTS);
+	for (uint32_t k = 0; k < CT_PROTO_SLOTS; k++) {
+		if (bpf_map_lookup_elem(fd, &k, percpu)) {
+			rc = -errno;
+			break;
+		}
+		add_counts(&protos[k], percpu, p->ncpus);
+	}
+	free(percpu);
+	return rc;
+}
+
+int ct_probe_read_health(struct ct_probe *p, uint64_t *health)
+{
+	uint64_t *percpu = calloc(p->ncpus, sizeof(*percpu));
+	int fd = bpf_map__fd(p->skel->maps.health), rc = 0;
+
+	if (!percpu)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < CT_HEALTH_SLOTS; k++) {
+		health[k] = 0;
+		if (bpf_map_lookup_elem(fd, &k, percpu)) {
+			rc = -errno;
+			break;
+		}
+		for (int c = 0; c < p->ncpus; c++)
+			health[k] += percpu[c];
+	}
+	free(percpu);
+	return rc;
+}
+
+long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t cap)
+{
+	struct ctstorm_counts *percpu = calloc(p->ncpus, sizeof(*percpu));
+	int fd = bpf_map__fd(p->skel->maps.netns_counts);
+	struct ctstorm_netns_key key, next;
+	void *prev = NULL;
+	long n = 0;
+
+	if (!percpu)
+		return -ENOMEM;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, percpu))
+			continue; /* removed meanwhile */
+		if ((size_t)n < cap) {
+			out[n] = (struct ct_netns_counts){ .netns_ino = key.netns_ino, .l4proto = key.l4proto };
+			add_counts(&out[n].c, percpu, p->ncpus);
+		}
+		n++;
+	}
+	free(percpu);
+	return n;
+}
+
+void ct_probe_close(struct ct_probe *p)
+{
+	if (!p)
+		return;
+	ring_buffer__free(p->rb);
+	for (int i = 0; i < MAX_LINKS; i++)
+		bpf_link__destroy(p->links[i]);
+	ctstorm_bpf__destroy(p->skel);
+	free(p);
+}
+
+/* The decoder in src/record.ts relies on this layout. */
+_Static_assert(sizeof(struct ctstorm_record) == 128, "record layout changed: update src/record.ts");
+_Static_assert(offsetof(struct ctstorm_record, orig) == 56, "record layout changed");
+_Static_assert(offsetof(struct ctstorm_record, reply) == 92, "record layout changed");

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Plain-C lifecycle of the ctstorm probe: open -> size maps -> choose the mode's
+ * programs -> load -> attach; drain records; read counters; close. */
+#ifndef CTSTORM_PROBE_H
+#define CTSTORM_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ct_mode {
+	CT_MODE_FENTRY = 0,
+	CT_MODE_KPROBE = 1,
+	CT_MODE_TRACEPOINT = 2,
+	CT_MODE_COUNT = 3,
+};
+
+struct ct_probe_opts {
+	uint32_t ring_bytes;   /* ring buffer size: a power of two, >= page size */
+	uint32_t live_entries; /* capacity of the live-entry map (lifetimes) */
+	bool debug;            /* libbpf's log to stderr */
+};
+
+struct ct_counts {
+	uint64_t inserts, destroys, lost;
+};
+
+struct ct_netns_counts {
+	uint32_t netns_ino;
+	uint8_t l4proto;
+	struct ct_counts c;
+};
+
+#define CT_ERR_LEN 512
+#define CT_PROTO_SLOTS 256
+#define CT_HEALTH_SLOTS 4
+
+struct ct_probe;
+
+const char *ct_mode_name(enum ct_mode mode);
+
+/* JS thread. Returns 0 or -errno; on failure err says which step failed and why. */
+int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct_probe **out,
+		  char *err, size_t errlen);
+
+/* Worker thread (one at a time per probe). Copies whole records into buf until it
+ * is full or the ring is empty, waiting up to timeout_ms for the first one.
+ * Returns the number of bytes written, or -errno. */
+long ct_probe_drain(struct ct_probe *p, uint8_t *buf, size_t cap, int timeout_ms);
+
+/* Any thread. Runs the tracepoint-mode sweep so confirmed entries are counted. */
+int ct_probe_sweep(struct ct_probe *p);
+
+/* JS thread. Sums the CPUs. protos[CT_PROTO_SLOTS], health[CT_HEALTH_SLOTS]. */
+int ct_probe_read_protocols(struct ct_probe *p, struct ct_counts *protos);
+int ct_probe_read_health(struct ct_probe *p, uint64_t *health);
+/* Fills up to cap entries; returns how many there are (may exceed cap), or -errno. */
+long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t cap);
+
+/* What the insert and destroy hooks are in this mode, for the capability report. */
+const char *ct_probe_hooks(enum ct_mode mode);
+
+void ct_probe_close(struct ct_probe *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CTSTORM_PROBE_H */

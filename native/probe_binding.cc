@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "probe_binding.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+// A JS Error carrying errno (negative, as Node does) so JS can name it (EPERM...).
+Napi::Error ErrnoError(Napi::Env env, int rc, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("errno", Napi::Number::New(env, rc));
+  return e;
+}
+
+bool ParseMode(const std::string& s, enum ct_mode* out) {
+  for (int m = 0; m < CT_MODE_COUNT; m++) {
+    if (s == ct_mode_name(static_cast<enum ct_mode>(m))) {
+      *out = static_cast<enum ct_mode>(m);
+      return true;
+    }
+  }
+  return false;
+}
+
+uint32_t OptUint(Napi::Object opts, const char* key, uint32_t fallback) {
+  Napi::Value v = opts.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
+}
+
+}  // namespace
+
+// Copies records on a libuv worker thread into the caller's buffer, which the
+// JS side leaves alone until the promise settles.
+class DrainWorker : public Napi::AsyncWorker {
+ public:
+  DrainWorker(Probe* probe, Napi::Uint8Array buf, int timeoutMs)
+      : Napi::AsyncWorker(probe->Env()),
+        probe_(probe),
+        deferred_(Napi::Promise::Deferred::New(probe->Env())),
+        data_(buf.Data()),
+        cap_(buf.ByteLength()),
+        timeoutMs_(timeoutMs) {
+    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
+    probeRef_ = Napi::Persistent(probe->Value());
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  // Worker thread.
+  void Execute() override {
+    result_ = ct_probe_drain(probe_->probe_, data_, cap_, timeoutMs_);
+  }
+
+  // JS thread.
+  void OnOK() override {
+    Napi::Env env = Env();
+    probe_->DrainDone();
+    if (result_ < 0)
+      deferred_.Reject(ErrnoError(env, static_cast<int>(result_),
+                                  std::string("draining the ring buffer failed: ") +
+                                      strerror(static_cast<int>(-result_)))
+                           .Value());
+    else
+      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(result_)));
+  }
+
+ private:
+  Probe* probe_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference bufRef_, probeRef_;
+  uint8_t* data_;
+  size_t cap_;
+  int timeoutMs_;
+  long result_ = 0;
+};
+
+Napi::Function Probe::Define(Napi::Env env) {
+  return DefineClass(env, "Probe",
+                     {
+                         InstanceMethod<&Probe::Poll>("poll"),
+                         InstanceMethod<&Probe::Counters>("counters"),
+                         InstanceMethod<&Probe::Close>("close"),
+                         InstanceAccessor<&Probe::Mode>("mode"),
+                     });
+}
+
+// new Probe(mode, { ringBytes, liveEntries, debug }): opens, loads and attaches,
+// or throws an Error with errno and the step that failed.
+Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
+    throw Napi::TypeError::New(env, "Probe(mode, options) expected");
+  if (!ParseMode(info[0].As<Napi::String>().Utf8Value(), &mode_))
+    throw Napi::TypeError::New(env, "unknown mode");
+  Napi::Object opts = info[1].As<Napi::Object>();
+  ct_probe_opts o{};
+  o.ring_bytes = OptUint(opts, "ringBytes", 16u << 20);
+  o.live_entries = OptUint(opts, "liveEntries", 1u << 19);
+  o.debug = opts.Get("debug").ToBoolean();
+
+  char err[CT_ERR_LEN];
+  int rc = ct_probe_open(mode_, &o, &probe_, err, sizeof(err));
+  if (rc) throw ErrnoError(env, rc, err);
+  exitHook_ = env.AddCleanupHook(&Probe::OnEnvExit, this);
+}
+
+Probe::~Probe() {
+  if (!exitHook_.IsEmpty()) exitHook_.Remove(Env());
+  Release();
+}
+
+// The environment is going away (process exit, worker end): detach now. A
+// drain still running keeps the probe's memory; the process frees it.
+void Probe::OnEnvExit(Probe* self) {
+  self->exitHook_ = {};
+  if (self->busy_) return;
+  self->Release();
+}
+
+void Probe::Release() {
+  ct_probe_close(probe_);
+  probe_ = nullptr;
+}
+
+void Probe::DrainDone() {
+  busy_ = false;
+  if (closePending_) Release();
+}
+
+// poll(buffer: Uint8Array, timeoutMs): Promise<bytes written>
+Napi::Value Probe::Poll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  if (busy_) throw Napi::Error::New(env, "a poll is already in flight");
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "poll(Uint8Array, timeoutMs) expected");
+  Napi::Uint8Array buf = info[0].As<Napi::Uint8Array>();
+  auto* worker = new DrainWorker(this, buf, info[1].As<Napi::Number>().Int32Value());
+  busy_ = true;
+  worker->Queue();
+  return worker->Promise();
+}
+
+static Napi::Object CountsObject(Napi::Env env, const ct_counts& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("inserts", Napi::Number::New(env, static_cast<double>(c.inserts)));
+  o.Set("destroys", Napi::Number::New(env, static_cast<double>(c.destroys)));
+  o.Set("lost", Napi::Number::New(env, static_cast<double>(c.lost)));
+  return o;
+}
+
+// counters(): { protocols: [{l4proto, inserts, destroys, lost}],
+//               netns: [{inode, l4proto, ...}], health: number[] }, nonzero rows only.
+Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  int rc = ct_probe_sweep(probe_);
+  if (rc) throw ErrnoError(env, rc, std::string("sweep failed: ") + strerror(-rc));
+
+  std::vector<ct_counts> protos(CT_PROTO_SLOTS);
+  rc = ct_probe_read_protocols(probe_, protos.data());
+  if (rc) throw ErrnoError(env, rc, std::string("reading protocol counters failed: ") + strerror(-rc));
+  Napi::Array protoRows = Napi::Array::New(env);
+  for (uint32_t k = 0; k < CT_PROTO_SLOTS; k++) {
+    const ct_counts& c = protos[k];
+    if (!c.inserts && !c.destroys && !c.lost) continue;
+    Napi::Object o = CountsObject(env, c);
+    o.Set("l4proto", Napi::Number::New(env, k));
+    protoRows.Set(protoRows.Length(), o);
+  }
+
+  std::vector<ct_netns_counts> ns(1024);
+  long n = ct_probe_read_netns(probe_, ns.data(), ns.size());
+  if (n > static_cast<long>(ns.size())) {
+    ns.resize(static_cast<size_t>(n) + 256);
+    n = ct_probe_read_netns(probe_, ns.data(), ns.size());
+  }
+  if (n < 0) throw ErrnoError(env, static_cast<int>(n), "reading netns counters failed");
+  Napi::Array nsRows = Napi::Array::New(env);
+  for (long i = 0; i < n && i < static_cast<long>(ns.size()); i++) {
+    Napi::Object o = CountsObject(env, ns[i].c);
+    o.Set("inode", Napi::Number::New(env, ns[i].netns_ino));
+    o.Set("l4proto", Napi::Number::New(env, ns[i].l4proto));
+    nsRows.Set(nsRows.Length(), o);
+  }
+
+  uint64_t health[CT_HEALTH_SLOTS];
+  rc = ct_probe_read_health(probe_, health);
+  if (rc) throw ErrnoError(env, rc, "reading health counters failed");
+  Napi::Array healthRow = Napi::Array::New(env, CT_HEALTH_SLOTS);
+  for (uint32_t k = 0; k < CT_HEALTH_SLOTS; k++)
+    healthRow.Set(k, Napi::Number::New(env, static_cast<double>(health[k])));
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("protocols", protoRows);
+  out.Set("netns", nsRows);
+  out.Set("health", healthRow);
+  return out;
+}
+
+// close(): detaches now, or right after the in-flight poll settles.
+Napi::Value Probe::Close(const Napi::CallbackInfo& info) {
+  if (busy_)
+    closePending_ = true;
+  else
+    Release();
+  return info.Env().Undefined();
+}
+
+Napi::Value Probe::Mode(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ct_mode_name(mode_));
+}

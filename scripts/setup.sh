@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One-time machine set-up for ctstorm: the Debian packages it builds and tests with.
+# Idempotent and quiet when everything is already there; run as root (npm start/test call it).
+set -euo pipefail
+
+packages=(
+  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
+  iproute2 nftables iptables conntrack
+  qemu-system-x86 busybox-static kmod cpio
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "ctstorm setup: missing packages (${missing[*]}); run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "ctstorm setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bpffs and tracefs are not mounted on every machine; BPF itself does not need them,
+# but bpftool and debugging do.
+if [[ $(id -u) -eq 0 ]]; then
+  mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+  mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+fi

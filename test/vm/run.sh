@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# Run a command as root inside a QEMU guest booted on a real Debian kernel.
+#
+#   bash test/vm/run.sh [--kernel 6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... -- <command...>
+#
+# The guest sees the host root read-only and the checkout read-write at the same path,
+# runs the command there and exits with its exit code (125 when the guest itself failed).
+# See test/vm/README.md.
+set -euo pipefail
+
+readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly CACHE=${CTSTORM_VM_CACHE:-/var/cache/ctstorm-vm}
+readonly EXIT_VM_FAILED=125
+readonly TAIL_LINES=60
+
+# Modules loaded at boot, in this order (with their dependencies). Missing ones are skipped.
+readonly PRELOAD_MODULES=(
+  crc32c_generic virtio_pci 9pnet_virtio 9p virtio_rng veth
+  nf_conntrack nf_conntrack_netlink nf_tables nft_ct nf_defrag_ipv4 nf_defrag_ipv6
+  xt_conntrack iptable_filter ip_tables x_tables
+)
+# Also shipped in the initramfs (not loaded) so the kernel can autoload them on demand:
+# nft expressions, iptables matches, NAT, bridge netfilter, tc/BPF classifiers.
+readonly EXTRA_MODULE_DIRS=(
+  kernel/net/netfilter kernel/net/ipv4/netfilter kernel/net/ipv6/netfilter
+  kernel/net/bridge kernel/net/sched
+)
+readonly EXTRA_MODULES=(dummy macvlan)
+# Environment passed into the guest besides CTSTORM_* and --env / $CTSTORM_VM_ENV names.
+readonly DEFAULT_ENV=(CI NO_COLOR FORCE_COLOR TZ)
+
+log() { echo "ctstorm-vm: $*" >&2; }
+die() { log "error: $*"; exit "$EXIT_VM_FAILED"; }
+
+usage() {
+  sed -n '4p' "${BASH_SOURCE[0]}" | sed 's/^#  *//' >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------------------------------
+# Kernel package: resolve, download, extract (cached per package version)
+# ---------------------------------------------------------------------------------------
+
+# Newest generic amd64 image of a series: linux-image-6.1.0-<abi>-amd64 or
+# linux-image-6.12.<n>+deb12-amd64 (not -cloud, -rt, -dbg, -unsigned).
+find_kernel_package() {
+  local series=${1//./\\.}
+  apt-cache search --names-only "^linux-image-${series}(\.0-[0-9]+|\.[0-9]+\+deb[0-9]+)-amd64\$" \
+    | awk '{print $1}' | sort -V | tail -n 1
+}
+
+package_version() {
+  apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1
+}
+
+# Serialise apt-get update between concurrent runs (apt's own lock would make one fail).
+apt_update() {
+  log "refreshing apt package lists"
+  mkdir -p "$CACHE"
+  flock "$CACHE/apt-update.lock" apt-get update -qq >&2 || log "warning: apt-get update failed"
+}
+
+# Prints "<package> <version>"; refreshes the apt lists only if nothing is found.
+resolve_kernel() {
+  local series=$1 pkg
+  pkg=$(find_kernel_package "$series")
+  if [[ -z $pkg ]]; then
+    apt_update
+    pkg=$(find_kernel_package "$series")
+  fi
+  [[ -n $pkg ]] || die "no linux-image package found for kernel series $series"
+  echo "$pkg $(package_version "$pkg")"
+}
+
+# Downloads and unpacks the package into $dir/root, runs depmod. Caller holds the lock.
+extract_kernel() {
+  local pkg=$1 ver=$2 dir=$3 tmp deb kver
+  tmp=$(mktemp -d "$CACHE/.download.XXXXXX")
+  log "downloading $pkg $ver"
+  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
+    # The lists may name a version the mirror already replaced: refresh once and retry.
+    apt_update
+    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
+      { rm -rf "$tmp"; die "apt-get download $pkg=$ver failed"; }
+  fi
+  deb=$(echo "$tmp"/*.deb)
+  dpkg-deb -x "$deb" "$tmp/root"
+  rm -f "$deb"
+  kver=$(ls "$tmp/root/lib/modules")
+  [[ -f $tmp/root/boot/vmlinuz-$kver ]] || { rm -rf "$tmp"; die "no vmlinuz-$kver in $pkg"; }
+  depmod -b "$tmp/root" "$kver"
+  echo "$kver" >"$tmp/kver"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+}
+
+# ---------------------------------------------------------------------------------------
+# initramfs: busybox + modules + init (cached per kernel and per content of its inputs)
+# ---------------------------------------------------------------------------------------
+
+# PID 1 of the guest. Per-run input comes from the read-only 9p share "ctrun":
+# checkout (path), nonce (marker suffix), cmd.sh (the command, run by host bash).
+init_script() {
+  cat <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+fail() {
+  echo "ctstorm-vm init: $*"
+  poweroff -f
+}
+
+kver=$(uname -r)
+while read -r ko; do
+  insmod "/lib/modules/$kver/$ko" || echo "ctstorm-vm init: insmod $ko failed"
+done </etc/ctstorm-vm/modules
+
+r=/newroot
+p9='trans=virtio,version=9p2000.L,msize=262144'
+mkdir -p $r /ctrun
+mount -t 9p -o "$p9,ro" ctrun /ctrun || fail "cannot mount the run share"
+read -r checkout </ctrun/checkout
+read -r nonce </ctrun/nonce
+# Host files do not change under a test: let the guest cache them (much faster node start).
+mount -t 9p -o "$p9,ro,cache=loose" hostroot $r || fail "cannot mount the host root"
+
+mount -t proc proc $r/proc
+mount -t sysfs sysfs $r/sys
+mount -t devtmpfs devtmpfs $r/dev
+mkdir -p $r/dev/pts $r/dev/shm
+mount -t devpts devpts $r/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
+mount -t tmpfs -o mode=1777 tmpfs $r/tmp
+mount -t tmpfs -o mode=755 tmpfs $r/run
+[ -L $r/var/run ] || mount -t tmpfs -o mode=755 tmpfs $r/var/run
+mount -t tmpfs -o mode=1777 tmpfs $r/var/tmp
+mkdir -p $r/run/lock
+mount -t bpf bpf $r/sys/fs/bpf || echo "ctstorm-vm init: no bpffs"
+mount -t tracefs tracefs $r/sys/kernel/tracing || echo "ctstorm-vm init: no tracefs"
+mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null || echo "ctstorm-vm init: no debugfs"
+mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null || true
+
+# The checkout may live under /tmp, now hidden by the tmpfs: then create the mount point.
+[ -d "$r$checkout" ] || mkdir -p "$r$checkout"
+# cache=mmap: coherent with the host (others edit the checkout) yet mmap-able.
+mount -t 9p -o "$p9,cache=mmap" checkout "$r$checkout" || fail "cannot mount $checkout"
+
+# The host root has no modules for this kernel: expose ours to modprobe (MODPROBE_OPTIONS).
+mkdir -p $r/run/ctstorm-vm/modroot/lib/modules
+mount --bind /lib/modules $r/run/ctstorm-vm/modroot/lib/modules
+cp /ctrun/cmd.sh $r/run/ctstorm-vm/cmd.sh
+hostname ctstorm-vm
+ip link set lo up
+
+# chroot runs in a child, so PID 1 (and the kernel's modprobe helper, which shares its
+# root) stays in the initramfs where the modules are.
+chroot $r /usr/bin/env -i /bin/bash --noprofile --norc /run/ctstorm-vm/cmd.sh </dev/null
+rc=$?
+echo 1 >/proc/sys/kernel/printk   # no kernel messages inside the marker line
+sync
+echo "CTSTORM_VM_EXIT=$rc run=$nonce"
+poweroff -f
+INIT
+}
+
+# Prints the modules to insmod at boot (paths relative to /lib/modules/<kver>, deps first).
+preload_order() {
+  local kroot=$1 kver=$2 m line
+  local -A seen=()
+  for m in "${PRELOAD_MODULES[@]}"; do
+    if ! line=$(modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>/dev/null); then
+      log "module $m: not in $kver, skipped"
+      continue
+    fi
+    while read -r kind path _; do
+      if [[ $kind == builtin ]]; then
+        log "module $m: built into $kver"
+      elif [[ $kind == insmod && -z ${seen[$path]:-} ]]; then
+        seen[$path]=1
+        path=${path#"$kroot/lib/modules/$kver/"}
+        echo "${path%.xz}"
+      fi
+    done <<<"$line"
+  done
+}
+
+# Prints every module file (relative path) the initramfs needs, with dependencies.
+initramfs_module_files() {
+  local kroot=$1 kver=$2 mdir="$1/lib/modules/$2" dir m
+  {
+    preload_order "$kroot" "$kver" 2>/dev/null
+    for dir in "${EXTRA_MODULE_DIRS[@]}"; do
+      [[ -d $mdir/$dir ]] && (cd "$mdir" && find "$dir" -name '*.ko*')
+    done
+    for m in "${EXTRA_MODULES[@]}"; do
+      modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>/dev/null |
+        awk '$1 == "insmod" {print $2}' | sed "s|^$mdir/||"
+    done
+  } | while read -r m; do
+    # modules.dep lists each module's full (transitive) dependency set.
+    echo "$m"
+    sed -n "s|^${m//./\\.}:||p" "$mdir/modules.dep" | tr ' ' '\n'
+  done | sed '/^$/d; s/\.xz$//' | sort -u
+}
+
+# Builds the initramfs (gzip'd newc cpio) into $out.
+build_initramfs() {
+  local kroot=$1 kver=$2 out=$3 tmp mdir f
+  tmp=$(mktemp -d "$CACHE/.initramfs.XXXXXX")
+  mdir="$tmp/root/lib/modules/$kver"
+  mkdir -p "$tmp/root"/{bin,sbin,dev,proc,sys,etc/ctstorm-vm,newroot} "$mdir"
+  cp /bin/busybox "$tmp/root/bin/busybox"
+  init_script >"$tmp/root/init"
+  chmod 755 "$tmp/root/init"
+
+  # Busybox insmod cannot read compressed modules: store them decompressed.
+  initramfs_module_files "$kroot" "$kver" | while read -r f; do
+    mkdir -p "$mdir/$(dirname "$f")"
+    if [[ -f $kroot/lib/modules/$kver/$f.xz ]]; then
+      xz -dc "$kroot/lib/modules/$kver/$f.xz" >"$mdir/$f"
+    else
+      cp "$kroot/lib/modules/$kver/$f" "$mdir/$f"
+    fi
+  done
+  cp "$kroot/lib/modules/$kver"/modules.{builtin,builtin.modinfo,order} "$mdir/"
+  depmod -b "$tmp/root" "$kver"   # for the kernel's on-demand modprobe in the guest
+  preload_order "$kroot" "$kver" >"$tmp/root/etc/ctstorm-vm/modules"
+
+  (cd "$tmp/root" && find . | cpio -o -H newc --quiet | gzip -1) >"$tmp/initrd.gz"
+  mv "$tmp/initrd.gz" "$out"
+  rm -rf "$tmp"
+}
+
+# Everything the initramfs is made of, so a change to any of it makes a new one.
+initramfs_key() {
+  {
+    init_script
+    declare -p PRELOAD_MODULES EXTRA_MODULE_DIRS EXTRA_MODULES
+    declare -f preload_order initramfs_module_files build_initramfs
+    sha256sum /bin/busybox
+  } | sha256sum | cut -c1-16
+}
+
+# Makes sure kernel and initramfs are cached; prints "<kernel dir> <initrd> <kver>".
+prepare_kernel() {
+  local series=$1 pkg ver dir initrd kver
+  read -r pkg ver < <(resolve_kernel "$series")
+  dir="$CACHE/${pkg}_${ver}"
+  mkdir -p "$CACHE"
+  # One preparer per package at a time; others wait, then find it ready.
+  exec {lock}>"$dir.lock"
+  flock "$lock"
+  [[ -f $dir/kver ]] || extract_kernel "$pkg" "$ver" "$dir"
+  kver=$(<"$dir/kver")
+  initrd="$dir/initrd-$(initramfs_key).gz"
+  if [[ ! -f $initrd ]]; then
+    log "building initramfs for $kver"
+    [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
+      die "/bin/busybox must be the static build (apt-get install busybox-static)"
+    build_initramfs "$dir/root" "$kver" "$initrd"
+  fi
+  exec {lock}>&-
+  echo "$dir/root/boot/vmlinuz-$kver $initrd $kver"
+}
+
+# ---------------------------------------------------------------------------------------
+# The guest run
+# ---------------------------------------------------------------------------------------
+
+# Writes the script the guest's bash runs: environment, cd to the checkout, the command.
+write_guest_command() {
+  local file=$1 checkout=$2 kver=$3; shift 3
+  local name script
+  if (($# == 1)); then
+    script=$1                       # one argument: a shell command line
+  else
+    script=$(printf '%q ' "$@")     # several: run exactly these words
+  fi
+  {
+    echo 'export HOME=/tmp/home USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb LANG=C.UTF-8'
+    echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+    for name in "${PASS_ENV[@]}"; do
+      [[ -n ${!name+set} ]] && printf 'export %s=%q\n' "$name" "${!name}"
+    done
+    printf 'export CTSTORM_VM=1 CTSTORM_VM_KERNEL=%q\n' "$kver"
+    echo "export MODPROBE_OPTIONS='-d /run/ctstorm-vm/modroot'"
+    echo 'mkdir -p "$HOME"'
+    printf 'cd %q || exit %d\n' "$checkout" "$EXIT_VM_FAILED"
+    printf 'exec bash -c %q\n' "$script"
+  } >"$file"
+}
+
+# Names of the variables passed to the guest.
+collect_env_names() {
+  local name
+  PASS_ENV=("${DEFAULT_ENV[@]}" ${CTSTORM_VM_ENV:-} "${EXTRA_ENV[@]}")
+  PASS_ENV+=($(compgen -e | grep '^CTSTORM_' || true))
+  for name in "${PASS_ENV[@]}"; do
+    [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad environment variable name: $name"
+  done
+}
+
+accel() {
+  echo "${CTSTORM_VM_ACCEL:-tcg}"
+}
+
+start_qemu() {
+  local kernel=$1 initrd=$2 checkout=$3 rundir=$4
+  # exec: $! is qemu itself, so the traps can kill it.
+  exec 3< <(exec qemu-system-x86_64 \
+    -accel "$(accel)" -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
+    -kernel "$kernel" -initrd "$initrd" \
+    -append "console=ttyS0 quiet panic=-1" \
+    -device virtio-rng-pci \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs "local,path=$checkout,mount_tag=checkout,security_model=none,multidevs=remap" \
+    -virtfs "local,path=$rundir,mount_tag=ctrun,security_model=none,readonly=on" \
+    </dev/null 2>&1)
+  QEMU_PID=$!
+}
+
+stop_qemu() {
+  if [[ -n ${QEMU_PID:-} ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
+    kill "$QEMU_PID" 2>/dev/null || true
+    wait "$QEMU_PID" 2>/dev/null || true
+  fi
+}
+
+# Streams the console to stdout until qemu exits or the deadline passes.
+# Sets GUEST_RC from the marker line, if it appears.
+follow_console() {
+  local nonce=$1 timeout=$2 line left n=0 grace_set=
+  local deadline=$((SECONDS + timeout)) marker="CTSTORM_VM_EXIT=([0-9]+) run=$nonce\$"
+  TAIL=()
+  while :; do
+    left=$((deadline - SECONDS))
+    ((left > 0)) || { log "timeout after ${timeout}s"; return 1; }
+    line=
+    if ! IFS= read -r -t "$left" line <&3; then
+      (($? > 128)) && continue   # read timed out: the loop reports it
+      [[ -n $line ]] || return 0 # end of output: qemu exited
+    fi
+    line=${line//$'\r'/}
+    TAIL[n++ % TAIL_LINES]=$line
+    if [[ $line =~ $marker ]]; then
+      GUEST_RC=${BASH_REMATCH[1]}
+      line=${line%CTSTORM_VM_EXIT=*}
+      [[ -z $line ]] || printf '%s\n' "$line"
+      # The guest only syncs and powers off now; do not wait long for that.
+      [[ -n $grace_set ]] || { grace_set=1; deadline=$((SECONDS + 30)); timeout=30; }
+      continue
+    fi
+    printf '%s\n' "$line"
+  done
+}
+
+print_tail() {
+  local i count=${#TAIL[@]} start
+  start=$((TAIL_COUNT > TAIL_LINES ? TAIL_COUNT - TAIL_LINES : 0))
+  log "the guest did not report an exit code; last console lines:"
+  for ((i = start; i < TAIL_COUNT; i++)); do
+    printf 'ctstorm-vm console| %s\n' "${TAIL[i % TAIL_LINES]}" >&2
+  done
+}
+
+cleanup() {
+  stop_qemu
+  [[ -z ${RUNDIR:-} ]] || rm -rf "$RUNDIR"
+}
+
+main() {
+  local series=${CTSTORM_VM_KERNEL:-6.1} timeout=${CTSTORM_VM_TIMEOUT:-900}
+  EXTRA_ENV=()
+  while (($#)); do
+    case $1 in
+      --kernel) series=${2:?--kernel needs a value}; shift 2 ;;
+      --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
+      --env)
+        [[ $2 == *=* ]] && export "${2?}"
+        EXTRA_ENV+=("${2%%=*}"); shift 2 ;;
+      --) shift; break ;;
+      -h|--help) usage ;;
+      *) usage ;;
+    esac
+  done
+  (($#)) || usage
+  [[ $series =~ ^[0-9]+\.[0-9]+$ ]] || die "bad --kernel $series (expected e.g. 6.1 or 6.12)"
+  [[ $timeout =~ ^[0-9]+$ ]] || die "bad --timeout $timeout"
+
+  local checkout kernel initrd kver started=$SECONDS
+  checkout=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null) ||
+    checkout=$(cd "$SCRIPT_DIR/../.." && pwd)
+  read -r kernel initrd kver < <(prepare_kernel "$series")
+  [[ -n ${kver:-} ]] || exit "$EXIT_VM_FAILED"
+  collect_env_names
+
+  trap cleanup EXIT
+  trap 'log "interrupted"; exit 130' INT
+  trap 'log "terminated"; exit 143' TERM
+  RUNDIR=$(mktemp -d "${TMPDIR:-/tmp}/ctstorm-vm.XXXXXX")
+  local nonce
+  nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  echo "$checkout" >"$RUNDIR/checkout"
+  echo "$nonce" >"$RUNDIR/nonce"
+  write_guest_command "$RUNDIR/cmd.sh" "$checkout" "$kver" "$@"
+
+  log "booting $kver ($(accel)), timeout ${timeout}s"
+  GUEST_RC=
+  start_qemu "$kernel" "$initrd" "$checkout" "$RUNDIR"
+  follow_console "$nonce" "$timeout" || true
+  stop_qemu
+  if [[ -z $GUEST_RC ]]; then
+    TAIL_COUNT=$n print_tail
+    exit "$EXIT_VM_FAILED"
+  fi
+  log "exit code $GUEST_RC after $((SECONDS - started))s"
+  exit "$GUEST_RC"
+}
+
+main "$@"
