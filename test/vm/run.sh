@@ -60,16 +60,16 @@ apt_update() {
   flock "$CACHE/apt-update.lock" apt-get update -qq >&2 || log "warning: apt-get update failed"
 }
 
-# Prints "<package> <version>"; refreshes the apt lists only if nothing is found.
+# Sets PKG and PKG_VERSION; refreshes the apt lists only if nothing is found.
 resolve_kernel() {
-  local series=$1 pkg
-  pkg=$(find_kernel_package "$series")
-  if [[ -z $pkg ]]; then
+  local series=$1
+  PKG=$(find_kernel_package "$series")
+  if [[ -z $PKG ]]; then
     apt_update
-    pkg=$(find_kernel_package "$series")
+    PKG=$(find_kernel_package "$series")
   fi
-  [[ -n $pkg ]] || die "no linux-image package found for kernel series $series"
-  echo "$pkg $(package_version "$pkg")"
+  [[ -n $PKG ]] || die "no linux-image package found for kernel series $series"
+  PKG_VERSION=$(package_version "$PKG")
 }
 
 # Downloads and unpacks the package into $dir/root, runs depmod. Caller holds the lock.
@@ -189,7 +189,7 @@ preload_order() {
   done
 }
 
-# Prints every module file (relative path) the initramfs needs, with dependencies.
+# Prints every module file (relative path, without .xz) the initramfs needs, with deps.
 initramfs_module_files() {
   local kroot=$1 kver=$2 mdir="$1/lib/modules/$2" dir m
   {
@@ -201,11 +201,12 @@ initramfs_module_files() {
       modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>/dev/null |
         awk '$1 == "insmod" {print $2}' | sed "s|^$mdir/||"
     done
-  } | while read -r m; do
-    # modules.dep lists each module's full (transitive) dependency set.
-    echo "$m"
-    sed -n "s|^${m//./\\.}:||p" "$mdir/modules.dep" | tr ' ' '\n'
-  done | sed '/^$/d; s/\.xz$//' | sort -u
+  } | sed 's/\.xz$//' |
+    # modules.dep gives each module's full (transitive) dependency list.
+    awk 'NR == FNR { want[$0] = 1; next }
+         { sub(/:$/, "", $1); for (i = 1; i <= NF; i++) sub(/\.xz$/, "", $i) }
+         $1 in want { for (i = 1; i <= NF; i++) print $i }' - "$mdir/modules.dep" |
+    sort -u
 }
 
 # Builds the initramfs (gzip'd newc cpio) into $out.
@@ -213,7 +214,7 @@ build_initramfs() {
   local kroot=$1 kver=$2 out=$3 tmp mdir f
   tmp=$(mktemp -d "$CACHE/.initramfs.XXXXXX")
   mdir="$tmp/root/lib/modules/$kver"
-  mkdir -p "$tmp/root"/{bin,sbin,dev,proc,sys,etc/ctstorm-vm,newroot} "$mdir"
+  mkdir -p "$tmp/root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,etc/ctstorm-vm,newroot} "$mdir"
   cp /bin/busybox "$tmp/root/bin/busybox"
   init_script >"$tmp/root/init"
   chmod 755 "$tmp/root/init"
@@ -246,26 +247,26 @@ initramfs_key() {
   } | sha256sum | cut -c1-16
 }
 
-# Makes sure kernel and initramfs are cached; prints "<kernel dir> <initrd> <kver>".
+# Makes sure kernel and initramfs are cached; sets KERNEL, INITRD and KVER.
 prepare_kernel() {
-  local series=$1 pkg ver dir initrd kver
-  read -r pkg ver < <(resolve_kernel "$series")
-  dir="$CACHE/${pkg}_${ver}"
+  local series=$1 dir lock
+  resolve_kernel "$series"
+  dir="$CACHE/${PKG}_${PKG_VERSION}"
   mkdir -p "$CACHE"
-  # One preparer per package at a time; others wait, then find it ready.
+  # One preparer per package at a time; the others wait, then find it ready.
   exec {lock}>"$dir.lock"
   flock "$lock"
-  [[ -f $dir/kver ]] || extract_kernel "$pkg" "$ver" "$dir"
-  kver=$(<"$dir/kver")
-  initrd="$dir/initrd-$(initramfs_key).gz"
-  if [[ ! -f $initrd ]]; then
-    log "building initramfs for $kver"
+  [[ -f $dir/kver ]] || extract_kernel "$PKG" "$PKG_VERSION" "$dir"
+  KVER=$(<"$dir/kver")
+  KERNEL="$dir/root/boot/vmlinuz-$KVER"
+  INITRD="$dir/initrd-$(initramfs_key).gz"
+  if [[ ! -f $INITRD ]]; then
+    log "building initramfs for $KVER"
     [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
       die "/bin/busybox must be the static build (apt-get install busybox-static)"
-    build_initramfs "$dir/root" "$kver" "$initrd"
+    build_initramfs "$dir/root" "$KVER" "$INITRD"
   fi
   exec {lock}>&-
-  echo "$dir/root/boot/vmlinuz-$kver $initrd $kver"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ start_qemu() {
     -accel "$(accel)" -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1" \
-    -device virtio-rng-pci \
+    -bios qboot.rom -device virtio-rng-pci \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$checkout,mount_tag=checkout,security_model=none,multidevs=remap" \
     -virtfs "local,path=$rundir,mount_tag=ctrun,security_model=none,readonly=on" \
@@ -331,28 +332,34 @@ stop_qemu() {
   fi
 }
 
-# Streams the console to stdout until qemu exits or the deadline passes.
-# Sets GUEST_RC from the marker line, if it appears.
+# Terminal control sequences (firmware screen clears, colours) make logs unreadable.
+strip_escapes() {
+  sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[()][A-Za-z0-9]//g; s/\x1b[A-Za-z=>]//g' <<<"$1"
+}
+
+# Streams the console to stdout until qemu exits or the deadline passes. Keeps the
+# last lines in TAIL (TAIL_COUNT lines seen) and sets GUEST_RC from the marker line.
 follow_console() {
-  local nonce=$1 timeout=$2 line left n=0 grace_set=
+  local nonce=$1 timeout=$2 line left rc after_marker=
   local deadline=$((SECONDS + timeout)) marker="CTSTORM_VM_EXIT=([0-9]+) run=$nonce\$"
-  TAIL=()
+  TAIL=() TAIL_COUNT=0
   while :; do
     left=$((deadline - SECONDS))
     ((left > 0)) || { log "timeout after ${timeout}s"; return 1; }
-    line=
-    if ! IFS= read -r -t "$left" line <&3; then
-      (($? > 128)) && continue   # read timed out: the loop reports it
-      [[ -n $line ]] || return 0 # end of output: qemu exited
-    fi
+    line= rc=0
+    IFS= read -r -t "$left" line <&3 || rc=$?
+    ((rc <= 128)) || continue             # read timed out: the loop reports it
+    ((rc == 0)) || [[ -n $line ]] || return 0   # end of output: qemu exited
     line=${line//$'\r'/}
-    TAIL[n++ % TAIL_LINES]=$line
+    [[ $line != *$'\e'* ]] || line=$(strip_escapes "$line")
+    TAIL[TAIL_COUNT++ % TAIL_LINES]=$line
+    [[ -z $after_marker ]] || continue    # only the guest's power-off messages now
     if [[ $line =~ $marker ]]; then
       GUEST_RC=${BASH_REMATCH[1]}
       line=${line%CTSTORM_VM_EXIT=*}
       [[ -z $line ]] || printf '%s\n' "$line"
-      # The guest only syncs and powers off now; do not wait long for that.
-      [[ -n $grace_set ]] || { grace_set=1; deadline=$((SECONDS + 30)); timeout=30; }
+      # The guest only syncs and powers off now: do not wait long for that.
+      after_marker=1 deadline=$((SECONDS + 30)) timeout=30
       continue
     fi
     printf '%s\n' "$line"
@@ -360,8 +367,7 @@ follow_console() {
 }
 
 print_tail() {
-  local i count=${#TAIL[@]} start
-  start=$((TAIL_COUNT > TAIL_LINES ? TAIL_COUNT - TAIL_LINES : 0))
+  local i start=$((TAIL_COUNT > TAIL_LINES ? TAIL_COUNT - TAIL_LINES : 0))
   log "the guest did not report an exit code; last console lines:"
   for ((i = start; i < TAIL_COUNT; i++)); do
     printf 'ctstorm-vm console| %s\n' "${TAIL[i % TAIL_LINES]}" >&2
@@ -392,30 +398,28 @@ main() {
   [[ $series =~ ^[0-9]+\.[0-9]+$ ]] || die "bad --kernel $series (expected e.g. 6.1 or 6.12)"
   [[ $timeout =~ ^[0-9]+$ ]] || die "bad --timeout $timeout"
 
-  local checkout kernel initrd kver started=$SECONDS
+  local checkout nonce started=$SECONDS
   checkout=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null) ||
     checkout=$(cd "$SCRIPT_DIR/../.." && pwd)
-  read -r kernel initrd kver < <(prepare_kernel "$series")
-  [[ -n ${kver:-} ]] || exit "$EXIT_VM_FAILED"
   collect_env_names
+  prepare_kernel "$series"
 
   trap cleanup EXIT
   trap 'log "interrupted"; exit 130' INT
   trap 'log "terminated"; exit 143' TERM
   RUNDIR=$(mktemp -d "${TMPDIR:-/tmp}/ctstorm-vm.XXXXXX")
-  local nonce
   nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
   echo "$checkout" >"$RUNDIR/checkout"
   echo "$nonce" >"$RUNDIR/nonce"
-  write_guest_command "$RUNDIR/cmd.sh" "$checkout" "$kver" "$@"
+  write_guest_command "$RUNDIR/cmd.sh" "$checkout" "$KVER" "$@"
 
-  log "booting $kver ($(accel)), timeout ${timeout}s"
+  log "booting $KVER ($(accel)), timeout ${timeout}s"
   GUEST_RC=
-  start_qemu "$kernel" "$initrd" "$checkout" "$RUNDIR"
+  start_qemu "$KERNEL" "$INITRD" "$checkout" "$RUNDIR"
   follow_console "$nonce" "$timeout" || true
   stop_qemu
   if [[ -z $GUEST_RC ]]; then
-    TAIL_COUNT=$n print_tail
+    print_tail
     exit "$EXIT_VM_FAILED"
   fi
   log "exit code $GUEST_RC after $((SECONDS - started))s"

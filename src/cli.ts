@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// The `ctstorm` command: parse, call the library, print. Failures print one
+// line ("ctstorm: problem; fix") and exit non-zero; never a stack trace.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CtstormError, errorLine } from './errors.js';
+import type { NativeBinding } from './native.js';
+import { takeSnapshot } from './snapshot.js';
+import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
+import type { TableInfo } from './table.js';
+import { watch } from './watch.js';
+
+const VERSION = '0.1.0';
+
+const USAGE = `usage: ctstorm <command> [options]
+
+commands
+  watch       live view of conntrack churn, redrawn every second (Ctrl-C ends)
+  snapshot    watch for --duration seconds, then print one summary
+  modes       which attach modes this kernel allows, and why not the others
+
+options
+  --mode <m>          auto (default), ${MODES.join(', ')}
+  --duration <s>      snapshot length in seconds (required for snapshot)
+  --json              snapshot/modes: print JSON
+  --interval <s>      watch refresh period (default 1)
+  --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
+  --debug             libbpf's log on stderr
+  -h, --help          this text
+  --version           ctstorm's version`;
+
+export interface CliIO {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  /** For tests: a stand-in for the compiled addon and the sysctl files. */
+  native?: NativeBinding;
+  readTable?: () => TableInfo;
+  signal?: AbortSignal;
+}
+
+const options = {
+  mode: { type: 'string' },
+  duration: { type: 'string' },
+  json: { type: 'boolean' },
+  interval: { type: 'string' },
+  'ring-bytes': { type: 'string' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+const usageError = (problem: string, fix = 'see: ctstorm --help'): CtstormError => new CtstormError(problem, fix, 'EUSAGE');
+
+function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>> {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const message = err instanceof Error ? err.message : String(err);
+    const flag = /'([^']+)'/.exec(message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw usageError(`unknown option ${flag ?? ''}`.trim());
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw usageError(`option ${flag ?? ''} needs a value`.trim());
+    throw usageError(message.split('.')[0] ?? message);
+  }
+}
+
+function seconds(name: string, raw: string | undefined, fallback?: number): number {
+  if (raw === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw usageError(`--${name} is required`, `give it in seconds, e.g. --${name} 5`);
+  }
+  const value = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(value) || value <= 0 || value > 86400) {
+    throw usageError(`bad --${name} "${raw}"`, `give seconds as a number above 0 and at most 86400, e.g. --${name} 5`);
+  }
+  return value;
+}
+
+function mode(raw: string | undefined): ModeChoice {
+  if (raw === undefined || raw === 'auto') return 'auto';
+  if (isMode(raw)) return raw;
+  throw usageError(`unknown mode "${raw}"`, `use one of: auto, ${MODES.join(', ')}`);
+}
+
+function ringBytes(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < 4096 || (value & (value - 1)) !== 0 || value > 1 << 30) {
+    throw usageError(`bad --ring-bytes "${raw}"`, 'use a power of two between 4096 and 1073741824');
+  }
+  return value;
+}
+
+function summary(s: Awaited<ReturnType<typeof takeSnapshot>>): string {
+  const lines = [
+    `mode ${s.mode} on ${s.kernel}, ${s.durationSeconds} s`,
+    `table ${s.table.entries} / ${s.table.max} entries, ${s.table.buckets} buckets`,
+    `inserts ${s.totals.inserts} (${s.rates.insertsPerSecond}/s), destroys ${s.totals.destroys} (${s.rates.destroysPerSecond}/s), lost ${s.totals.lost}`,
+  ];
+  for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${p.inserts} inserts, ${p.destroys} destroys`);
+  for (const n of s.netns.slice(0, 10)) lines.push(`  netns ${n.inode}: ${n.inserts} inserts, ${n.destroys} destroys`);
+  return lines.join('\n');
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  try {
+    const { values, positionals } = parse(argv);
+    if (values.version) {
+      io.out(VERSION);
+      return 0;
+    }
+    const [command, ...extra] = positionals;
+    if (values.help || command === 'help') {
+      io.out(USAGE);
+      return 0;
+    }
+    if (command === undefined) throw usageError('no command given', 'use: ctstorm watch, ctstorm snapshot --duration 5 --json, or ctstorm modes');
+    if (extra.length > 0) throw usageError(`unexpected argument "${extra[0]}"`);
+    const common = {
+      mode: mode(values.mode),
+      ringBytes: ringBytes(values['ring-bytes']),
+      debug: values.debug ?? false,
+      native: io.native,
+    };
+    const signal = io.signal ?? new AbortController().signal;
+
+    switch (command) {
+      case 'snapshot': {
+        const durationSeconds = seconds('duration', values.duration);
+        const snap = await takeSnapshot({ ...common, durationSeconds, signal, readTable: io.readTable });
+        io.out(values.json ? JSON.stringify(snap) : summary(snap));
+        return 0;
+      }
+      case 'watch': {
+        const intervalSeconds = seconds('interval', values.interval, 1);
+        const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
+        await watch({ ...common, intervalSeconds, signal, write: (frame) => io.out(clear + frame) });
+        return 0;
+      }
+      case 'modes': {
+        const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
+        if (values.json) io.out(JSON.stringify(report));
+        else for (const r of report) io.out(`${r.mode.padEnd(10)} ${r.available ? 'yes' : 'no '}  ${r.available ? r.hooks : r.reason}`);
+        return 0;
+      }
+      default:
+        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, modes');
+    }
+  } catch (err) {
+    io.err(`ctstorm: ${errorLine(err)}`);
+    return err instanceof CtstormError && err.code === 'EUSAGE' ? 2 : 1;
+  }
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const stop = new AbortController();
+  // First Ctrl-C/TERM ends the run cleanly (probe detached); a second one exits.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      if (stop.signal.aborted) process.exit(130);
+      stop.abort();
+    });
+  }
+  const code = await main(process.argv.slice(2), {
+    out: (t) => process.stdout.write(`${t}\n`),
+    err: (t) => process.stderr.write(`${t}\n`),
+    signal: stop.signal,
+  });
+  process.exitCode = code;
+}

@@ -1,0 +1,13 @@
+export { CtstormError, errorLine } from './errors.js';
+export { RecordBatch, decodeRecord, RECORD_SIZE, RECORD_VERSION, Offset, RecordFlag, RecordType } from './record.js';
+export type { CtRecord, Tuple } from './record.js';
+export { openSource, probeModes, MODES, isMode, DEFAULT_RING_BYTES } from './source.js';
+export type { Mode, ModeChoice, ModeReport, Source, SourceOptions } from './source.js';
+export { diffCounters, byNetns, totals } from './counters.js';
+export type { Counts, KernelCounters, Health, NetnsCounts } from './counters.js';
+export { readTable } from './table.js';
+export type { TableInfo } from './table.js';
+export { takeSnapshot } from './snapshot.js';
+export type { Snapshot, SnapshotOptions } from './snapshot.js';
+export { renderFrame, watch } from './watch.js';
+export { protoName, tcpStateName } from './protocols.js';

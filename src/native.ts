@@ -1,0 +1,57 @@
+// The only file that loads the compiled addon (build/Release/ctstorm.node).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CtstormError } from './errors.js';
+
+export interface NativeCounts {
+  inserts: number;
+  destroys: number;
+  lost: number;
+}
+
+export interface NativeCounters {
+  protocols: Array<NativeCounts & { l4proto: number }>;
+  netns: Array<NativeCounts & { inode: number; l4proto: number }>;
+  /** Indexed by the ctstorm_health enum in bpf/ctstorm.h. */
+  health: number[];
+}
+
+export interface NativeProbeOptions {
+  ringBytes: number;
+  liveEntries: number;
+  debug: boolean;
+}
+
+export interface NativeProbe {
+  readonly mode: string;
+  /** Resolves with the number of bytes (whole records) written into buf. */
+  poll(buf: Uint8Array, timeoutMs: number): Promise<number>;
+  counters(): NativeCounters;
+  close(): void;
+}
+
+export interface NativeBinding {
+  Probe: new (mode: string, options: NativeProbeOptions) => NativeProbe;
+  recordSize: number;
+  recordVersion: number;
+  hooks: Record<string, string>;
+}
+
+const addonPath = fileURLToPath(new URL('../build/Release/ctstorm.node', import.meta.url));
+let binding: NativeBinding | undefined;
+
+export function loadNative(): NativeBinding {
+  if (binding) return binding;
+  if (!existsSync(addonPath)) {
+    throw new CtstormError(`native addon not built (${addonPath} is missing)`, 'run: npm run build', 'ENOADDON');
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    binding = require(addonPath) as NativeBinding;
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new CtstormError(`native addon failed to load (${why})`, 'run: bash scripts/setup.sh && npm run build', 'ENOADDON');
+  }
+  return binding;
+}

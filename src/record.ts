@@ -1,0 +1,193 @@
+// Decoder for struct ctstorm_record (bpf/ctstorm.h). test/unit/layout.test.ts
+// compiles the header and checks every offset here against it.
+import { AF_INET6, protoName, tcpStateName } from './protocols.js';
+
+export const RECORD_SIZE = 128;
+export const RECORD_VERSION = 1;
+
+export const Offset = {
+  version: 0,
+  type: 1,
+  l3proto: 2,
+  l4proto: 3,
+  tcpState: 4,
+  flags: 6,
+  tsNs: 8,
+  lifetimeNs: 16,
+  netnsIno: 24,
+  status: 28,
+  mark: 32,
+  zone: 36,
+  bucketOrig: 40,
+  bucketReply: 44,
+  chainOrig: 48,
+  chainReply: 50,
+  orig: 56,
+  reply: 92,
+} as const;
+
+/** Within struct ctstorm_tuple. */
+export const TupleOffset = { src: 0, dst: 16, sport: 32, dport: 34, size: 36 } as const;
+
+export const RecordType = { insert: 1, destroy: 2 } as const;
+
+export const RecordFlag = {
+  buckets: 1 << 0,
+  chain: 1 << 1,
+  lifetime: 1 << 2,
+  late: 1 << 3,
+} as const;
+
+export interface Tuple {
+  src: string;
+  dst: string;
+  /** Port, or ICMP id. */
+  sport: number;
+  /** Port; for ICMP the type (high byte) and code (low byte). */
+  dport: number;
+}
+
+export interface CtRecord {
+  type: 'insert' | 'destroy';
+  tsNs: number;
+  /** Destroys only, when the probe saw the insert. */
+  lifetimeNs?: number;
+  netns: number;
+  l3proto: number;
+  l4proto: number;
+  proto: string;
+  tcpState?: string;
+  status: number;
+  mark: number;
+  zone: number;
+  buckets?: { orig: number; reply: number };
+  chain?: { orig: number; reply: number };
+  /** Insert reported only when the entry was freed (tracepoint mode). */
+  late: boolean;
+  orig: Tuple;
+  reply: Tuple;
+}
+
+/**
+ * A batch of records in one buffer, read in place: the hot path (counting,
+ * engine) reads single fields by index without building objects.
+ */
+export class RecordBatch {
+  readonly view: DataView;
+  readonly count: number;
+
+  constructor(readonly bytes: Uint8Array, length = bytes.byteLength) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, length);
+    this.count = Math.floor(length / RECORD_SIZE);
+  }
+
+  version(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.version);
+  }
+  type(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.type);
+  }
+  l4proto(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.l4proto);
+  }
+  netns(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.netnsIno, true);
+  }
+  flags(i: number): number {
+    return this.view.getUint16(i * RECORD_SIZE + Offset.flags, true);
+  }
+  tsNs(i: number): number {
+    return readU64(this.view, i * RECORD_SIZE + Offset.tsNs);
+  }
+  lifetimeNs(i: number): number {
+    return readU64(this.view, i * RECORD_SIZE + Offset.lifetimeNs);
+  }
+
+  decode(i: number): CtRecord {
+    return decodeRecord(this.view, i * RECORD_SIZE);
+  }
+
+  *[Symbol.iterator](): IterableIterator<CtRecord> {
+    for (let i = 0; i < this.count; i++) yield this.decode(i);
+  }
+}
+
+/** u64 as a number: exact below 2^53 (104 days of nanoseconds). */
+function readU64(view: DataView, at: number): number {
+  return view.getUint32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
+}
+
+function address(view: DataView, at: number, l3proto: number): string {
+  if (l3proto !== AF_INET6) {
+    return `${view.getUint8(at)}.${view.getUint8(at + 1)}.${view.getUint8(at + 2)}.${view.getUint8(at + 3)}`;
+  }
+  const groups: string[] = [];
+  for (let g = 0; g < 8; g++) groups.push(view.getUint16(at + g * 2, false).toString(16));
+  return compressIPv6(groups);
+}
+
+/** RFC 5952: the longest run (>= 2) of zero groups becomes "::". */
+function compressIPv6(groups: string[]): string {
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+function tuple(view: DataView, at: number, l3proto: number): Tuple {
+  return {
+    src: address(view, at + TupleOffset.src, l3proto),
+    dst: address(view, at + TupleOffset.dst, l3proto),
+    sport: view.getUint16(at + TupleOffset.sport, false),
+    dport: view.getUint16(at + TupleOffset.dport, false),
+  };
+}
+
+export function decodeRecord(view: DataView, at: number): CtRecord {
+  const type = view.getUint8(at + Offset.type);
+  const l3proto = view.getUint8(at + Offset.l3proto);
+  const l4proto = view.getUint8(at + Offset.l4proto);
+  const flags = view.getUint16(at + Offset.flags, true);
+  const record: CtRecord = {
+    type: type === RecordType.destroy ? 'destroy' : 'insert',
+    tsNs: readU64(view, at + Offset.tsNs),
+    netns: view.getUint32(at + Offset.netnsIno, true),
+    l3proto,
+    l4proto,
+    proto: protoName(l4proto),
+    status: view.getUint32(at + Offset.status, true),
+    mark: view.getUint32(at + Offset.mark, true),
+    zone: view.getUint16(at + Offset.zone, true),
+    late: (flags & RecordFlag.late) !== 0,
+    orig: tuple(view, at + Offset.orig, l3proto),
+    reply: tuple(view, at + Offset.reply, l3proto),
+  };
+  if (l4proto === 6) record.tcpState = tcpStateName(view.getUint8(at + Offset.tcpState));
+  if (flags & RecordFlag.lifetime) record.lifetimeNs = readU64(view, at + Offset.lifetimeNs);
+  if (flags & RecordFlag.buckets) {
+    record.buckets = {
+      orig: view.getUint32(at + Offset.bucketOrig, true),
+      reply: view.getUint32(at + Offset.bucketReply, true),
+    };
+  }
+  if (flags & RecordFlag.chain) {
+    record.chain = {
+      orig: view.getUint16(at + Offset.chainOrig, true),
+      reply: view.getUint16(at + Offset.chainReply, true),
+    };
+  }
+  return record;
+}

@@ -1,0 +1,214 @@
+// Record sources. The BPF source is the only one today; a netlink source will
+// implement the same interface (ROADMAP: reliability and fallbacks).
+import { existsSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
+import { CtstormError } from './errors.js';
+import { healthFromArray, type KernelCounters } from './counters.js';
+import { loadNative, type NativeBinding, type NativeProbe } from './native.js';
+import { RECORD_SIZE, RecordBatch } from './record.js';
+import { conntrackLoaded, readTable } from './table.js';
+
+export const MODES = ['fentry', 'kprobe', 'tracepoint'] as const;
+export type Mode = (typeof MODES)[number];
+export type ModeChoice = Mode | 'auto';
+
+export interface ModeReport {
+  mode: Mode;
+  /** Which kernel functions or tracepoints the mode hooks. */
+  hooks: string;
+  available: boolean;
+  /** Why the kernel refused the mode; absent when it loaded or was not tried. */
+  reason?: string;
+  tried: boolean;
+}
+
+export interface Source {
+  readonly mode: Mode;
+  readonly hooks: string;
+  /** What was tried to get here, best mode first. */
+  readonly report: readonly ModeReport[];
+  /** Waits up to timeoutMs for records. The batch is valid until the next poll. */
+  poll(timeoutMs: number): Promise<RecordBatch>;
+  /** Exact counters since the probe was loaded. */
+  counters(): KernelCounters;
+  close(): Promise<void>;
+}
+
+export interface SourceOptions {
+  mode?: ModeChoice;
+  /** Ring buffer size in bytes: a power of two, at least 4096. */
+  ringBytes?: number;
+  /** Records copied per poll at most. */
+  batchRecords?: number;
+  /** libbpf's log on stderr. */
+  debug?: boolean;
+  /** For tests: a stand-in for the compiled addon. */
+  native?: NativeBinding;
+}
+
+export const DEFAULT_RING_BYTES = 16 << 20;
+const DEFAULT_BATCH_RECORDS = 4096;
+
+export function isMode(s: string): s is Mode {
+  return (MODES as readonly string[]).includes(s);
+}
+
+function errnoName(err: unknown): string | undefined {
+  const errno = (err as { errno?: unknown }).errno;
+  if (typeof errno !== 'number' || errno >= 0) return undefined;
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why the kernel refused a mode, in words an operator can act on. */
+function refusal(mode: Mode, err: unknown): string {
+  const code = errnoName(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'EPERM' && process.getuid?.() !== 0) {
+    return 'EPERM: loading BPF needs root (or CAP_BPF + CAP_PERFMON)';
+  }
+  if (mode === 'kprobe' && !existsSync('/sys/bus/event_source/devices/kprobe')) {
+    return `kernel has no kprobes (CONFIG_KPROBES unset): ${message}`;
+  }
+  return code ? `${code}: ${message}` : message;
+}
+
+function preflight(): void {
+  if (!existsSync('/sys/kernel/btf/vmlinux')) {
+    throw new CtstormError(
+      'kernel has no BTF (/sys/kernel/btf/vmlinux is missing)',
+      'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu and RHEL kernels are)',
+      'ENOBTF',
+    );
+  }
+  if (!conntrackLoaded()) readTable(); // throws the "load nf_conntrack" error
+}
+
+function liveEntriesFor(max: number): number {
+  // Room for every entry the table can hold plus objects in flight.
+  return Math.min(Math.max(2 * max, 1 << 16), 1 << 24);
+}
+
+class BpfSource implements Source {
+  readonly hooks: string;
+  private readonly buffer: Uint8Array;
+  private inflight: Promise<unknown> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly probe: NativeProbe,
+    readonly mode: Mode,
+    readonly report: readonly ModeReport[],
+    hooks: string,
+    batchRecords: number,
+  ) {
+    this.hooks = hooks;
+    this.buffer = new Uint8Array(batchRecords * RECORD_SIZE);
+  }
+
+  async poll(timeoutMs: number): Promise<RecordBatch> {
+    if (this.closed) throw new Error('source is closed');
+    const pending = this.probe.poll(this.buffer, Math.max(0, Math.floor(timeoutMs)));
+    this.inflight = pending;
+    try {
+      return new RecordBatch(this.buffer, await pending);
+    } finally {
+      this.inflight = undefined;
+    }
+  }
+
+  counters(): KernelCounters {
+    const raw = this.probe.counters();
+    return { protocols: raw.protocols, netns: raw.netns, health: healthFromArray(raw.health) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.probe.close(); // detaches now, or as soon as the in-flight drain returns
+    await this.inflight?.catch(() => undefined);
+  }
+}
+
+function checkOptions(o: SourceOptions): void {
+  const ring = o.ringBytes ?? DEFAULT_RING_BYTES;
+  if (!Number.isInteger(ring) || ring < 4096 || (ring & (ring - 1)) !== 0 || ring > 1 << 30) {
+    throw new CtstormError(`bad ring buffer size ${ring}`, 'use a power of two between 4096 and 1 GiB', 'EINVAL');
+  }
+  const batch = o.batchRecords ?? DEFAULT_BATCH_RECORDS;
+  if (!Number.isInteger(batch) || batch < 1 || batch > 1 << 20) {
+    throw new CtstormError(`bad batch size ${batch}`, 'use 1 to 1048576 records', 'EINVAL');
+  }
+  if (o.mode !== undefined && o.mode !== 'auto' && !isMode(o.mode)) {
+    throw new CtstormError(`unknown mode "${String(o.mode)}"`, `use one of: auto, ${MODES.join(', ')}`, 'EINVAL');
+  }
+}
+
+type Attempt = { probe: NativeProbe } | { reason: string };
+
+function tryMode(native: NativeBinding, mode: Mode, options: SourceOptions, tableMax: number): Attempt {
+  try {
+    const probe = new native.Probe(mode, {
+      ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES,
+      liveEntries: liveEntriesFor(tableMax),
+      debug: options.debug ?? false,
+    });
+    return { probe };
+  } catch (err) {
+    return { reason: refusal(mode, err) };
+  }
+}
+
+function prepare(options: SourceOptions): { native: NativeBinding; tableMax: number } {
+  checkOptions(options);
+  if (options.native) return { native: options.native, tableMax: 1 << 18 };
+  const native = loadNative();
+  preflight();
+  return { native, tableMax: readTable().max };
+}
+
+/**
+ * Loads and attaches the probe. "auto" takes the best mode the kernel allows:
+ * fentry, then kprobe, then tracepoint.
+ */
+export function openSource(options: SourceOptions = {}): Source {
+  const { native, tableMax } = prepare(options);
+  const choice = options.mode ?? 'auto';
+  const report: ModeReport[] = MODES.map((mode) => ({ mode, hooks: native.hooks[mode] ?? '', available: false, tried: false }));
+
+  for (const entry of report) {
+    if (choice !== 'auto' && entry.mode !== choice) continue;
+    entry.tried = true;
+    const attempt = tryMode(native, entry.mode, options, tableMax);
+    if ('probe' in attempt) {
+      entry.available = true;
+      return new BpfSource(attempt.probe, entry.mode, report, entry.hooks, options.batchRecords ?? DEFAULT_BATCH_RECORDS);
+    }
+    entry.reason = attempt.reason;
+  }
+
+  const tried = report.filter((r) => r.tried);
+  const reasons = tried.map((r) => `${r.mode}: ${r.reason}`).join('; ');
+  if (process.getuid?.() !== 0 && tried.some((r) => r.reason?.startsWith('EPERM'))) {
+    throw new CtstormError('permission denied loading BPF', 'run as root (or with CAP_BPF and CAP_PERFMON)', 'EPERM');
+  }
+  if (choice !== 'auto') {
+    throw new CtstormError(`the kernel refused ${choice} mode (${reasons})`, 'use --mode auto, or see which modes load with: ctstorm modes', 'EMODE');
+  }
+  throw new CtstormError(`no BPF attach mode loads on this kernel (${reasons})`, 'run with --debug for the libbpf log', 'EMODE');
+}
+
+/** Tries every mode (load, attach, detach) and says which the kernel allows. */
+export function probeModes(options: Omit<SourceOptions, 'mode'> = {}): ModeReport[] {
+  const { native, tableMax } = prepare(options);
+  return MODES.map((mode) => {
+    const attempt = tryMode(native, mode, options, tableMax);
+    const hooks = native.hooks[mode] ?? '';
+    if ('reason' in attempt) return { mode, hooks, available: false, tried: true, reason: attempt.reason };
+    attempt.probe.close();
+    return { mode, hooks, available: true, tried: true };
+  });
+}
