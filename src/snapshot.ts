@@ -25,7 +25,7 @@ export interface Snapshot {
 
 export interface SnapshotOptions extends SourceOptions {
   durationSeconds: number;
-  /** Called once the probe is attached, before the clock starts. */
+  /** Called once the probe is attached and the starting counters are read. */
   onReady?: (source: Source) => void | Promise<void>;
   /** Every drained batch, in order; valid only during the call. */
   onBatch?: (batch: RecordBatch) => void;
@@ -40,8 +40,8 @@ const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> {
   const source = openSource(options);
   try {
-    await options.onReady?.(source);
     const start = source.counters();
+    await options.onReady?.(source);
     const t0 = performance.now();
     const deadline = t0 + options.durationSeconds * 1000;
     let drained = 0;

@@ -1,0 +1,117 @@
+// Two network namespaces joined by a veth pair, conntrack active in the server
+// namespace only (an nftables "ct state" rule), and the traffic helper run in them.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const trafficScript = fileURLToPath(new URL('./traffic.mjs', import.meta.url));
+
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export class NetnsPair {
+  readonly client: string;
+  readonly server: string;
+  readonly clientAddr: string;
+  readonly serverAddr: string;
+  readonly tcpPort = 7100;
+  readonly udpPort = 7200;
+  private serverProc: ChildProcess | undefined;
+
+  constructor(tag: string) {
+    const n = (process.pid % 200) + 20;
+    this.client = `cts-${tag}-c`;
+    this.server = `cts-${tag}-s`;
+    // 198.18.0.0/15 is reserved for tests; these addresses exist only inside
+    // the namespaces made here.
+    this.clientAddr = `198.18.${n}.1`;
+    this.serverAddr = `198.18.${n}.2`;
+  }
+
+  /** Inode of the server namespace: what `stat -L -c %i /run/netns/NAME` prints. */
+  get serverInode(): number {
+    return statSync(`/run/netns/${this.server}`).ino;
+  }
+
+  exec(ns: string, cmd: string, ...args: string[]): string {
+    return sh('ip', ['netns', 'exec', ns, cmd, ...args]);
+  }
+
+  up(): void {
+    this.down();
+    const vc = `ctv${process.pid % 100000}c`;
+    const vs = `ctv${process.pid % 100000}s`;
+    sh('ip', ['netns', 'add', this.client]);
+    sh('ip', ['netns', 'add', this.server]);
+    sh('ip', ['link', 'add', vc, 'netns', this.client, 'type', 'veth', 'peer', 'name', vs, 'netns', this.server]);
+    for (const [ns, dev, addr] of [
+      [this.client, vc, this.clientAddr],
+      [this.server, vs, this.serverAddr],
+    ] as const) {
+      this.exec(ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+      this.exec(ns, 'ip', 'addr', 'add', `${addr}/24`, 'dev', dev);
+      this.exec(ns, 'ip', 'link', 'set', dev, 'up');
+      this.exec(ns, 'ip', 'link', 'set', 'lo', 'up');
+    }
+    // Any conntrack match registers conntrack in this netns, IPv4 only.
+    this.exec(
+      this.server,
+      'nft',
+      'add table ip ctstorm_test; add chain ip ctstorm_test input { type filter hook input priority 0; }; add rule ip ctstorm_test input ct state new accept',
+    );
+  }
+
+  async startServer(): Promise<void> {
+    const proc = spawn(
+      'ip',
+      ['netns', 'exec', this.server, process.execPath, trafficScript, 'server', this.serverAddr, String(this.tcpPort), String(this.udpPort)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    this.serverProc = proc;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('traffic server did not start in 30 s')), 30_000);
+      proc.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      proc.on('exit', (code) => reject(new Error(`traffic server exited with ${code}`)));
+    });
+  }
+
+  /** Opens nTcp TCP connections and nUdp UDP flows; returns the client ports used. */
+  async runClient(nTcp: number, nUdp: number): Promise<{ tcp: number[]; udp: number[] }> {
+    const args = ['netns', 'exec', this.client, process.execPath, trafficScript, 'client', this.serverAddr];
+    args.push(String(this.tcpPort), String(this.udpPort), String(nTcp), String(nUdp));
+    const out = await new Promise<string>((resolve, reject) => {
+      const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      proc.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      proc.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`traffic client exited with ${code}`))));
+    });
+    return JSON.parse(out) as { tcp: number[]; udp: number[] };
+  }
+
+  /** Entries in the server namespace's table, by `conntrack -C`. */
+  count(): number {
+    return Number.parseInt(this.exec(this.server, 'conntrack', '-C'), 10);
+  }
+
+  flush(): void {
+    this.exec(this.server, 'conntrack', '-F');
+  }
+
+  down(): void {
+    this.serverProc?.kill('SIGKILL');
+    this.serverProc = undefined;
+    for (const ns of [this.client, this.server]) {
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch {
+        // not there
+      }
+    }
+  }
+}
