@@ -68,11 +68,49 @@ for name in sys.argv[1:]:
     if fn:
         proto = types[fn["type_id"]]
         args = ", ".join(f'{c(p["type_id"])} {p["name"]}'.replace("* ", "*") for p in proto["params"])
-        btf = f'{c(proto["ret_type_id"])} {name}({args}) [{fn.get("linkage")}]'
+        btf = f'{c(proto["ret_type_id"])} {name}({args})'
     else:
         btf = "not in BTF"
-    print(f"{name}: {btf} | kallsyms: {syms.get(name, 'absent')} | ftrace: {'yes' if name in ftraceable else 'no'}")
+    clones = sorted(s for s in syms if s.startswith(name + "."))
+    print(f"{name}: {btf} | kallsyms: {syms.get(name, 'absent')}"
+          f"{' clones: ' + ','.join(clones) if clones else ''}"
+          f" | ftrace: {'yes' if name in ftraceable else 'no'}")
 PY
+
+echo "== kprobe hits: 50 UDP flows a->b, 1 conntrack -I, conntrack -F (all in netns b)"
+probe_hits() {
+  local t=/sys/kernel/tracing f
+  for f in "${FUNCS[@]}"; do
+    grep -q " $f\$" /proc/kallsyms || continue
+    echo "p:ctfacts/${f#__} $f" >>$t/kprobe_events 2>/dev/null || echo "$f: kprobe registration failed"
+  done
+  echo 1 >$t/events/ctfacts/enable
+  ip netns add a && ip netns add b
+  ip link add va netns a type veth peer name vb netns b
+  ip -n a addr add 10.99.0.1/24 dev va && ip -n a link set va up && ip -n a link set lo up
+  ip -n b addr add 10.99.0.2/24 dev vb && ip -n b link set vb up && ip -n b link set lo up
+  ip netns exec b nft -f - <<'NFT'
+table inet t {
+  chain c {
+    type filter hook input priority 0
+    ct state new accept
+  }
+}
+NFT
+  ip netns exec a python3 -c '
+import socket
+for p in range(50):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.0.1", 20000 + p))
+    s.sendto(b"x", ("10.99.0.2", 9)); s.close()'
+  sleep 1
+  echo "entries in b: $(ip netns exec b conntrack -C)"
+  ip netns exec b conntrack -I -s 10.99.1.1 -d 10.99.1.2 -p udp --sport 1 --dport 2 -t 30 2>&1 | tail -1
+  ip netns exec b conntrack -F 2>&1
+  sleep 1
+  echo 0 >$t/events/ctfacts/enable
+  awk '{print $1 ": " $2 " hits"}' $t/kprobe_profile
+}
+probe_hits
 
 echo "== conntrack table"
 echo "nf_conntrack_buckets=$(cat /proc/sys/net/netfilter/nf_conntrack_buckets)"

@@ -1,0 +1,129 @@
+// The CLI against a fake addon: contract of the snapshot JSON, and one-line
+// errors with non-zero exits for bad input.
+import { describe, expect, it } from 'vitest';
+import { main, type CliIO } from '../../src/cli.js';
+import { fakeNative, type FakeScript } from './fake-native.js';
+
+const zero = { protocols: [], netns: [], health: [0, 0, 0, 0] };
+const after = {
+  protocols: [
+    { l4proto: 6, inserts: 30, destroys: 12, lost: 0 },
+    { l4proto: 17, inserts: 5, destroys: 5, lost: 2 },
+  ],
+  netns: [
+    { inode: 4026532000, l4proto: 6, inserts: 30, destroys: 12, lost: 0 },
+    { inode: 4026532111, l4proto: 17, inserts: 5, destroys: 5, lost: 2 },
+  ],
+  health: [3, 0, 0, 1],
+};
+const table = () => ({ entries: 18, max: 262144, buckets: 262144 });
+
+async function run(argv: string[], script: FakeScript = { counters: [zero, after] }) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const native = fakeNative(script);
+  const io: CliIO = { out: (t) => out.push(t), err: (t) => err.push(t), native, readTable: table };
+  const code = await main(argv, io);
+  return { code, out, err, native };
+}
+
+describe('ctstorm snapshot', () => {
+  it('prints one JSON object with the documented fields and exact counter deltas', async () => {
+    const { code, out, err, native } = await run(['snapshot', '--duration', '0.2', '--json']);
+    expect(err).toEqual([]);
+    expect(code).toBe(0);
+    expect(out).toHaveLength(1);
+    const s = JSON.parse(out[0]!);
+    expect(s).toMatchObject({
+      version: 1,
+      mode: 'fentry',
+      table: { entries: 18, max: 262144, buckets: 262144 },
+      totals: { inserts: 35, destroys: 17, lost: 2 },
+      netns: [
+        { inode: 4026532000, inserts: 30, destroys: 12, lost: 0, protocols: [{ proto: 'tcp', inserts: 30, destroys: 12 }] },
+        { inode: 4026532111, inserts: 5, destroys: 5, lost: 2, protocols: [{ proto: 'udp', inserts: 5, destroys: 5 }] },
+      ],
+      protocols: [
+        { proto: 'tcp', inserts: 30, destroys: 12, lost: 0 },
+        { proto: 'udp', inserts: 5, destroys: 5, lost: 2 },
+      ],
+      health: { unconfirmedFrees: 3, unknownStart: 1 },
+    });
+    expect(typeof s.kernel).toBe('string');
+    expect(s.durationSeconds).toBeGreaterThanOrEqual(0.2);
+    // durationSeconds is rounded to ms; the rate uses the unrounded time.
+    expect(Math.abs(s.rates.insertsPerSecond * s.durationSeconds - 35)).toBeLessThan(0.5);
+    expect(native.closed).toBe(1);
+  });
+
+  it('falls back from refused modes in auto and uses the next one', async () => {
+    const { code, out } = await run(['snapshot', '--duration', '0.1', '--json'], {
+      refuse: { fentry: { errno: -1, message: 'load fentry programs: Operation not permitted' } },
+      counters: [zero],
+    });
+    expect(code).toBe(0);
+    expect(JSON.parse(out[0]!).mode).toBe('kprobe');
+  });
+});
+
+describe('bad input', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['unknown flag', ['snapshot', '--duration', '1', '--frobnicate'], /^ctstorm: unknown option --frobnicate; see: ctstorm --help$/],
+    ['non-numeric duration', ['snapshot', '--duration', 'abc'], /^ctstorm: bad --duration "abc"; give seconds/],
+    ['negative duration', ['snapshot', '--duration', '-3'], /^ctstorm: (bad --duration "-3"|option --duration needs a value)/],
+    ['zero duration', ['snapshot', '--duration', '0'], /^ctstorm: bad --duration "0"/],
+    ['missing duration', ['snapshot', '--json'], /^ctstorm: --duration is required; give it in seconds/],
+    ['unknown mode', ['snapshot', '--duration', '1', '--mode', 'ebpf'], /^ctstorm: unknown mode "ebpf"; use one of: auto, fentry, kprobe, tracepoint$/],
+    ['unknown command', ['frobnicate'], /^ctstorm: unknown command "frobnicate"/],
+    ['no command', [], /^ctstorm: no command given; use: ctstorm watch/],
+    ['bad ring size', ['snapshot', '--duration', '1', '--ring-bytes', '5000'], /^ctstorm: bad --ring-bytes "5000"/],
+  ];
+  for (const [name, argv, want] of cases) {
+    it(`${name}: one line, exit 2, nothing loaded`, async () => {
+      const { code, out, err, native } = await run(argv);
+      expect(code).toBe(2);
+      expect(out).toEqual([]);
+      expect(err).toHaveLength(1);
+      expect(err[0]).toMatch(want);
+      expect(native.opened).toHaveLength(0);
+    });
+  }
+
+  it('a mode the kernel refuses: one line naming the mode and the fix, exit 1', async () => {
+    const { code, err, native } = await run(['snapshot', '--duration', '1', '--mode', 'fentry'], {
+      refuse: { fentry: { errno: -1, message: 'load fentry programs: Operation not permitted' } },
+      counters: [zero],
+    });
+    expect(code).toBe(1);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(/^ctstorm: the kernel refused fentry mode \(fentry: EPERM: load fentry programs: Operation not permitted\); use --mode auto/);
+    expect(native.opened).toHaveLength(0);
+  });
+
+  it('--help prints usage and exits 0', async () => {
+    const { code, out } = await run(['--help']);
+    expect(code).toBe(0);
+    expect(out[0]).toContain('usage: ctstorm');
+  });
+});
+
+describe('ctstorm modes', () => {
+  it('reports each mode with the reason the kernel refused it', async () => {
+    const { code, out } = await run(['modes', '--json'], {
+      refuse: {
+        fentry: { errno: -1, message: 'load fentry programs: Operation not permitted' },
+        kprobe: { errno: -2, message: 'attach kprobe/__nf_conntrack_hash_insert: No such file or directory' },
+      },
+      counters: [zero],
+    });
+    expect(code).toBe(0);
+    const report = JSON.parse(out[0]!);
+    expect(report.map((r: { mode: string; available: boolean }) => [r.mode, r.available])).toEqual([
+      ['fentry', false],
+      ['kprobe', false],
+      ['tracepoint', true],
+    ]);
+    expect(report[0].reason).toBe('EPERM: load fentry programs: Operation not permitted');
+    expect(report[1].reason).toMatch(/ENOENT|kprobes/);
+  });
+});

@@ -1,0 +1,47 @@
+// A stand-in for the compiled addon: scripted counters and record batches, and
+// modes that "the kernel" refuses with a given errno.
+import type { NativeBinding, NativeCounters, NativeProbe, NativeProbeOptions } from '../../src/native.js';
+
+export interface FakeScript {
+  /** errno (negative) per refused mode, with the loader's message. */
+  refuse?: Partial<Record<string, { errno: number; message: string }>>;
+  /** Successive counters() answers; the last one repeats. */
+  counters: NativeCounters[];
+  /** Successive poll() answers (record bytes); then empty. */
+  batches?: Uint8Array[];
+}
+
+export function fakeNative(script: FakeScript): NativeBinding & { opened: NativeProbeOptions[]; closed: number } {
+  const state = { opened: [] as NativeProbeOptions[], closed: 0 };
+  class FakeProbe implements NativeProbe {
+    private reads = 0;
+    private polls = 0;
+    constructor(readonly mode: string, options: NativeProbeOptions) {
+      const refused = script.refuse?.[mode];
+      if (refused) throw Object.assign(new Error(refused.message), { errno: refused.errno });
+      state.opened.push(options);
+    }
+    async poll(buf: Uint8Array, timeoutMs: number): Promise<number> {
+      const next = script.batches?.[this.polls++];
+      if (!next) {
+        await new Promise((r) => setTimeout(r, Math.min(timeoutMs, 20)));
+        return 0;
+      }
+      buf.set(next);
+      return next.byteLength;
+    }
+    counters(): NativeCounters {
+      const i = Math.min(this.reads++, script.counters.length - 1);
+      return script.counters[i]!;
+    }
+    close(): void {
+      state.closed++;
+    }
+  }
+  return Object.assign(state, {
+    Probe: FakeProbe,
+    recordSize: 128,
+    recordVersion: 1,
+    hooks: { fentry: 'fentry hooks', kprobe: 'kprobe hooks', tracepoint: 'tracepoint hooks' },
+  });
+}

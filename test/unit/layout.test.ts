@@ -1,0 +1,59 @@
+// The decoder's offsets against the C header itself: compile a tiny program that
+// prints offsetof() of every field, and compare.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
+
+const bpfDir = fileURLToPath(new URL('../../bpf', import.meta.url));
+
+function headerFacts(): Record<string, number> {
+  const fields: Array<[string, string]> = [
+    ['version', 'version'], ['type', 'type'], ['l3proto', 'l3proto'], ['l4proto', 'l4proto'],
+    ['tcpState', 'tcp_state'], ['flags', 'flags'], ['tsNs', 'ts_ns'], ['lifetimeNs', 'lifetime_ns'],
+    ['netnsIno', 'netns_ino'], ['status', 'status'], ['mark', 'mark'], ['zone', 'zone'],
+    ['bucketOrig', 'bucket_orig'], ['bucketReply', 'bucket_reply'], ['chainOrig', 'chain_orig'],
+    ['chainReply', 'chain_reply'], ['orig', 'orig'], ['reply', 'reply'],
+  ];
+  const lines = fields.map(([js, c]) => `printf("\\"${js}\\": %zu,\\n", offsetof(struct ctstorm_record, ${c}));`);
+  for (const f of ['src', 'dst', 'sport', 'dport']) {
+    lines.push(`printf("\\"tuple.${f}\\": %zu,\\n", offsetof(struct ctstorm_tuple, ${f}));`);
+  }
+  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE'];
+  for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
+  const src = `#include <stdio.h>\n#include <stddef.h>\n#include "ctstorm.h"\nint main(void) {\nprintf("{");\n${lines.join('\n')}\nprintf("\\"size\\": %zu, \\"tupleSize\\": %zu}", sizeof(struct ctstorm_record), sizeof(struct ctstorm_tuple));\nreturn 0;\n}\n`;
+  const dir = mkdtempSync(join(tmpdir(), 'ctstorm-layout-'));
+  writeFileSync(join(dir, 'layout.c'), src);
+  execFileSync('cc', ['-I', bpfDir, '-o', join(dir, 'layout'), join(dir, 'layout.c')]);
+  return JSON.parse(execFileSync(join(dir, 'layout'), { encoding: 'utf8' })) as Record<string, number>;
+}
+
+describe('record layout', () => {
+  const c = headerFacts();
+
+  it('matches every field offset of struct ctstorm_record', () => {
+    for (const [name, offset] of Object.entries(Offset)) expect([name, c[name]]).toEqual([name, offset]);
+    expect(c.size).toBe(RECORD_SIZE);
+  });
+
+  it('matches struct ctstorm_tuple', () => {
+    expect(c['tuple.src']).toBe(TupleOffset.src);
+    expect(c['tuple.dst']).toBe(TupleOffset.dst);
+    expect(c['tuple.sport']).toBe(TupleOffset.sport);
+    expect(c['tuple.dport']).toBe(TupleOffset.dport);
+    expect(c.tupleSize).toBe(TupleOffset.size);
+  });
+
+  it('matches the version, record types and flags', () => {
+    expect(c.CTSTORM_RECORD_VERSION).toBe(RECORD_VERSION);
+    expect(c.CTSTORM_INSERT).toBe(RecordType.insert);
+    expect(c.CTSTORM_DESTROY).toBe(RecordType.destroy);
+    expect(c.CTSTORM_F_BUCKETS).toBe(RecordFlag.buckets);
+    expect(c.CTSTORM_F_CHAIN).toBe(RecordFlag.chain);
+    expect(c.CTSTORM_F_LIFETIME).toBe(RecordFlag.lifetime);
+    expect(c.CTSTORM_F_LATE).toBe(RecordFlag.late);
+  });
+});

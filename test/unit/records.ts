@@ -1,0 +1,68 @@
+// Hand-built records, byte by byte as the probe writes them, for unit tests.
+import { Offset, RECORD_SIZE, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
+
+export interface RawTuple {
+  src: number[];
+  dst: number[];
+  sport: number;
+  dport: number;
+}
+
+export interface RawRecord {
+  type: 'insert' | 'destroy';
+  l3proto?: number;
+  l4proto: number;
+  tcpState?: number;
+  flags?: number;
+  tsNs?: bigint;
+  lifetimeNs?: bigint;
+  netns: number;
+  status?: number;
+  mark?: number;
+  zone?: number;
+  buckets?: [number, number];
+  chain?: [number, number];
+  orig: RawTuple;
+  reply: RawTuple;
+}
+
+function writeTuple(v: DataView, at: number, t: RawTuple): void {
+  t.src.forEach((b, i) => v.setUint8(at + TupleOffset.src + i, b));
+  t.dst.forEach((b, i) => v.setUint8(at + TupleOffset.dst + i, b));
+  v.setUint16(at + TupleOffset.sport, t.sport, false);
+  v.setUint16(at + TupleOffset.dport, t.dport, false);
+}
+
+export function buildRecords(records: RawRecord[]): Uint8Array {
+  const bytes = new Uint8Array(records.length * RECORD_SIZE);
+  const v = new DataView(bytes.buffer);
+  records.forEach((r, i) => {
+    const at = i * RECORD_SIZE;
+    let flags = r.flags ?? 0;
+    if (r.buckets) flags |= RecordFlag.buckets;
+    if (r.chain) flags |= RecordFlag.chain;
+    if (r.lifetimeNs !== undefined) flags |= RecordFlag.lifetime;
+    v.setUint8(at + Offset.version, 1);
+    v.setUint8(at + Offset.type, r.type === 'insert' ? RecordType.insert : RecordType.destroy);
+    v.setUint8(at + Offset.l3proto, r.l3proto ?? 2);
+    v.setUint8(at + Offset.l4proto, r.l4proto);
+    v.setUint8(at + Offset.tcpState, r.tcpState ?? 0);
+    v.setUint16(at + Offset.flags, flags, true);
+    v.setBigUint64(at + Offset.tsNs, r.tsNs ?? 0n, true);
+    v.setBigUint64(at + Offset.lifetimeNs, r.lifetimeNs ?? 0n, true);
+    v.setUint32(at + Offset.netnsIno, r.netns, true);
+    v.setUint32(at + Offset.status, r.status ?? 0, true);
+    v.setUint32(at + Offset.mark, r.mark ?? 0, true);
+    v.setUint16(at + Offset.zone, r.zone ?? 0, true);
+    v.setUint32(at + Offset.bucketOrig, r.buckets?.[0] ?? 0, true);
+    v.setUint32(at + Offset.bucketReply, r.buckets?.[1] ?? 0, true);
+    v.setUint16(at + Offset.chainOrig, r.chain?.[0] ?? 0, true);
+    v.setUint16(at + Offset.chainReply, r.chain?.[1] ?? 0, true);
+    writeTuple(v, at + Offset.orig, r.orig);
+    writeTuple(v, at + Offset.reply, r.reply);
+  });
+  return bytes;
+}
+
+const v4 = (a: number, b: number, c: number, d: number): number[] => [a, b, c, d, ...new Array<number>(12).fill(0)];
+export const ipv4 = v4;
