@@ -81,7 +81,7 @@ echo "== kprobe hits: 50 UDP flows a->b, 1 conntrack -I, conntrack -F (all in ne
 probe_hits() {
   local t=/sys/kernel/tracing f
   for f in "${FUNCS[@]}"; do
-    grep -q " $f\$" /proc/kallsyms || continue
+    grep -qE " $f(\s|$)" /proc/kallsyms || continue
     echo "p:ctfacts/${f#__} $f" >>$t/kprobe_events 2>/dev/null || echo "$f: kprobe registration failed"
   done
   echo 1 >$t/events/ctfacts/enable

@@ -1,0 +1,130 @@
+// The `ctstorm` command as an operator runs it: a real process, real traffic,
+// and no BPF program left behind however it ends.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetnsPair } from './netns.js';
+import { expectedMode, liveSkipReason } from './privileges.js';
+
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const skip = liveSkipReason();
+// Kernel program names are cut to 15 characters.
+const ourPrograms = ['fexit_hash_inse', 'fentry_conntrac', 'kprobe_hash_ins', 'kretprobe_hash_', 'kprobe_conntrac', 'tp_cache_alloc', 'tp_cache_free', 'sweep'];
+
+function loadedPrograms(): string[] {
+  const list = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{ name?: string }>;
+  return list.map((p) => p.name ?? '').filter((n) => ourPrograms.includes(n));
+}
+
+/** BPF links a process holds: attached programs show up as link fds. */
+function linkFds(pid: number): number {
+  let n = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes('link_type:')) n++;
+    } catch {
+      // fd closed meanwhile
+    }
+  }
+  return n;
+}
+
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function start(args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
+  const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { proc, out: () => out, err: () => err, exit };
+}
+
+async function attached(proc: ChildProcess, exit: Promise<number | null>, err: () => string): Promise<void> {
+  let exited = false;
+  void exit.then(() => (exited = true));
+  await until(() => exited || linkFds(proc.pid!) >= 2, 60_000, 'ctstorm to attach its probe');
+  if (exited) throw new Error(`ctstorm exited before attaching: ${err()}`);
+}
+
+const modeArgs = (): string[] => ['--mode', expectedMode()];
+
+describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
+  const pair = new NetnsPair('cli');
+
+  beforeAll(async () => {
+    pair.up();
+    await pair.startServer();
+  });
+  afterAll(() => pair.down());
+
+  it('snapshot --json counts exactly the connections made while it ran, then detaches', async () => {
+    const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
+    await attached(run.proc, run.exit, run.err);
+    await pair.runClient(12, 7);
+    pair.flush();
+    await until(() => pair.count() === 0, 10_000, 'the flush');
+    run.proc.kill('SIGINT'); // ends the snapshot early; it still prints its JSON
+    expect(await run.exit).toBe(0);
+    expect(run.err()).toBe('');
+    const snap = JSON.parse(run.out());
+    if (expectedMode() !== 'auto') expect(snap.mode).toBe(expectedMode());
+    const ns = snap.netns.find((n: { inode: number }) => n.inode === pair.serverInode);
+    expect(ns).toMatchObject({ inserts: 19, destroys: 19, lost: 0 });
+    expect(ns.protocols).toEqual([
+      { proto: 'tcp', inserts: 12, destroys: 12, lost: 0 },
+      { proto: 'udp', inserts: 7, destroys: 7, lost: 0 },
+    ]);
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('watch draws frames with the churn and detaches on Ctrl-C', async () => {
+    const run = start(['watch', ...modeArgs()]);
+    await attached(run.proc, run.exit, run.err);
+    await pair.runClient(5, 0);
+    await until(() => run.out().includes('inserts/s'), 30_000, 'a frame');
+    run.proc.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(run.out()).toMatch(/table\s+\d/);
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('leaves nothing attached when killed with SIGKILL', async () => {
+    const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
+    await attached(run.proc, run.exit, run.err);
+    expect(loadedPrograms().length).toBeGreaterThanOrEqual(2);
+    run.proc.kill('SIGKILL');
+    await run.exit;
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('modes says which modes load, and snapshot agrees: refused ones fail in one line, nothing attached', async () => {
+    const report = start(['modes', '--json']);
+    expect(await report.exit).toBe(0);
+    const modes = JSON.parse(report.out()) as Array<{ mode: string; available: boolean; reason?: string }>;
+    expect(modes.map((m) => m.mode)).toEqual(['fentry', 'kprobe', 'tracepoint']);
+    if (expectedMode() !== 'auto') expect(modes.find((m) => m.mode === expectedMode())?.available).toBe(true);
+    for (const m of modes) {
+      const run = start(['snapshot', '--duration', '0.5', '--json', '--mode', m.mode]);
+      const code = await run.exit;
+      if (m.available) {
+        expect([m.mode, code, run.err()]).toEqual([m.mode, 0, '']);
+        expect(JSON.parse(run.out()).mode).toBe(m.mode);
+      } else {
+        expect(m.reason).toBeTruthy();
+        expect(code).toBe(1);
+        expect(run.err().trim().split('\n')).toHaveLength(1);
+        expect(run.err()).toMatch(new RegExp(`^ctstorm: the kernel refused ${m.mode} mode .*; use --mode auto`));
+      }
+      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    }
+  });
+});
