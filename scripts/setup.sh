@@ -7,6 +7,7 @@ packages=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
   iproute2 nftables iptables conntrack
   qemu-system-x86 busybox-static kmod cpio
+  hping3
 )
 
 missing=()
