@@ -82,7 +82,7 @@ probe_hits() {
   local t=/sys/kernel/tracing f
   for f in "${FUNCS[@]}"; do
     grep -qE " $f(\s|$)" /proc/kallsyms || continue
-    echo "p:ctfacts/${f#__} $f" >>$t/kprobe_events 2>/dev/null || echo "$f: kprobe registration failed"
+    echo "p:ctfacts/$f $f" >>$t/kprobe_events 2>/dev/null || echo "$f: kprobe registration failed"
   done
   echo 1 >$t/events/ctfacts/enable
   ip netns add a && ip netns add b
