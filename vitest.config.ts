@@ -15,6 +15,16 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // Only inside the QEMU guest (test/vm/matrix.sh): changes global sysctls.
+        test: {
+          name: 'vm',
+          include: ['test/vm/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

@@ -83,15 +83,23 @@ export class NetnsPair {
 
   /** Opens nTcp TCP connections and nUdp UDP flows; returns the client ports used. */
   async runClient(nTcp: number, nUdp: number): Promise<{ tcp: number[]; udp: number[] }> {
-    const args = ['netns', 'exec', this.client, process.execPath, trafficScript, 'client', this.serverAddr];
-    args.push(String(this.tcpPort), String(this.udpPort), String(nTcp), String(nUdp));
-    const out = await new Promise<string>((resolve, reject) => {
-      const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const out = await this.runTraffic(['client', this.serverAddr, String(this.tcpPort), String(this.udpPort), String(nTcp), String(nUdp)]);
+    return JSON.parse(out) as { tcp: number[]; udp: number[] };
+  }
+
+  private runTraffic(args: string[]): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      const proc = spawn('ip', ['netns', 'exec', this.client, process.execPath, trafficScript, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
       let text = '';
       proc.stdout.on('data', (d: Buffer) => (text += d.toString()));
-      proc.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`traffic client exited with ${code}`))));
+      proc.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`traffic ${args[0]} exited with ${code}`))));
     });
-    return JSON.parse(out) as { tcp: number[]; udp: number[] };
+  }
+
+  /** n one-way UDP datagrams to a port nobody listens on, each from its own port. */
+  async oneway(n: number, port = 7300): Promise<number[]> {
+    const out = await this.runTraffic(['oneway', this.serverAddr, String(port), String(n)]);
+    return (JSON.parse(out) as { udp: number[] }).udp;
   }
 
   /** Entries in the server namespace's table, by `conntrack -C`. */

@@ -3,6 +3,8 @@
 //   client <addr> <tcpPort> <udpPort> <nTcp> <nUdp>
 //                                      nTcp TCP connections and nUdp UDP flows (one source port
 //                                      each), all answered; prints {"tcp":[ports],"udp":[ports]}
+//   oneway <addr> <udpPort> <n>       n UDP datagrams from n source ports, no answer awaited
+//                                      (unreplied entries: the ones early drop evicts)
 import net from 'node:net';
 import dgram from 'node:dgram';
 
@@ -79,7 +81,21 @@ async function client() {
   process.stdout.write(`${JSON.stringify({ tcp, udp })}\n`);
 }
 
+// Arguments: <addr> <port> <n>, so the port sits where client's tcpPort does.
+async function oneway(port = tcpPort, n = udpPort) {
+  const ports = [];
+  for (let i = 0; i < n; i++) {
+    const sock = dgram.createSocket('udp4');
+    sock.on('error', () => {}); // ICMP port unreachable comes back as an error
+    await new Promise((resolve) => sock.send('x', port, addr, resolve));
+    ports.push(sock.address().port);
+    await new Promise((resolve) => sock.close(resolve));
+  }
+  process.stdout.write(`${JSON.stringify({ udp: ports })}\n`);
+}
+
 if (role === 'server') server();
+else if (role === 'oneway') await oneway();
 else if (role === 'client') await client();
 else {
   process.stderr.write('usage: traffic.mjs server|client ...\n');

@@ -1,0 +1,46 @@
+// Drains a source in the background and keeps the records of one netns, so a
+// test can act, then wait for exactly what it expects to see.
+import { byNetns, openSource, type CtRecord, type NetnsCounts, type Source } from '../../src/index.js';
+import { expectedMode } from './privileges.js';
+
+export class Recorder {
+  readonly records: CtRecord[] = [];
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  readonly source: Source;
+
+  constructor(private readonly inode: number) {
+    this.source = openSource({ mode: expectedMode() });
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      for (const r of await this.source.poll(50)) if (r.netns === this.inode) this.records.push(r);
+    }
+  }
+
+  of(type: 'insert' | 'destroy'): CtRecord[] {
+    return this.records.filter((r) => r.type === type);
+  }
+
+  /** Exact kernel counters of this netns since the probe loaded. */
+  counters(): NetnsCounts | undefined {
+    return byNetns(this.source.counters()).find((n) => n.inode === this.inode);
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    await this.source.close();
+  }
+}
+
+/** Polls until check() is true or the deadline passes; bounded. */
+export async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,48 @@
+// Destroys on the timeout path: entries expire under a short per-netns UDP
+// timeout and are reaped by the kernel (GC, or a table dump that evicts expired
+// entries), with no flush.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetnsPair } from './netns.js';
+import { liveSkipReason } from './privileges.js';
+import { Recorder, until } from './recorder.js';
+
+const skip = liveSkipReason();
+const FLOWS = 15;
+
+describe.skipIf(skip !== undefined)('destroy on timeout', () => {
+  const pair = new NetnsPair('tmo');
+  let rec: Recorder;
+
+  beforeAll(async () => {
+    pair.up();
+    // Per-netns sysctls: only this test namespace is changed.
+    for (const name of ['nf_conntrack_udp_timeout', 'nf_conntrack_udp_timeout_stream']) {
+      pair.exec(pair.server, 'sysctl', '-qw', `net.netfilter.${name}=1`);
+    }
+    await pair.startServer();
+    rec = new Recorder(pair.serverInode);
+  });
+  afterAll(async () => {
+    await rec?.close();
+    pair.down();
+  });
+
+  it('sees a destroy with a lifetime for every expired entry', async () => {
+    const { udp } = await pair.runClient(0, FLOWS);
+    await until(() => rec.of('insert').length >= FLOWS, 30_000, 'insert records');
+    // Expired entries are removed by the GC worker, or at once when a dump finds them.
+    await until(
+      () => {
+        pair.exec(pair.server, 'conntrack', '-L');
+        return rec.of('destroy').length >= FLOWS;
+      },
+      90_000,
+      'the entries to time out',
+    );
+    expect(rec.counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
+    const destroys = rec.of('destroy');
+    expect(destroys.map((r) => r.orig.sport).sort((a, b) => a - b)).toEqual([...udp].sort((a, b) => a - b));
+    for (const r of destroys) expect(r.lifetimeNs).toBeGreaterThanOrEqual(1e9); // lived at least the 1 s timeout
+    expect(pair.count()).toBe(0);
+  });
+});
