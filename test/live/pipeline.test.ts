@@ -4,19 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { takeSnapshot, type CtRecord, type Snapshot } from '../../src/index.js';
 import { NetnsPair } from './netns.js';
 import { expectedMode, liveSkipReason } from './privileges.js';
+import { until } from './recorder.js';
 
 const N_TCP = 40;
 const M_UDP = 25;
 const skip = liveSkipReason();
 
-/** Polls until check() is true or the deadline passes; bounded. */
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.skipIf(skip !== undefined)('live pipeline', () => {
   const pair = new NetnsPair('pipe');
