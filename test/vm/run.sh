@@ -348,7 +348,10 @@ follow_console() {
     ((left > 0)) || { log "timeout after ${timeout}s"; return 1; }
     line= rc=0
     IFS= read -r -t "$left" line <&3 || rc=$?
-    ((rc <= 128)) || continue             # read timed out: the loop reports it
+    if ((rc > 128)); then                 # read timed out: the loop reports it
+      [[ -z $line ]] || TAIL[TAIL_COUNT++ % TAIL_LINES]=$line
+      continue
+    fi
     ((rc == 0)) || [[ -n $line ]] || return 0   # end of output: qemu exited
     line=${line//$'\r'/}
     [[ $line != *$'\e'* ]] || line=$(strip_escapes "$line")
