@@ -5,8 +5,10 @@
  * Three attach modes; userspace turns off the other modes' programs before load:
  *   fentry:     fexit __nf_conntrack_hash_insert + fentry nf_conntrack_free
  *   kprobe:     the same functions through kprobe/kretprobe
- *   tracepoint: tp_btf kmem_cache_alloc/free on the nf_conntrack cache, with
- *               inserts found by the "sweep" program that userspace runs.
+ *   tracepoint: raw tracepoints kmem_cache_alloc/free on the nf_conntrack
+ *               cache, with inserts found by the "sweep" program userspace runs.
+ *               Raw, not tp_btf: before ~6.3 the verifier refuses tp_btf reads
+ *               of a `const void *` argument (the object), seen on Debian 6.1.
  * Destroy = an entry that was inserted (IPS_CONFIRMED) being freed: every
  * teardown path (timeout, flush, early drop, netns exit) ends there exactly once,
  * and entries that never made it into the table (clash losers) are not counted. */
@@ -368,7 +370,7 @@ static __always_inline bool is_conntrack_cache(struct kmem_cache *s)
 	return true;
 }
 
-SEC("tp_btf/kmem_cache_alloc")
+SEC("raw_tp/kmem_cache_alloc")
 int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
 	__u64 key = (__u64)ptr;
@@ -390,7 +392,7 @@ static __always_inline void report_insert_once(struct nf_conn *ct, struct live_e
 		emit_insert(ct, e->start_ns, (__u32)-1, (__u32)-1, flags);
 }
 
-SEC("tp_btf/kmem_cache_free")
+SEC("raw_tp/kmem_cache_free")
 int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
 	struct nf_conn *ct = (struct nf_conn *)ptr;

@@ -47,7 +47,7 @@ const char *ct_probe_hooks(enum ct_mode mode)
 	case CT_MODE_KPROBE:
 		return "insert: kprobe+kretprobe __nf_conntrack_hash_insert; destroy: kprobe nf_conntrack_free";
 	case CT_MODE_TRACEPOINT:
-		return "insert: tp_btf kmem_cache_alloc + sweep of confirmed entries; destroy: tp_btf kmem_cache_free";
+		return "insert: raw_tp kmem_cache_alloc + sweep of confirmed entries; destroy: raw_tp kmem_cache_free";
 	default:
 		return "";
 	}

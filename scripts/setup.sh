@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
   iproute2 nftables iptables conntrack
-  qemu-system-x86 busybox-static kmod cpio
+  qemu-system-x86 busybox-static kmod cpio xz-utils
   hping3
 )
 

@@ -107,6 +107,20 @@ export class NetnsPair {
     return Number.parseInt(this.exec(this.server, 'conntrack', '-C'), 10);
   }
 
+  /** The server namespace's conntrack statistics (/proc/net/stat/nf_conntrack, per-CPU rows summed; `entries` is not per CPU and is left out). */
+  stats(): Record<string, number> {
+    const [head, ...rows] = this.exec(this.server, 'cat', '/proc/net/stat/nf_conntrack').trim().split('\n');
+    const names = head!.trim().split(/\s+/);
+    const sums: Record<string, number> = {};
+    for (const row of rows) {
+      row.trim().split(/\s+/).forEach((hex, i) => {
+        const name = names[i]!;
+        if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(hex, 16);
+      });
+    }
+    return sums;
+  }
+
   flush(): void {
     this.exec(this.server, 'conntrack', '-F');
   }

@@ -6,10 +6,3 @@ export function liveSkipReason(): string | undefined {
   if (process.env.CI === 'true') throw new Error(`${why}, and CI=true does not allow skipping them`);
   return why;
 }
-
-/** The mode the live suite must run in (the VM matrix sets it); auto otherwise. */
-export function expectedMode(): 'auto' | 'fentry' | 'kprobe' | 'tracepoint' {
-  const m = process.env.CTSTORM_TEST_MODE ?? 'auto';
-  if (m !== 'auto' && m !== 'fentry' && m !== 'kprobe' && m !== 'tracepoint') throw new Error(`bad CTSTORM_TEST_MODE ${m}`);
-  return m;
-}

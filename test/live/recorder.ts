@@ -1,7 +1,6 @@
 // Drains a source in the background and keeps the records of one netns, so a
 // test can act, then wait for exactly what it expects to see.
-import { byNetns, openSource, type CtRecord, type NetnsCounts, type Source } from '../../src/index.js';
-import { expectedMode } from './privileges.js';
+import { byNetns, openSource, type CtRecord, type ModeChoice, type NetnsCounts, type Source } from '../../src/index.js';
 
 export class Recorder {
   readonly records: CtRecord[] = [];
@@ -9,8 +8,11 @@ export class Recorder {
   private loop: Promise<void> | undefined;
   readonly source: Source;
 
-  constructor(private readonly inode: number) {
-    this.source = openSource({ mode: expectedMode() });
+  constructor(
+    private readonly inode: number,
+    mode: ModeChoice,
+  ) {
+    this.source = openSource({ mode });
     this.loop = this.run();
   }
 
@@ -37,10 +39,10 @@ export class Recorder {
 }
 
 /** Polls until check() is true or the deadline passes; bounded. */
-export async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+export async function until(check: () => boolean, ms: number, what: string, state?: () => string): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${state ? ` (${state()})` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The real-kernel matrix (npm run test:vm): boots each Debian kernel once in QEMU and
+# runs the live suite plus the VM-only tests inside it, once per attach mode, in one
+# vitest process per boot. Prints per kernel and mode what passed, fails on any failure,
+# on a guest that did not boot, and on a mode that ran no tests.
+#
+#   bash test/vm/matrix.sh [--kernels "6.1 6.12"] [--modes fentry,kprobe,tracepoint]
+set -euo pipefail
+
+readonly ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+kernels=${CTSTORM_VM_KERNELS:-"6.1 6.12"}
+modes=${CTSTORM_VM_MODES:-fentry,kprobe,tracepoint}
+
+while (($#)); do
+  case $1 in
+    --kernels) kernels=${2:?--kernels needs a value}; shift 2 ;;
+    --modes) modes=${2:?--modes needs a value}; shift 2 ;;
+    *) echo "usage: bash test/vm/matrix.sh [--kernels \"6.1 6.12\"] [--modes fentry,kprobe,tracepoint]" >&2; exit 2 ;;
+  esac
+done
+
+cd "$ROOT"
+[[ -f build/Release/ctstorm.node && -f dist/cli.js ]] ||
+  { echo "ctstorm-vm: no build here; run npm run build first" >&2; exit 1; }
+
+results=build/vm-results
+rm -rf "$results"
+mkdir -p "$results"
+started=$SECONDS
+failed=()
+
+for kernel in $kernels; do
+  echo "ctstorm-vm: kernel $kernel, modes $modes" >&2
+  t0=$SECONDS
+  rc=0
+  # The reporter's JSON lands in the checkout, which the guest shares read-write.
+  bash test/vm/run.sh --kernel "$kernel" --env CTSTORM_TEST_MODES="$modes" -- \
+    "node_modules/.bin/vitest run --project live --project vm --reporter=verbose \
+       --reporter=json --outputFile.json=$results/$kernel.json" || rc=$?
+  echo "$kernel $rc $((SECONDS - t0))" >>"$results/runs"
+  ((rc == 0)) || failed+=("$kernel (exit $rc)")
+done
+
+node test/vm/summary.mjs "$results" "$modes" || failed+=("summary")
+echo "ctstorm-vm: matrix took $((SECONDS - started))s" >&2
+if ((${#failed[@]})); then
+  echo "ctstorm-vm: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
