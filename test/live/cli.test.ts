@@ -3,7 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
@@ -11,7 +11,16 @@ import { until } from './recorder.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const skip = liveSkipReason();
-const ourPrograms = ['fexit_hash_insert', 'fentry_conntrack_free', 'kprobe_hash_insert', 'kretprobe_hash_insert', 'kprobe_conntrack_free', 'tp_cache_alloc', 'tp_cache_free', 'sweep'];
+const ourPrograms = [
+  'fexit_hash_insert',
+  'fentry_conntrack_free',
+  'kprobe_hash_insert',
+  'kretprobe_hash_insert',
+  'kprobe_conntrack_free',
+  'tp_cache_alloc',
+  'tp_cache_free',
+  'sweep',
+];
 
 /** Our programs loaded in the kernel. The kernel keeps 15 characters of a name;
  * bpftool prints either those or, when BTF has it, the whole name. */
@@ -34,7 +43,6 @@ function linkFds(pid: number): number {
   return n;
 }
 
-
 function start(args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
   const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -52,54 +60,57 @@ async function attached(proc: ChildProcess, exit: Promise<number | null>, err: (
   if (exited) throw new Error(`ctstorm exited before attaching: ${err()}`);
 }
 
-describe.skipIf(skip !== undefined).each(testModes())('ctstorm CLI, live (%s)', (mode) => {
+describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
   const pair = new NetnsPair('cli');
-  const modeArgs = (): string[] => ['--mode', mode];
-
   beforeAll(async () => {
     pair.up();
     await pair.startServer();
   });
   afterAll(() => pair.down());
 
-  it('snapshot --json counts exactly the connections made while it ran, then detaches', async () => {
-    const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
-    await attached(run.proc, run.exit, run.err);
-    await pair.runClient(12, 7);
-    pair.flush();
-    await until(() => pair.count() === 0, 10_000, 'the flush');
-    run.proc.kill('SIGINT'); // ends the snapshot early; it still prints its JSON
-    expect(await run.exit).toBe(0);
-    expect(run.err()).toBe('');
-    const snap = JSON.parse(run.out());
-    if (mode !== 'auto') expect(snap.mode).toBe(mode);
-    const ns = snap.netns.find((n: { inode: number }) => n.inode === pair.serverInode);
-    expect(ns).toMatchObject({ inserts: 19, destroys: 19, lost: 0 });
-    expect(ns.protocols).toEqual([
-      { proto: 'tcp', inserts: 12, destroys: 12, lost: 0 },
-      { proto: 'udp', inserts: 7, destroys: 7, lost: 0 },
-    ]);
-    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
-  });
+  describe.each(testModes())('in %s mode', (mode) => {
+    const modeArgs = (): string[] => ['--mode', mode];
+    beforeEach(() => pair.empty());
 
-  it('watch draws frames with the churn and detaches on Ctrl-C', async () => {
-    const run = start(['watch', ...modeArgs()]);
-    await attached(run.proc, run.exit, run.err);
-    await pair.runClient(5, 0);
-    await until(() => run.out().includes('inserts/s'), 30_000, 'a frame');
-    run.proc.kill('SIGINT');
-    expect(await run.exit).toBe(0);
-    expect(run.out()).toMatch(/table\s+\d/);
-    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
-  });
+    it('snapshot --json counts exactly the connections made while it ran, then detaches', async () => {
+      const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
+      await attached(run.proc, run.exit, run.err);
+      await pair.runClient(12, 7);
+      pair.flush();
+      await until(() => pair.count() === 0, 10_000, 'the flush');
+      run.proc.kill('SIGINT'); // ends the snapshot early; it still prints its JSON
+      expect(await run.exit).toBe(0);
+      expect(run.err()).toBe('');
+      const snap = JSON.parse(run.out());
+      if (mode !== 'auto') expect(snap.mode).toBe(mode);
+      const ns = snap.netns.find((n: { inode: number }) => n.inode === pair.serverInode);
+      expect(ns).toMatchObject({ inserts: 19, destroys: 19, lost: 0 });
+      expect(ns.protocols).toEqual([
+        { proto: 'tcp', inserts: 12, destroys: 12, lost: 0 },
+        { proto: 'udp', inserts: 7, destroys: 7, lost: 0 },
+      ]);
+      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    });
 
-  it('leaves nothing attached when killed with SIGKILL', async () => {
-    const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
-    await attached(run.proc, run.exit, run.err);
-    expect(loadedPrograms().length).toBeGreaterThanOrEqual(2);
-    run.proc.kill('SIGKILL');
-    await run.exit;
-    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    it('watch draws frames with the churn and detaches on Ctrl-C', async () => {
+      const run = start(['watch', ...modeArgs()]);
+      await attached(run.proc, run.exit, run.err);
+      await pair.runClient(5, 0);
+      await until(() => run.out().includes('inserts/s'), 30_000, 'a frame');
+      run.proc.kill('SIGINT');
+      expect(await run.exit).toBe(0);
+      expect(run.out()).toMatch(/table\s+\d/);
+      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    });
+
+    it('leaves nothing attached when killed with SIGKILL', async () => {
+      const run = start(['snapshot', '--duration', '600', '--json', ...modeArgs()]);
+      await attached(run.proc, run.exit, run.err);
+      expect(loadedPrograms().length).toBeGreaterThanOrEqual(2);
+      run.proc.kill('SIGKILL');
+      await run.exit;
+      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    });
   });
 });
 

@@ -8,7 +8,10 @@ const KNOWN: readonly TestMode[] = ['auto', 'fentry', 'kprobe', 'tracepoint'];
 
 export function testModes(): TestMode[] {
   const raw = process.env.CTSTORM_TEST_MODES ?? process.env.CTSTORM_TEST_MODE ?? 'auto';
-  const modes = raw.split(',').map((m) => m.trim()).filter(Boolean);
+  const modes = raw
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean);
   for (const m of modes) {
     if (!KNOWN.includes(m as TestMode)) throw new Error(`bad CTSTORM_TEST_MODES entry "${m}" (expected ${KNOWN.join(', ')})`);
   }

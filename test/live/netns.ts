@@ -2,9 +2,7 @@
 // namespace only (an nftables "ct state" rule), and the traffic helper run in them.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-const trafficScript = fileURLToPath(new URL('./traffic.mjs', import.meta.url));
+import { TrafficClient, trafficScript } from './traffic-client.js';
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -18,6 +16,7 @@ export class NetnsPair {
   readonly tcpPort = 7100;
   readonly udpPort = 7200;
   private serverProc: ChildProcess | undefined;
+  private trafficClient: TrafficClient | undefined;
 
   constructor(tag: string) {
     const n = (process.pid % 200) + 20;
@@ -83,23 +82,18 @@ export class NetnsPair {
 
   /** Opens nTcp TCP connections and nUdp UDP flows; returns the client ports used. */
   async runClient(nTcp: number, nUdp: number): Promise<{ tcp: number[]; udp: number[] }> {
-    const out = await this.runTraffic(['client', this.serverAddr, String(this.tcpPort), String(this.udpPort), String(nTcp), String(nUdp)]);
-    return JSON.parse(out) as { tcp: number[]; udp: number[] };
-  }
-
-  private runTraffic(args: string[]): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      const proc = spawn('ip', ['netns', 'exec', this.client, process.execPath, trafficScript, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let text = '';
-      proc.stdout.on('data', (d: Buffer) => (text += d.toString()));
-      proc.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`traffic ${args[0]} exited with ${code}`))));
-    });
+    return (await this.ask({ op: 'flows', tcpPort: this.tcpPort, udpPort: this.udpPort, tcp: nTcp, udp: nUdp })) as { tcp: number[]; udp: number[] };
   }
 
   /** n one-way UDP datagrams to a port nobody listens on, each from its own port. */
   async oneway(n: number, port = 7300): Promise<number[]> {
-    const out = await this.runTraffic(['oneway', this.serverAddr, String(port), String(n)]);
-    return (JSON.parse(out) as { udp: number[] }).udp;
+    return ((await this.ask({ op: 'oneway', port, n })) as { udp: number[] }).udp;
+  }
+
+  /** Sends one command to the client process (started on first use), in order. */
+  private ask(command: object): Promise<unknown> {
+    this.trafficClient ??= new TrafficClient(this.client, this.serverAddr);
+    return this.trafficClient.ask(command);
   }
 
   /** Entries in the server namespace's table, by `conntrack -C`. */
@@ -113,12 +107,23 @@ export class NetnsPair {
     const names = head!.trim().split(/\s+/);
     const sums: Record<string, number> = {};
     for (const row of rows) {
-      row.trim().split(/\s+/).forEach((hex, i) => {
-        const name = names[i]!;
-        if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(hex, 16);
-      });
+      row
+        .trim()
+        .split(/\s+/)
+        .forEach((hex, i) => {
+          const name = names[i]!;
+          if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(hex, 16);
+        });
     }
     return sums;
+  }
+
+  /** Flushes the server table and waits (bounded) until it is empty: a clean slate
+   * for the next probe, so no entry made earlier is destroyed while it watches. */
+  async empty(): Promise<void> {
+    this.flush();
+    for (let i = 0; i < 200 && this.count() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    if (this.count() > 0) throw new Error(`the ${this.server} conntrack table did not empty after a flush`);
   }
 
   flush(): void {
@@ -128,6 +133,8 @@ export class NetnsPair {
   down(): void {
     this.serverProc?.kill('SIGKILL');
     this.serverProc = undefined;
+    this.trafficClient?.close();
+    this.trafficClient = undefined;
     for (const ns of [this.client, this.server]) {
       try {
         sh('ip', ['netns', 'del', ns]);

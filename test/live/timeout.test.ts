@@ -10,10 +10,8 @@ import { Recorder, until } from './recorder.js';
 const skip = liveSkipReason();
 const FLOWS = 15;
 
-describe.skipIf(skip !== undefined).each(testModes())('destroy on timeout (%s)', (mode) => {
+describe.skipIf(skip !== undefined)('destroy on timeout', () => {
   const pair = new NetnsPair('tmo');
-  let rec: Recorder;
-
   beforeAll(async () => {
     pair.up();
     // Per-netns sysctls: only this test namespace is changed.
@@ -21,31 +19,36 @@ describe.skipIf(skip !== undefined).each(testModes())('destroy on timeout (%s)',
       pair.exec(pair.server, 'sysctl', '-qw', `net.netfilter.${name}=1`);
     }
     await pair.startServer();
-    rec = new Recorder(pair.serverInode, mode);
   });
-  afterAll(async () => {
-    await rec?.close();
-    pair.down();
-  });
+  afterAll(() => pair.down());
 
-  it('sees a destroy with a lifetime for every expired entry', async () => {
-    const { udp } = await pair.runClient(0, FLOWS);
-    await until(() => rec.of('insert').length >= FLOWS, 30_000, 'insert records');
-    // Expired entries are removed by the GC worker, or at once when a dump finds them.
-    await until(
-      () => {
-        pair.exec(pair.server, 'conntrack', '-L');
-        return rec.of('destroy').length >= FLOWS;
-      },
-      90_000,
-      'the entries to time out',
-    );
-    expect(rec.counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
-    const destroys = rec.of('destroy');
-    expect(destroys.map((r) => r.orig.sport).sort((a, b) => a - b)).toEqual([...udp].sort((a, b) => a - b));
-    // Lived at least the 1 s timeout, less one jiffy: the kernel arms the timeout
-    // in jiffies, so an entry refreshed late in a tick expires up to 1/HZ (<= 10 ms) early.
-    for (const r of destroys) expect(r.lifetimeNs).toBeGreaterThanOrEqual(1e9 - 10e6);
-    expect(pair.count()).toBe(0);
+  describe.each(testModes())('in %s mode', (mode) => {
+    let rec: Recorder;
+    beforeAll(async () => {
+      await pair.empty();
+      rec = new Recorder(pair.serverInode, mode);
+    });
+    afterAll(async () => rec?.close());
+
+    it('sees a destroy with a lifetime for every expired entry', async () => {
+      const { udp } = await pair.runClient(0, FLOWS);
+      await until(() => rec.of('insert').length >= FLOWS, 30_000, 'insert records');
+      // Expired entries are removed by the GC worker, or at once when a dump finds them.
+      await until(
+        () => {
+          pair.exec(pair.server, 'conntrack', '-L');
+          return rec.of('destroy').length >= FLOWS;
+        },
+        90_000,
+        'the entries to time out',
+      );
+      expect(rec.counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
+      const destroys = rec.of('destroy');
+      expect(destroys.map((r) => r.orig.sport).sort((a, b) => a - b)).toEqual([...udp].sort((a, b) => a - b));
+      // Lived at least the 1 s timeout, less one jiffy: the kernel arms the timeout
+      // in jiffies, so an entry refreshed late in a tick expires up to 1/HZ (<= 10 ms) early.
+      for (const r of destroys) expect(r.lifetimeNs).toBeGreaterThanOrEqual(1e9 - 10e6);
+      expect(pair.count()).toBe(0);
+    });
   });
 });

@@ -1,16 +1,22 @@
 // Test traffic between two network namespaces. Run under `ip netns exec`.
-//   server <addr> <tcpPort> <udpPort>   accept TCP (read to end, close), echo UDP; prints "ready"
-//   client <addr> <tcpPort> <udpPort> <nTcp> <nUdp>
-//                                      nTcp TCP connections and nUdp UDP flows (one source port
-//                                      each), all answered; prints {"tcp":[ports],"udp":[ports]}
-//   oneway <addr> <udpPort> <n>       n UDP datagrams from n source ports, no answer awaited
-//                                      (unreplied entries: the ones early drop evicts)
+//   server <addr> <tcpPort> <udpPort>  accept TCP (read to end, close), echo UDP; prints "ready"
+//   client <addr>                      a long-lived client: reads one JSON command per stdin
+//                                      line, answers one JSON line per command. One process
+//                                      serves a whole test file: starting node costs seconds
+//                                      in the QEMU guest.
+// Client commands:
+//   {"op":"flows","tcpPort":p,"udpPort":q,"tcp":n,"udp":m}
+//       n TCP connections and m UDP flows (one source port each), all answered
+//       -> {"tcp":[ports],"udp":[ports]}
+//   {"op":"oneway","port":p,"n":n}
+//       n UDP datagrams from n source ports, no answer awaited (unreplied entries:
+//       the ones early drop evicts) -> {"udp":[ports]}
+// A failed command answers {"error":"..."}.
 import net from 'node:net';
 import dgram from 'node:dgram';
+import readline from 'node:readline';
 
-const [role, addr, tcpPortArg, udpPortArg, nTcpArg = '0', nUdpArg = '0'] = process.argv.slice(2);
-const tcpPort = Number(tcpPortArg);
-const udpPort = Number(udpPortArg);
+const [role, addr, tcpPortArg, udpPortArg] = process.argv.slice(2);
 const TIMEOUT_MS = 10_000;
 
 function withTimeout(promise, what) {
@@ -21,7 +27,7 @@ function withTimeout(promise, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function server() {
+function server(tcpPort, udpPort) {
   const tcp = net.createServer((sock) => {
     sock.on('data', () => {});
     sock.on('end', () => sock.end());
@@ -35,13 +41,13 @@ function server() {
   udp.bind(udpPort, addr, up);
 }
 
-function tcpOnce() {
+function tcpOnce(port) {
   return withTimeout(
     new Promise((resolve, reject) => {
-      const sock = net.connect({ host: addr, port: tcpPort }, () => {
-        const port = sock.localPort;
+      const sock = net.connect({ host: addr, port }, () => {
+        const local = sock.localPort;
         sock.end('x');
-        sock.on('close', () => resolve(port));
+        sock.on('close', () => resolve(local));
       });
       sock.on('data', () => {});
       sock.on('error', reject);
@@ -50,16 +56,16 @@ function tcpOnce() {
   );
 }
 
-function udpOnce() {
+function udpOnce(port) {
   return withTimeout(
     new Promise((resolve, reject) => {
       const sock = dgram.createSocket('udp4');
       sock.on('error', reject);
       sock.on('message', () => {
-        const port = sock.address().port;
-        sock.close(() => resolve(port));
+        const local = sock.address().port;
+        sock.close(() => resolve(local));
       });
-      sock.send('x', udpPort, addr);
+      sock.send('x', port, addr);
     }),
     'udp flow',
   );
@@ -75,14 +81,14 @@ async function inBatches(n, once, width = 16) {
   return ports;
 }
 
-async function client() {
-  const tcp = await inBatches(Number(nTcpArg), tcpOnce);
-  const udp = await inBatches(Number(nUdpArg), udpOnce);
-  process.stdout.write(`${JSON.stringify({ tcp, udp })}\n`);
+async function flows({ tcpPort, udpPort, tcp, udp }) {
+  return {
+    tcp: await inBatches(tcp, () => tcpOnce(tcpPort)),
+    udp: await inBatches(udp, () => udpOnce(udpPort)),
+  };
 }
 
-// Arguments: <addr> <port> <n>, so the port sits where client's tcpPort does.
-async function oneway(port = tcpPort, n = udpPort) {
+async function oneway({ port, n }) {
   const ports = [];
   for (let i = 0; i < n; i++) {
     const sock = dgram.createSocket('udp4');
@@ -91,13 +97,28 @@ async function oneway(port = tcpPort, n = udpPort) {
     ports.push(sock.address().port);
     await new Promise((resolve) => sock.close(resolve));
   }
-  process.stdout.write(`${JSON.stringify({ udp: ports })}\n`);
+  return { udp: ports };
 }
 
-if (role === 'server') server();
-else if (role === 'oneway') await oneway();
+async function client() {
+  const ops = { flows, oneway };
+  // One command at a time, in order: the test waits for each answer anyway.
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    let answer;
+    try {
+      const cmd = JSON.parse(line);
+      if (!ops[cmd.op]) throw new Error(`unknown op ${cmd.op}`);
+      answer = await ops[cmd.op](cmd);
+    } catch (e) {
+      answer = { error: String(e?.message ?? e) };
+    }
+    process.stdout.write(`${JSON.stringify(answer)}\n`);
+  }
+}
+
+if (role === 'server') server(Number(tcpPortArg), Number(udpPortArg));
 else if (role === 'client') await client();
 else {
-  process.stderr.write('usage: traffic.mjs server|client ...\n');
+  process.stderr.write('usage: traffic.mjs server <addr> <tcpPort> <udpPort> | client <addr>\n');
   process.exit(2);
 }

@@ -16,53 +16,67 @@ const sysctl = (name: string) => `/proc/sys/net/netfilter/${name}`;
 const read = (name: string): string => readFileSync(sysctl(name), 'utf8').trim();
 const write = (name: string, value: string): void => writeFileSync(sysctl(name), value);
 
-describe.each(testModes())('destroy on early drop, VM only (%s)', (mode) => {
+describe('destroy on early drop, VM only', () => {
   const pair = new NetnsPair('edrop');
   const saved = { max: '', buckets: '' };
-  let rec: Recorder;
-
-  beforeAll(async () => {
+  beforeAll(() => {
     if (process.env.CTSTORM_VM !== '1') {
       throw new Error('refusing to shrink the global conntrack table outside the test VM (npm run test:vm runs this)');
     }
     saved.max = read('nf_conntrack_max');
     saved.buckets = read('nf_conntrack_buckets');
     pair.up();
-    rec = new Recorder(pair.serverInode, mode);
-    write('nf_conntrack_buckets', '8'); // early_drop scans 8 buckets: all of them
-    write('nf_conntrack_max', String(MAX));
   });
-  afterAll(async () => {
+  afterAll(() => {
     if (saved.max) write('nf_conntrack_max', saved.max);
     if (saved.buckets) write('nf_conntrack_buckets', saved.buckets);
-    await rec?.close();
     pair.down();
   });
 
-  it('counts every eviction as a destroy, and the rest on flush', async () => {
-    const before = pair.stats();
-    const ports = await pair.oneway(FLOWS);
-    expect(ports).toHaveLength(FLOWS);
-    const after = pair.stats();
-    const dropped = after.drop! - before.drop!; // refused: never allocated, never inserted
-    const evicted = after.early_drop! - before.early_drop!;
-    expect(evicted).toBeGreaterThan(0); // the path under test was taken
-    const inserted = FLOWS - dropped;
-    const left = pair.count();
-    expect(left).toBeLessThanOrEqual(MAX);
-    expect(inserted - evicted).toBe(left);
+  describe.each(testModes())('in %s mode', (mode) => {
+    let rec: Recorder;
+    beforeAll(async () => {
+      await pair.empty();
+      rec = new Recorder(pair.serverInode, mode);
+      write('nf_conntrack_buckets', '8'); // early_drop scans 8 buckets: all of them
+      write('nf_conntrack_max', String(MAX));
+    });
+    afterAll(async () => {
+      write('nf_conntrack_max', saved.max);
+      write('nf_conntrack_buckets', saved.buckets);
+      await rec?.close();
+    });
 
-    const state = () => `inserts ${rec.of('insert').length}, destroys ${rec.of('destroy').length}, counters ${JSON.stringify(rec.counters())}`;
-    await until(() => rec.of('insert').length >= inserted && rec.of('destroy').length >= evicted, 60_000, `${inserted} inserts and ${evicted} evictions`, state);
-    expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: evicted, lost: 0 });
-    // Every evicted entry was one the test inserted, and one it inserted early.
-    const insertedPorts = new Set(rec.of('insert').map((r) => r.orig.sport));
-    for (const r of rec.of('destroy')) expect(insertedPorts.has(r.orig.sport)).toBe(true);
-    expect(rec.of('insert').every((r) => ports.includes(r.orig.sport))).toBe(true);
+    it('counts every eviction as a destroy, and the rest on flush', async () => {
+      const before = pair.stats();
+      const ports = await pair.oneway(FLOWS);
+      expect(ports).toHaveLength(FLOWS);
+      const after = pair.stats();
+      const dropped = after.drop! - before.drop!; // refused: never allocated, never inserted
+      const evicted = after.early_drop! - before.early_drop!;
+      expect(evicted).toBeGreaterThan(0); // the path under test was taken
+      const inserted = FLOWS - dropped;
+      const left = pair.count();
+      expect(left).toBeLessThanOrEqual(MAX);
+      expect(inserted - evicted).toBe(left);
 
-    pair.flush();
-    await until(() => rec.of('destroy').length >= inserted, 30_000, 'flush destroy records', state);
-    expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: inserted, lost: 0 });
-    expect(rec.of('destroy').every((r) => r.lifetimeNs !== undefined && r.lifetimeNs > 0)).toBe(true);
+      const state = () => `inserts ${rec.of('insert').length}, destroys ${rec.of('destroy').length}, counters ${JSON.stringify(rec.counters())}`;
+      await until(
+        () => rec.of('insert').length >= inserted && rec.of('destroy').length >= evicted,
+        60_000,
+        `${inserted} inserts and ${evicted} evictions`,
+        state,
+      );
+      expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: evicted, lost: 0 });
+      // Every evicted entry was one the test inserted, and one it inserted early.
+      const insertedPorts = new Set(rec.of('insert').map((r) => r.orig.sport));
+      for (const r of rec.of('destroy')) expect(insertedPorts.has(r.orig.sport)).toBe(true);
+      expect(rec.of('insert').every((r) => ports.includes(r.orig.sport))).toBe(true);
+
+      pair.flush();
+      await until(() => rec.of('destroy').length >= inserted, 30_000, 'flush destroy records', state);
+      expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: inserted, lost: 0 });
+      expect(rec.of('destroy').every((r) => r.lifetimeNs !== undefined && r.lifetimeNs > 0)).toBe(true);
+    });
   });
 });

@@ -5,7 +5,6 @@
 #
 # The guest sees the host root read-only and the checkout read-write at the same path,
 # runs the command there and exits with its exit code (125 when the guest itself failed).
-# See test/vm/README.md.
 set -euo pipefail
 
 readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -292,7 +291,9 @@ write_guest_command() {
     echo "export MODPROBE_OPTIONS='-d /run/ctstorm-vm/modroot'"
     echo 'mkdir -p "$HOME"'
     printf 'cd %q || exit %d\n' "$checkout" "$EXIT_VM_FAILED"
-    printf 'exec bash -c %q\n' "$script"
+    # Through a pipe, not the console: tools see no terminal, so no progress redraws.
+    echo 'set -o pipefail'
+    printf 'bash -c %q 2>&1 | cat\n' "$script"
   } >"$file"
 }
 

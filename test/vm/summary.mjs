@@ -21,8 +21,8 @@ for (const [kernel, rc, seconds] of runs) {
   const cells = new Map([...modes, 'any'].map((m) => [m, { passed: 0, failed: 0, skipped: 0 }]));
   for (const suite of report.testResults) {
     for (const t of suite.assertionResults) {
-      // describe.each titles end in "(mode)"; other tests are mode-independent.
-      const mode = t.ancestorTitles.map((a) => /\((\w+)\)$/.exec(a)?.[1]).find((m) => m && cells.has(m)) ?? 'any';
+      // Per-mode tests sit in describe.each blocks titled "in <mode> mode"; the rest are mode-independent.
+      const mode = t.ancestorTitles.map((a) => /^in (\w+) mode$/.exec(a)?.[1]).find((m) => m && cells.has(m)) ?? 'any';
       const cell = cells.get(mode);
       if (t.status === 'passed') cell.passed++;
       else if (t.status === 'failed') cell.failed++;
