@@ -56,19 +56,23 @@ function tcpOnce(port) {
   );
 }
 
-function udpOnce(port) {
+// The socket stays open (bound) until the caller closes it, so no later flow of the
+// same command can get its source port and ride on its conntrack entry.
+function udpOnce(port, open) {
   return withTimeout(
     new Promise((resolve, reject) => {
       const sock = dgram.createSocket('udp4');
+      open.push(sock);
       sock.on('error', reject);
-      sock.on('message', () => {
-        const local = sock.address().port;
-        sock.close(() => resolve(local));
-      });
+      sock.on('message', () => resolve(sock.address().port));
       sock.send('x', port, addr);
     }),
     'udp flow',
   );
+}
+
+function closeAll(socks) {
+  return Promise.all(socks.map((sock) => new Promise((resolve) => sock.close(resolve))));
 }
 
 async function inBatches(n, once, width = 16) {
@@ -82,20 +86,30 @@ async function inBatches(n, once, width = 16) {
 }
 
 async function flows({ tcpPort, udpPort, tcp, udp }) {
-  return {
-    tcp: await inBatches(tcp, () => tcpOnce(tcpPort)),
-    udp: await inBatches(udp, () => udpOnce(udpPort)),
-  };
+  const open = [];
+  try {
+    return {
+      tcp: await inBatches(tcp, () => tcpOnce(tcpPort)),
+      udp: await inBatches(udp, () => udpOnce(udpPort, open)),
+    };
+  } finally {
+    await closeAll(open);
+  }
 }
 
 async function oneway({ port, n }) {
+  const open = [];
   const ports = [];
-  for (let i = 0; i < n; i++) {
-    const sock = dgram.createSocket('udp4');
-    sock.on('error', () => {}); // ICMP port unreachable comes back as an error
-    await new Promise((resolve) => sock.send('x', port, addr, resolve));
-    ports.push(sock.address().port);
-    await new Promise((resolve) => sock.close(resolve));
+  try {
+    for (let i = 0; i < n; i++) {
+      const sock = dgram.createSocket('udp4');
+      open.push(sock);
+      sock.on('error', () => {}); // ICMP port unreachable comes back as an error
+      await new Promise((resolve) => sock.send('x', port, addr, resolve));
+      ports.push(sock.address().port);
+    }
+  } finally {
+    await closeAll(open);
   }
   return { udp: ports };
 }
