@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command as root inside a QEMU guest booted on a real Debian kernel.
 #
-#   bash test/vm/run.sh [--kernel 6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... -- <command...>
+#   bash test/vm/run.sh [--kernel 6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
 #
 # The guest sees the host root read-only and the checkout read-write at the same path,
 # runs the command there and exits with its exit code (125 when the guest itself failed).
@@ -395,7 +395,9 @@ main() {
         EXTRA_ENV+=("${2%%=*}"); shift 2 ;;
       --) shift; break ;;
       -h|--help) usage ;;
-      *) usage ;;
+      -*) log "unknown option $1"; usage ;;
+      *) break ;;                       # the command starts here
+
     esac
   done
   (($#)) || usage
