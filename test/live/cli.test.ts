@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
-import { until } from './recorder.js';
+import { until } from './wait.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const skip = liveSkipReason();

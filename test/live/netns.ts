@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { TrafficClient, trafficScript } from './traffic-client.js';
+import { until } from './wait.js';
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -122,8 +123,7 @@ export class NetnsPair {
    * for the next probe, so no entry made earlier is destroyed while it watches. */
   async empty(): Promise<void> {
     this.flush();
-    for (let i = 0; i < 200 && this.count() > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    if (this.count() > 0) throw new Error(`the ${this.server} conntrack table did not empty after a flush`);
+    await until(() => this.count() === 0, 10_000, `the ${this.server} conntrack table to empty after a flush`);
   }
 
   flush(): void {

@@ -5,7 +5,7 @@ import { takeSnapshot, type CtRecord, type Snapshot } from '../../src/index.js';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
-import { until } from './recorder.js';
+import { until } from './wait.js';
 
 const N_TCP = 40;
 const M_UDP = 25;

@@ -37,12 +37,3 @@ export class Recorder {
     await this.source.close();
   }
 }
-
-/** Polls until check() is true or the deadline passes; bounded. */
-export async function until(check: () => boolean, ms: number, what: string, state?: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${state ? ` (${state()})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
-import { Recorder, until } from './recorder.js';
+import { Recorder } from './recorder.js';
+import { until } from './wait.js';
 
 const skip = liveSkipReason();
 const FLOWS = 15;

@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from '../live/netns.js';
 import { testModes } from '../live/modes.js';
-import { Recorder, until } from '../live/recorder.js';
+import { Recorder } from '../live/recorder.js';
+import { until } from '../live/wait.js';
 
 const FLOWS = 200;
 const MAX = 32;

@@ -372,6 +372,10 @@ follow_console() {
 
 print_tail() {
   local i start=$((TAIL_COUNT > TAIL_LINES ? TAIL_COUNT - TAIL_LINES : 0))
+  if ((TAIL_COUNT == 0)); then
+    log "the guest did not report an exit code and printed nothing (kernel: $KERNEL)"
+    return
+  fi
   log "the guest did not report an exit code; last console lines:"
   for ((i = start; i < TAIL_COUNT; i++)); do
     printf 'ctstorm-vm console| %s\n' "${TAIL[i % TAIL_LINES]}" >&2
