@@ -1,9 +1,12 @@
 // Two network namespaces joined by a veth pair, conntrack active in the server
 // namespace only (an nftables "ct state" rule), and the traffic helper run in them.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { TrafficClient, trafficScript } from './traffic-client.js';
 import { until } from './wait.js';
+
+const execFileAsync = promisify(execFile);
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -36,6 +39,11 @@ export class NetnsPair {
 
   exec(ns: string, cmd: string, ...args: string[]): string {
     return sh('ip', ['netns', 'exec', ns, cmd, ...args]);
+  }
+
+  /** exec without blocking the event loop (a probe keeps draining meanwhile). */
+  async execAsync(ns: string, cmd: string, ...args: string[]): Promise<string> {
+    return (await execFileAsync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8' })).stdout;
   }
 
   up(): void {
