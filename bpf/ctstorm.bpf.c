@@ -293,13 +293,22 @@ static __always_inline void on_conntrack_free(struct nf_conn *ct)
 	__u64 key = (__u64)ct;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &key);
 	__u64 start = e ? e->start_ns : 0;
+	__u32 status = BPF_CORE_READ(ct, status);
 
 	if (e)
 		bpf_map_delete_elem(&live, &key);
-	if (!(BPF_CORE_READ(ct, status) & IPS_CONFIRMED))
+	if (!(status & IPS_CONFIRMED))
 		return;
-	if (!e)
+	if (status & IPS_NAT_CLASH) {
+		/* nf_ct_resolve_clash_harder put it in the table (reply direction, ~1 s)
+		 * without __nf_conntrack_hash_insert: report its insert now, so inserts
+		 * and destroys agree with the table count and with tracepoint mode. */
+		health_inc(CTSTORM_H_NAT_CLASH);
+		if (!e)
+			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, CTSTORM_F_LATE);
+	} else if (!e) {
 		health_inc(CTSTORM_H_UNKNOWN_START);
+	}
 	emit_destroy(ct, start);
 }
 
@@ -398,11 +407,15 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 	struct nf_conn *ct = (struct nf_conn *)ptr;
 	__u64 key = (__u64)ptr, start = 0;
 	struct live_entry *e;
+	__u32 status;
 	bool confirmed;
 
 	if (!ptr || !is_conntrack_cache(s))
 		return 0;
-	confirmed = BPF_CORE_READ(ct, status) & IPS_CONFIRMED;
+	status = BPF_CORE_READ(ct, status);
+	confirmed = status & IPS_CONFIRMED;
+	if (confirmed && (status & IPS_NAT_CLASH))
+		health_inc(CTSTORM_H_NAT_CLASH);
 	e = bpf_map_lookup_elem(&live, &key);
 	if (e) {
 		start = e->start_ns;

@@ -72,7 +72,8 @@ enum ctstorm_health {
 	CTSTORM_H_UNTRACKED = 1,         /* no room in the "live" map: lifetime unknown */
 	CTSTORM_H_NETNS_OVERFLOW = 2,    /* no room in the per-netns counter map */
 	CTSTORM_H_UNKNOWN_START = 3,     /* destroyed entries inserted before ctstorm started */
-	CTSTORM_H_MAX = 4,
+	CTSTORM_H_NAT_CLASH = 4,         /* NAT clash losers freed (see on_conntrack_free) */
+	CTSTORM_H_MAX = 5,
 };
 
 #define CTSTORM_PROTO_SLOTS 256

@@ -92,6 +92,9 @@ struct kmem_cache {
 #include <asm/ptrace.h>
 
 #define IPS_CONFIRMED (1UL << 3)
+/* In-kernel reuse of IPS_UNTRACKED_BIT: an entry that lost a clash and was added
+ * beside the winner by nf_ct_resolve_clash_harder (NAT gave it another reply tuple). */
+#define IPS_NAT_CLASH (1UL << 12)
 #define IPPROTO_TCP 6
 
 #endif /* CTSTORM_KERNEL_TYPES_H */

@@ -340,3 +340,4 @@ void ct_probe_close(struct ct_probe *p)
 _Static_assert(sizeof(struct ctstorm_record) == 128, "record layout changed: update src/record.ts");
 _Static_assert(offsetof(struct ctstorm_record, orig) == 56, "record layout changed");
 _Static_assert(offsetof(struct ctstorm_record, reply) == 92, "record layout changed");
+_Static_assert(CT_HEALTH_SLOTS == CTSTORM_H_MAX, "health slots: native/probe.h and bpf/ctstorm.h disagree");

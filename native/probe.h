@@ -37,7 +37,7 @@ struct ct_netns_counts {
 
 #define CT_ERR_LEN 512
 #define CT_PROTO_SLOTS 256
-#define CT_HEALTH_SLOTS 4
+#define CT_HEALTH_SLOTS 5
 
 struct ct_probe;
 

@@ -22,6 +22,9 @@ export interface Health {
   netnsOverflow: number;
   /** Destroyed entries inserted before ctstorm started. */
   unknownStart: number;
+  /** NAT clash losers freed: entries the kernel added beside a clash winner (reply
+   * direction only, ~1 s); fentry/kprobe modes report their insert when they are freed. */
+  natClashes: number;
 }
 
 export interface KernelCounters {
@@ -50,6 +53,7 @@ export function healthFromArray(values: readonly number[]): Health {
     untracked: values[1] ?? 0,
     netnsOverflow: values[2] ?? 0,
     unknownStart: values[3] ?? 0,
+    natClashes: values[4] ?? 0,
   };
 }
 
@@ -71,12 +75,9 @@ export function diffCounters(end: KernelCounters, start: KernelCounters): Kernel
     netns: end.netns
       .map((n) => ({ inode: n.inode, l4proto: n.l4proto, ...subCounts(n, startNs.get(nsKey(n.inode, n.l4proto))) }))
       .filter(nonzero),
-    health: {
-      unconfirmedFrees: end.health.unconfirmedFrees - start.health.unconfirmedFrees,
-      untracked: end.health.untracked - start.health.untracked,
-      netnsOverflow: end.health.netnsOverflow - start.health.netnsOverflow,
-      unknownStart: end.health.unknownStart - start.health.unknownStart,
-    },
+    health: Object.fromEntries(
+      Object.entries(end.health).map(([k, v]) => [k, v - start.health[k as keyof Health]]),
+    ) as unknown as Health,
   };
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { byNetns, diffCounters, totals, type KernelCounters } from '../../src/counters.js';
 
-const health = { unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0 };
+const health = { unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0, natClashes: 0 };
 
 const start: KernelCounters = {
   protocols: [{ l4proto: 6, inserts: 10, destroys: 4, lost: 0 }],

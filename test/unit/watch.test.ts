@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderFrame } from '../../src/watch.js';
 
-const health = { unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0 };
+const health = { unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0, natClashes: 0 };
 
 describe('watch frame', () => {
   it('shows fill, rates per second over the interval, lost records and top netns', () => {
