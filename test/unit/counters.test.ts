@@ -6,7 +6,7 @@ const health = { unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownSta
 const start: KernelCounters = {
   protocols: [{ l4proto: 6, inserts: 10, destroys: 4, lost: 0 }],
   netns: [{ inode: 100, l4proto: 6, inserts: 10, destroys: 4, lost: 0 }],
-  health: { ...health, unconfirmedFrees: 2 },
+  health: { ...health, unconfirmedFrees: 2, natClashes: 1 },
 };
 const end: KernelCounters = {
   protocols: [
@@ -18,7 +18,7 @@ const end: KernelCounters = {
     { inode: 200, l4proto: 6, inserts: 15, destroys: 20, lost: 1 },
     { inode: 200, l4proto: 17, inserts: 7, destroys: 0, lost: 0 },
   ],
-  health: { ...health, unconfirmedFrees: 9, unknownStart: 3 },
+  health: { ...health, unconfirmedFrees: 9, unknownStart: 3, natClashes: 5 },
 };
 
 describe('counters', () => {
@@ -30,7 +30,7 @@ describe('counters', () => {
       { l4proto: 17, inserts: 7, destroys: 0, lost: 0 },
     ]);
     expect(delta.netns.map((n) => n.inode)).toEqual([200, 200]);
-    expect(delta.health).toEqual({ ...health, unconfirmedFrees: 7, unknownStart: 3 });
+    expect(delta.health).toEqual({ ...health, unconfirmedFrees: 7, unknownStart: 3, natClashes: 4 });
   });
 
   it('sums totals', () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { healthFromArray } from '../../src/counters.js';
 import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
 
 const bpfDir = fileURLToPath(new URL('../../bpf', import.meta.url));
@@ -23,6 +24,7 @@ function headerFacts(): Record<string, number> {
     lines.push(`printf("\\"tuple.${f}\\": %zu,\\n", offsetof(struct ctstorm_tuple, ${f}));`);
   }
   const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE'];
+  consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_MAX');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "ctstorm.h"\nint main(void) {\nprintf("{");\n${lines.join('\n')}\nprintf("\\"size\\": %zu, \\"tupleSize\\": %zu}", sizeof(struct ctstorm_record), sizeof(struct ctstorm_tuple));\nreturn 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), 'ctstorm-layout-'));
@@ -55,5 +57,16 @@ describe('record layout', () => {
     expect(c.CTSTORM_F_CHAIN).toBe(RecordFlag.chain);
     expect(c.CTSTORM_F_LIFETIME).toBe(RecordFlag.lifetime);
     expect(c.CTSTORM_F_LATE).toBe(RecordFlag.late);
+  });
+
+  it('names the health counters as enum ctstorm_health numbers them', () => {
+    const slots = Array.from({ length: c.CTSTORM_H_MAX! }, (_, i) => 100 + i);
+    expect(healthFromArray(slots)).toEqual({
+      unconfirmedFrees: 100 + c.CTSTORM_H_UNCONFIRMED_FREES!,
+      untracked: 100 + c.CTSTORM_H_UNTRACKED!,
+      netnsOverflow: 100 + c.CTSTORM_H_NETNS_OVERFLOW!,
+      unknownStart: 100 + c.CTSTORM_H_UNKNOWN_START!,
+      natClashes: 100 + c.CTSTORM_H_NAT_CLASH!,
+    });
   });
 });
