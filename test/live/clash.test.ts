@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModes } from './modes.js';
 import { NetnsPair } from './netns.js';
 import { liveSkipReason } from './privileges.js';
-import { Recorder } from './recorder.js';
+import { useRecorder } from './recorder.js';
 import { until } from './wait.js';
 
 const skip = liveSkipReason();
@@ -49,21 +49,21 @@ describe.skipIf(skip !== undefined).each([
   afterAll(() => pair.down());
 
   describe.each(testModes())('in %s mode', (mode) => {
-    let rec: Recorder;
-    beforeAll(async () => {
-      await pair.empty();
-      rec = new Recorder(pair.serverInode, mode);
-    });
-    afterAll(async () => rec?.close());
+    const rec = useRecorder(pair, mode);
 
     it(nat ? 'count the NAT clash losers once each, as inserts and destroys' : 'are neither inserts nor destroys: one of each per flow', async () => {
-      const health0 = rec.source.counters().health;
+      const health0 = rec().source.counters().health;
       const clashes = await race(pair);
       expect(clashes).toBeGreaterThan(0); // the race was really run
       const state = () =>
-        `inserts ${rec.of('insert').length}, destroys ${rec.of('destroy').length}, in table ${pair.count()}, counters ${JSON.stringify(rec.counters())}`;
+        `inserts ${rec().of('insert').length}, destroys ${rec().of('destroy').length}, in table ${pair.count()}, counters ${JSON.stringify(rec().counters())}`;
       // Count flows by source port: with NAT, clash losers are inserts too.
-      const insertedPorts = () => new Set(rec.of('insert').map((r) => r.orig.sport));
+      const insertedPorts = () =>
+        new Set(
+          rec()
+            .of('insert')
+            .map((r) => r.orig.sport),
+        );
       await until(() => insertedPorts().size >= FLOWS, 30_000, `inserts of ${FLOWS} flows`, state);
       const ports = insertedPorts();
       expect(ports.size).toBe(FLOWS);
@@ -72,20 +72,24 @@ describe.skipIf(skip !== undefined).each([
 
       // Flush; NAT clash losers (hidden from the flush) expire within about a second.
       pair.flush();
-      await until(() => pair.count() === 0 && rec.of('destroy').length >= rec.of('insert').length, 60_000, 'the table to empty', state);
-      const health = rec.source.counters().health;
+      await until(() => pair.count() === 0 && rec().of('destroy').length >= rec().of('insert').length, 60_000, 'the table to empty', state);
+      const health = rec().source.counters().health;
       const natClashes = health.natClashes - health0.natClashes;
       if (nat) expect(natClashes).toBeGreaterThan(0);
       else expect(natClashes).toBe(0);
-      expect(rec.counters()).toMatchObject({ inserts: FLOWS + natClashes, destroys: FLOWS + natClashes, lost: 0 });
-      expect(rec.of('insert')).toHaveLength(FLOWS + natClashes);
-      expect(rec.of('destroy')).toHaveLength(FLOWS + natClashes);
-      if (rec.source.mode === 'tracepoint') {
+      expect(rec().counters()).toMatchObject({ inserts: FLOWS + natClashes, destroys: FLOWS + natClashes, lost: 0 });
+      expect(rec().of('insert')).toHaveLength(FLOWS + natClashes);
+      expect(rec().of('destroy')).toHaveLength(FLOWS + natClashes);
+      if (rec().source.mode === 'tracepoint') {
         // Merged losers are objects freed without ever being confirmed.
         expect(health.unconfirmedFrees - health0.unconfirmedFrees).toBeGreaterThanOrEqual(clashes - natClashes);
       } else {
         // Their insert is reported when they are freed: the late inserts are exactly them.
-        expect(rec.of('insert').filter((r) => r.late)).toHaveLength(natClashes);
+        expect(
+          rec()
+            .of('insert')
+            .filter((r) => r.late),
+        ).toHaveLength(natClashes);
       }
     });
   });

@@ -1,6 +1,8 @@
 // Drains a source in the background and keeps the records of one netns, so a
 // test can act, then wait for exactly what it expects to see.
+import { afterAll, beforeAll } from 'vitest';
 import { byNetns, openSource, type CtRecord, type ModeChoice, type NetnsCounts, type Source } from '../../src/index.js';
+import type { NetnsPair } from './netns.js';
 
 export class Recorder {
   readonly records: CtRecord[] = [];
@@ -36,4 +38,19 @@ export class Recorder {
     await this.loop;
     await this.source.close();
   }
+}
+
+/** Call inside a per-mode describe block: before its tests, empties the pair's
+ * table and starts a Recorder in that mode; after them, closes it. */
+export function useRecorder(pair: NetnsPair, mode: ModeChoice): () => Recorder {
+  let rec: Recorder | undefined;
+  beforeAll(async () => {
+    await pair.empty();
+    rec = new Recorder(pair.serverInode, mode);
+  });
+  afterAll(async () => rec?.close());
+  return () => {
+    if (!rec) throw new Error('useRecorder: no recorder outside the tests of its describe block');
+    return rec;
+  };
 }

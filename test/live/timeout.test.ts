@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
-import { Recorder } from './recorder.js';
+import { useRecorder } from './recorder.js';
 import { until } from './wait.js';
 
 const skip = liveSkipReason();
@@ -24,27 +24,22 @@ describe.skipIf(skip !== undefined)('destroy on timeout', () => {
   afterAll(() => pair.down());
 
   describe.each(testModes())('in %s mode', (mode) => {
-    let rec: Recorder;
-    beforeAll(async () => {
-      await pair.empty();
-      rec = new Recorder(pair.serverInode, mode);
-    });
-    afterAll(async () => rec?.close());
+    const rec = useRecorder(pair, mode);
 
     it('sees a destroy with a lifetime for every expired entry', async () => {
       const { udp } = await pair.runClient(0, FLOWS);
-      await until(() => rec.of('insert').length >= FLOWS, 30_000, 'insert records');
+      await until(() => rec().of('insert').length >= FLOWS, 30_000, 'insert records');
       // Expired entries are removed by the GC worker, or at once when a dump finds them.
       await until(
         () => {
           pair.exec(pair.server, 'conntrack', '-L');
-          return rec.of('destroy').length >= FLOWS;
+          return rec().of('destroy').length >= FLOWS;
         },
         90_000,
         'the entries to time out',
       );
-      expect(rec.counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
-      const destroys = rec.of('destroy');
+      expect(rec().counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
+      const destroys = rec().of('destroy');
       expect(destroys.map((r) => r.orig.sport).sort((a, b) => a - b)).toEqual([...udp].sort((a, b) => a - b));
       // Lived at least the 1 s timeout, less one jiffy: the kernel arms the timeout
       // in jiffies, so an entry refreshed late in a tick expires up to 1/HZ (<= 10 ms) early.

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from '../live/netns.js';
 import { testModes } from '../live/modes.js';
-import { Recorder } from '../live/recorder.js';
+import { useRecorder } from '../live/recorder.js';
 import { until } from '../live/wait.js';
 
 const FLOWS = 200;
@@ -35,17 +35,15 @@ describe('destroy on early drop, VM only', () => {
   });
 
   describe.each(testModes())('in %s mode', (mode) => {
-    let rec: Recorder;
-    beforeAll(async () => {
-      await pair.empty();
-      rec = new Recorder(pair.serverInode, mode);
+    const rec = useRecorder(pair, mode);
+    beforeAll(() => {
       write('nf_conntrack_buckets', '8'); // early_drop scans 8 buckets: all of them
       write('nf_conntrack_max', String(MAX));
     });
-    afterAll(async () => {
+    // After hooks run in reverse: the table is restored before the recorder closes.
+    afterAll(() => {
       write('nf_conntrack_max', saved.max);
       write('nf_conntrack_buckets', saved.buckets);
-      await rec?.close();
     });
 
     it('counts every eviction as a destroy, and the rest on flush', async () => {
@@ -71,23 +69,35 @@ describe('destroy on early drop, VM only', () => {
       expect(left).toBeLessThanOrEqual(MAX);
       const inserted = FLOWS - dropped; // refused packets allocate nothing and insert nothing
 
-      const state = () => `inserts ${rec.of('insert').length}, destroys ${rec.of('destroy').length}, counters ${JSON.stringify(rec.counters())}`;
+      const state = () => `inserts ${rec().of('insert').length}, destroys ${rec().of('destroy').length}, counters ${JSON.stringify(rec().counters())}`;
       await until(
-        () => rec.of('insert').length >= inserted && rec.of('destroy').length >= evicted,
+        () => rec().of('insert').length >= inserted && rec().of('destroy').length >= evicted,
         60_000,
         `${inserted} inserts and ${evicted} evictions`,
         state,
       );
-      expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: evicted, lost: 0 });
+      expect(rec().counters()).toMatchObject({ inserts: inserted, destroys: evicted, lost: 0 });
       // Every evicted entry was one the test inserted, and one it inserted early.
-      const insertedPorts = new Set(rec.of('insert').map((r) => r.orig.sport));
-      for (const r of rec.of('destroy')) expect(insertedPorts.has(r.orig.sport)).toBe(true);
-      expect(rec.of('insert').every((r) => ports.includes(r.orig.sport))).toBe(true);
+      const insertedPorts = new Set(
+        rec()
+          .of('insert')
+          .map((r) => r.orig.sport),
+      );
+      for (const r of rec().of('destroy')) expect(insertedPorts.has(r.orig.sport)).toBe(true);
+      expect(
+        rec()
+          .of('insert')
+          .every((r) => ports.includes(r.orig.sport)),
+      ).toBe(true);
 
       pair.flush();
-      await until(() => rec.of('destroy').length >= inserted, 30_000, 'flush destroy records', state);
-      expect(rec.counters()).toMatchObject({ inserts: inserted, destroys: inserted, lost: 0 });
-      expect(rec.of('destroy').every((r) => r.lifetimeNs !== undefined && r.lifetimeNs > 0)).toBe(true);
+      await until(() => rec().of('destroy').length >= inserted, 30_000, 'flush destroy records', state);
+      expect(rec().counters()).toMatchObject({ inserts: inserted, destroys: inserted, lost: 0 });
+      expect(
+        rec()
+          .of('destroy')
+          .every((r) => r.lifetimeNs !== undefined && r.lifetimeNs > 0),
+      ).toBe(true);
     });
   });
 });
