@@ -116,13 +116,10 @@ export class NetnsPair {
     const names = head!.trim().split(/\s+/);
     const sums: Record<string, number> = {};
     for (const row of rows) {
-      row
-        .trim()
-        .split(/\s+/)
-        .forEach((hex, i) => {
-          const name = names[i]!;
-          if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(hex, 16);
-        });
+      const cells = row.trim().split(/\s+/);
+      names.forEach((name, i) => {
+        if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(cells[i]!, 16);
+      });
     }
     return sums;
   }
