@@ -11,16 +11,12 @@ import { until } from './wait.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const skip = liveSkipReason();
-const ourPrograms = [
-  'fexit_hash_insert',
-  'fentry_conntrack_free',
-  'kprobe_hash_insert',
-  'kretprobe_hash_insert',
-  'kprobe_conntrack_free',
-  'tp_cache_alloc',
-  'tp_cache_free',
-  'sweep',
-];
+const probeObject = fileURLToPath(new URL('../../gen/ctstorm.bpf.o', import.meta.url));
+/** The probe's BPF programs: the global functions in the compiled object's BTF, so a
+ * new program is watched here without being listed. */
+const ourPrograms = execFileSync('bpftool', ['btf', 'dump', 'file', probeObject], { encoding: 'utf8' })
+  .split('\n')
+  .flatMap((line) => /^\[\d+\] FUNC '(\w+)' .*linkage=global/.exec(line)?.[1] ?? []);
 
 /** Our programs loaded in the kernel. The kernel keeps 15 characters of a name;
  * bpftool prints either those or, when BTF has it, the whole name. */
