@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "ctstorm.h"
 #include "ctstorm.skel.h"
@@ -123,6 +124,63 @@ static int mode_programs(struct ctstorm_bpf *s, enum ct_mode mode, struct bpf_pr
 	return n;
 }
 
+static const struct btf_type *skip_mods(const struct btf *btf, const struct btf_type *t)
+{
+	while (t && (btf_is_mod(t) || btf_is_typedef(t)))
+		t = btf__type_by_id(btf, t->type);
+	return t;
+}
+
+/* Whether raw tracepoint tp passes a struct kmem_cache * as its third argument, as
+ * tp_cache_alloc/free read it. Kernels before 6.0 pass none to kmem_cache_alloc and
+ * only the cache's name to kmem_cache_free (5.12-5.19): a raw_tp there loads but
+ * reads the wrong argument, so it would silently see nothing. */
+static bool tracepoint_passes_cache(const struct btf *btf, const char *tp)
+{
+	char name[64];
+	const struct btf_type *t;
+	const struct btf_param *params;
+	int id;
+
+	snprintf(name, sizeof(name), "btf_trace_%s", tp);
+	id = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF);
+	if (id < 0)
+		return false;
+	t = btf__type_by_id(btf, id); /* typedef -> pointer -> prototype */
+	t = skip_mods(btf, btf__type_by_id(btf, t->type));
+	if (!t || !btf_is_ptr(t))
+		return false;
+	t = skip_mods(btf, btf__type_by_id(btf, t->type));
+	if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4)
+		return false;
+	params = btf_params(t); /* [0] is the tracepoint's __data */
+	t = skip_mods(btf, btf__type_by_id(btf, params[3].type));
+	if (!t || !btf_is_ptr(t))
+		return false;
+	t = skip_mods(btf, btf__type_by_id(btf, t->type));
+	return t && btf_is_struct(t) && !strcmp(btf__name_by_offset(btf, t->name_off), "kmem_cache");
+}
+
+static int check_tracepoints(char *err, size_t errlen)
+{
+	static const char *const tps[] = { "kmem_cache_alloc", "kmem_cache_free" };
+	struct btf *btf = btf__load_vmlinux_btf();
+	int rc = 0;
+
+	if (!btf)
+		return 0; /* the load fails next, and says why */
+	for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]) && !rc; i++) {
+		if (tracepoint_passes_cache(btf, tps[i]))
+			continue;
+		snprintf(err, errlen,
+			 "the %s tracepoint of this kernel does not pass the slab cache (kernels before 6.0 do not)",
+			 tps[i]);
+		rc = -EOPNOTSUPP;
+	}
+	btf__free(btf);
+	return rc;
+}
+
 static int fail(char *err, size_t errlen, int rc, const char *step)
 {
 	const char *why = log_first;
@@ -160,6 +218,12 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 	if (p->ncpus <= 0) {
 		rc = fail(err, errlen, p->ncpus ? p->ncpus : -EINVAL, "count possible CPUs");
 		goto cleanup;
+	}
+
+	if (mode == CT_MODE_TRACEPOINT) {
+		rc = check_tracepoints(err, errlen);
+		if (rc)
+			goto cleanup;
 	}
 
 	p->skel = ctstorm_bpf__open();
