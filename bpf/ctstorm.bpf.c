@@ -25,7 +25,10 @@ const volatile __u32 conntrack_obj_size = 0; /* 0: take it from BTF */
 
 struct live_entry {
 	__u64 start_ns; /* insert time (allocation time in tracepoint mode) */
-	__u64 reported; /* the insert record was emitted; 64-bit for cmpxchg */
+	/* Tracepoint mode: start_ns while nobody has decided on the insert record;
+	 * whoever swaps it to 0 decides (see claim()). 0 from the start in the other
+	 * modes, whose hook reports the insert itself. */
+	__u64 claim;
 };
 
 struct {
@@ -223,22 +226,29 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, _
 	read_tuple(&r->reply, __builtin_preserve_access_index(&ct->tuplehash[1].tuple));
 }
 
-/* Emit an insert record for ct (already in the table). hash/reply_hash: bucket
- * indexes when the hook knows them, else -1. */
-static __always_inline void emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
-					__u16 extra_flags)
-{
-	__u32 netns = ct_netns(ct);
-	__u8 l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+/* An insert read from ct, not yet counted: the record (NULL when the ring is
+ * full) and what the counters need. */
+struct pending_insert {
 	struct ctstorm_record *r;
+	__u32 netns;
+	__u8 l4proto;
+};
 
-	count(netns, l4proto, 0);
-	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
-	if (!r) {
-		count(netns, l4proto, 2);
-		return;
-	}
-	fill(r, ct, CTSTORM_INSERT, netns, l4proto);
+/* Read an insert record for ct (already in the table). hash/reply_hash: bucket
+ * indexes when the hook knows them, else -1. The caller commits or drops it. */
+static __always_inline struct pending_insert read_insert(struct nf_conn *ct, __u64 ts, __u32 hash,
+							 __u32 reply_hash, __u16 extra_flags)
+{
+	struct pending_insert p = {
+		.netns = ct_netns(ct),
+		.l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum),
+	};
+	struct ctstorm_record *r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
+
+	p.r = r;
+	if (!r)
+		return p;
+	fill(r, ct, CTSTORM_INSERT, p.netns, p.l4proto);
 	r->ts_ns = ts;
 	r->flags |= extra_flags;
 	if (!(extra_flags & CTSTORM_F_LATE))
@@ -248,7 +258,30 @@ static __always_inline void emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash
 		r->bucket_reply = reply_hash;
 		r->flags |= CTSTORM_F_BUCKETS;
 	}
-	bpf_ringbuf_submit(r, 0);
+	return p;
+}
+
+static __always_inline void commit_insert(struct pending_insert *p)
+{
+	count(p->netns, p->l4proto, 0);
+	if (p->r)
+		bpf_ringbuf_submit(p->r, 0);
+	else
+		count(p->netns, p->l4proto, 2);
+}
+
+static __always_inline void drop_insert(struct pending_insert *p)
+{
+	if (p->r)
+		bpf_ringbuf_discard(p->r, 0);
+}
+
+static __always_inline void emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
+					__u16 extra_flags)
+{
+	struct pending_insert p = read_insert(ct, ts, hash, reply_hash, extra_flags);
+
+	commit_insert(&p);
 }
 
 static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns)
@@ -281,7 +314,7 @@ static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns)
 static __always_inline void on_hash_insert(struct nf_conn *ct, __u32 hash, __u32 reply_hash)
 {
 	__u64 key = (__u64)ct, now = bpf_ktime_get_ns();
-	struct live_entry e = { .start_ns = now, .reported = 1 };
+	struct live_entry e = { .start_ns = now };
 
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY))
 		health_inc(CTSTORM_H_UNTRACKED);
@@ -383,7 +416,8 @@ SEC("raw_tp/kmem_cache_alloc")
 int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
 	__u64 key = (__u64)ptr;
-	struct live_entry e = { .start_ns = bpf_ktime_get_ns() };
+	__u64 now = bpf_ktime_get_ns();
+	struct live_entry e = { .start_ns = now, .claim = now };
 	__u8 one = 1;
 
 	if (!ptr || !is_conntrack_cache(s))
@@ -394,11 +428,14 @@ int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct km
 	return 0;
 }
 
-/* Report ct's insert once, whoever gets there first (sweep or free). */
-static __always_inline void report_insert_once(struct nf_conn *ct, struct live_entry *e, __u16 flags)
+/* The sweep and the free path race to report an insert; the first to swap the
+ * claim from the entry's start time to 0 decides. The slab cache is
+ * SLAB_TYPESAFE_BY_RCU and live-map elements are reused, so the sweep may hold
+ * an element that now belongs to the address's next occupant: a start time in
+ * the swap (not a flag) makes that swap fail. */
+static __always_inline bool claim(struct live_entry *e, __u64 start)
 {
-	if (__sync_val_compare_and_swap(&e->reported, 0, 1) == 0)
-		emit_insert(ct, e->start_ns, (__u32)-1, (__u32)-1, flags);
+	return __sync_val_compare_and_swap(&e->claim, start, 0) == start;
 }
 
 SEC("raw_tp/kmem_cache_free")
@@ -419,8 +456,10 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 	e = bpf_map_lookup_elem(&live, &key);
 	if (e) {
 		start = e->start_ns;
-		if (confirmed)
-			report_insert_once(ct, e, CTSTORM_F_LATE);
+		/* Claimed even when unconfirmed: a sweep still holding this element
+		 * must not report the object's next occupant under it. */
+		if (claim(e, start) && confirmed)
+			emit_insert(ct, start, (__u32)-1, (__u32)-1, CTSTORM_F_LATE);
 		bpf_map_delete_elem(&live, &key);
 	}
 	bpf_map_delete_elem(&pending, &key);
@@ -437,13 +476,25 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 static long sweep_one(void *map, __u64 *key, __u8 *val, void *unused)
 {
 	struct nf_conn *ct = (struct nf_conn *)*key;
-	struct live_entry *e;
+	struct live_entry *e = bpf_map_lookup_elem(&live, key);
+	struct pending_insert p;
+	__u64 start;
 
+	if (!e) {
+		bpf_map_delete_elem(&pending, key); /* untracked: the free path counts it */
+		return 0;
+	}
+	start = e->start_ns;
 	if (!(BPF_CORE_READ(ct, status) & IPS_CONFIRMED))
 		return 0; /* not in the table yet: look again next sweep */
-	e = bpf_map_lookup_elem(&live, key);
-	if (e)
-		report_insert_once(ct, e, 0);
+	/* Read first, then claim: the free path claims before the object is freed,
+	 * so a won claim means what was read was still this entry. */
+	p = read_insert(ct, start, (__u32)-1, (__u32)-1, 0);
+	if (!claim(e, start)) {
+		drop_insert(&p); /* freed meanwhile: the free path decided */
+		return 0;
+	}
+	commit_insert(&p);
 	bpf_map_delete_elem(&pending, key);
 	return 0;
 }
