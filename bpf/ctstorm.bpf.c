@@ -226,29 +226,13 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, _
 	read_tuple(&r->reply, __builtin_preserve_access_index(&ct->tuplehash[1].tuple));
 }
 
-/* An insert read from ct, not yet counted: the record (NULL when the ring is
- * full) and what the counters need. */
-struct pending_insert {
-	struct ctstorm_record *r;
-	__u32 netns;
-	__u8 l4proto;
-};
-
-/* Read an insert record for ct (already in the table). hash/reply_hash: bucket
- * indexes when the hook knows them, else -1. The caller commits or drops it. */
-static __always_inline struct pending_insert read_insert(struct nf_conn *ct, __u64 ts, __u32 hash,
-							 __u32 reply_hash, __u16 extra_flags)
+/* Fill an insert record for ct (already in the table). hash/reply_hash: bucket
+ * indexes when the hook knows them, else -1. */
+static __always_inline void fill_insert(struct ctstorm_record *r, struct nf_conn *ct, __u32 netns,
+					__u8 l4proto, __u64 ts, __u32 hash, __u32 reply_hash,
+					__u16 extra_flags)
 {
-	struct pending_insert p = {
-		.netns = ct_netns(ct),
-		.l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum),
-	};
-	struct ctstorm_record *r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
-
-	p.r = r;
-	if (!r)
-		return p;
-	fill(r, ct, CTSTORM_INSERT, p.netns, p.l4proto);
+	fill(r, ct, CTSTORM_INSERT, netns, l4proto);
 	r->ts_ns = ts;
 	r->flags |= extra_flags;
 	if (!(extra_flags & CTSTORM_F_LATE))
@@ -258,30 +242,23 @@ static __always_inline struct pending_insert read_insert(struct nf_conn *ct, __u
 		r->bucket_reply = reply_hash;
 		r->flags |= CTSTORM_F_BUCKETS;
 	}
-	return p;
-}
-
-static __always_inline void commit_insert(struct pending_insert *p)
-{
-	count(p->netns, p->l4proto, 0);
-	if (p->r)
-		bpf_ringbuf_submit(p->r, 0);
-	else
-		count(p->netns, p->l4proto, 2);
-}
-
-static __always_inline void drop_insert(struct pending_insert *p)
-{
-	if (p->r)
-		bpf_ringbuf_discard(p->r, 0);
 }
 
 static __always_inline void emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
 					__u16 extra_flags)
 {
-	struct pending_insert p = read_insert(ct, ts, hash, reply_hash, extra_flags);
+	__u32 netns = ct_netns(ct);
+	__u8 l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	struct ctstorm_record *r;
 
-	commit_insert(&p);
+	count(netns, l4proto, 0);
+	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
+	if (!r) {
+		count(netns, l4proto, 2);
+		return;
+	}
+	fill_insert(r, ct, netns, l4proto, ts, hash, reply_hash, extra_flags);
+	bpf_ringbuf_submit(r, 0);
 }
 
 static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns)
@@ -477,8 +454,10 @@ static long sweep_one(void *map, __u64 *key, __u8 *val, void *unused)
 {
 	struct nf_conn *ct = (struct nf_conn *)*key;
 	struct live_entry *e = bpf_map_lookup_elem(&live, key);
-	struct pending_insert p;
+	struct ctstorm_record *r;
 	__u64 start;
+	__u32 netns;
+	__u8 l4proto;
 
 	if (!e) {
 		bpf_map_delete_elem(&pending, key); /* untracked: the free path counts it */
@@ -488,13 +467,25 @@ static long sweep_one(void *map, __u64 *key, __u8 *val, void *unused)
 	if (!(BPF_CORE_READ(ct, status) & IPS_CONFIRMED))
 		return 0; /* not in the table yet: look again next sweep */
 	/* Read first, then claim: the free path claims before the object is freed,
-	 * so a won claim means what was read was still this entry. */
-	p = read_insert(ct, start, (__u32)-1, (__u32)-1, 0);
-	if (!claim(e, start)) {
-		drop_insert(&p); /* freed meanwhile: the free path decided */
-		return 0;
+	 * so a won claim means what was read was still this entry; a lost one means
+	 * it was freed meanwhile and the free path decided. */
+	netns = ct_netns(ct);
+	l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
+	if (!r) {
+		if (!claim(e, start))
+			return 0;
+		count(netns, l4proto, 0);
+		count(netns, l4proto, 2);
+	} else {
+		fill_insert(r, ct, netns, l4proto, start, (__u32)-1, (__u32)-1, 0);
+		if (!claim(e, start)) {
+			bpf_ringbuf_discard(r, 0);
+			return 0;
+		}
+		bpf_ringbuf_submit(r, 0);
+		count(netns, l4proto, 0);
 	}
-	commit_insert(&p);
 	bpf_map_delete_elem(&pending, key);
 	return 0;
 }
