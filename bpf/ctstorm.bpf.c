@@ -66,12 +66,20 @@ struct {
 	__type(value, struct live_entry);
 } live SEC(".maps");
 
-/* Tracepoint mode: allocated, not yet reported as inserted. */
+/* Tracepoint mode: allocated, not yet reported as inserted. Keyed by address and
+ * start time: the slab reuses a freed object at once (early drop frees one entry
+ * and allocates the next), and an address alone would let the sweep delete the
+ * next occupant's entry while finishing with the previous one's. */
+struct pending_key {
+	__u64 ct;
+	__u64 start_ns;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
+	__type(key, struct pending_key);
 	__type(value, __u8);
 } pending SEC(".maps");
 
@@ -395,13 +403,16 @@ int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct km
 	__u64 key = (__u64)ptr;
 	__u64 now = bpf_ktime_get_ns();
 	struct live_entry e = { .start_ns = now, .claim = now };
+	struct pending_key pk = { .ct = key, .start_ns = now };
 	__u8 one = 1;
 
 	if (!ptr || !is_conntrack_cache(s))
 		return 0;
-	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY))
+	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY)) {
 		health_inc(CTSTORM_H_UNTRACKED);
-	bpf_map_update_elem(&pending, &key, &one, BPF_ANY);
+		return 0; /* its destroy is counted, with an unknown start */
+	}
+	bpf_map_update_elem(&pending, &pk, &one, BPF_ANY);
 	return 0;
 }
 
@@ -432,14 +443,16 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 		health_inc(CTSTORM_H_NAT_CLASH);
 	e = bpf_map_lookup_elem(&live, &key);
 	if (e) {
-		start = e->start_ns;
+		struct pending_key pk = { .ct = key, .start_ns = e->start_ns };
+
+		start = pk.start_ns;
 		/* Claimed even when unconfirmed: a sweep still holding this element
 		 * must not report the object's next occupant under it. */
 		if (claim(e, start) && confirmed)
 			emit_insert(ct, start, (__u32)-1, (__u32)-1, CTSTORM_F_LATE);
 		bpf_map_delete_elem(&live, &key);
+		bpf_map_delete_elem(&pending, &pk);
 	}
-	bpf_map_delete_elem(&pending, &key);
 	if (!confirmed) {
 		health_inc(CTSTORM_H_UNCONFIRMED_FREES);
 		return 0;
@@ -450,20 +463,22 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 	return 0;
 }
 
-static long sweep_one(void *map, __u64 *key, __u8 *val, void *unused)
+static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unused)
 {
-	struct nf_conn *ct = (struct nf_conn *)*key;
-	struct live_entry *e = bpf_map_lookup_elem(&live, key);
+	struct pending_key pk = *key;
+	struct nf_conn *ct = (struct nf_conn *)pk.ct;
+	__u64 start = pk.start_ns;
+	struct live_entry *e = bpf_map_lookup_elem(&live, &pk.ct);
 	struct ctstorm_record *r;
-	__u64 start;
 	__u32 netns;
 	__u8 l4proto;
 
-	if (!e) {
-		bpf_map_delete_elem(&pending, key); /* untracked: the free path counts it */
+	if (!e || e->start_ns != start) {
+		/* Its object was freed meanwhile, and the free path decided. The key
+		 * is this occupant's alone, so deleting it cannot hide the next one. */
+		bpf_map_delete_elem(&pending, &pk);
 		return 0;
 	}
-	start = e->start_ns;
 	if (!(BPF_CORE_READ(ct, status) & IPS_CONFIRMED))
 		return 0; /* not in the table yet: look again next sweep */
 	/* Read first, then claim: the free path claims before the object is freed,
@@ -473,20 +488,20 @@ static long sweep_one(void *map, __u64 *key, __u8 *val, void *unused)
 	l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
-		if (!claim(e, start))
-			return 0;
-		count(netns, l4proto, 0);
-		count(netns, l4proto, 2);
+		if (claim(e, start)) {
+			count(netns, l4proto, 0);
+			count(netns, l4proto, 2);
+		}
 	} else {
 		fill_insert(r, ct, netns, l4proto, start, (__u32)-1, (__u32)-1, 0);
-		if (!claim(e, start)) {
+		if (claim(e, start)) {
+			bpf_ringbuf_submit(r, 0);
+			count(netns, l4proto, 0);
+		} else {
 			bpf_ringbuf_discard(r, 0);
-			return 0;
 		}
-		bpf_ringbuf_submit(r, 0);
-		count(netns, l4proto, 0);
 	}
-	bpf_map_delete_elem(&pending, key);
+	bpf_map_delete_elem(&pending, &pk);
 	return 0;
 }
 
