@@ -36,9 +36,20 @@ for kernel in $kernels; do
   # The reporter's JSON lands in the checkout, which the guest shares read-write.
   # --no-isolate: one worker for all files; each isolated file costs a Node.js start
   # and its imports in the TCG guest (6.1: 232 s instead of 244-271 s).
-  bash test/vm/run.sh --kernel "$kernel" --env CTSTORM_TEST_MODES="$modes" -- \
-    "node_modules/.bin/vitest run --project live --project vm --no-isolate --reporter=verbose \
-       --reporter=json --outputFile.json=$results/$kernel.json" || rc=$?
+  # QEMU 7.2 TCG now and then runs a stale int3 after the guest kernel patched its
+  # own text (seen on 6.12: at boot in sched_clock_idle_wakeup_event, and in a
+  # static-key flip). That guest dies with "Oops: int3" before reporting; it is
+  # booted once more, visibly. Any other failure counts as it is.
+  for attempt in 1 2; do
+    set +e
+    bash test/vm/run.sh --kernel "$kernel" --env CTSTORM_TEST_MODES="$modes" -- \
+      "node_modules/.bin/vitest run --project live --project vm --no-isolate --reporter=verbose \
+         --reporter=json --outputFile.json=$results/$kernel.json" 2>&1 | tee "$results/$kernel.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    ((rc == 125 && attempt == 1)) && grep -q 'Oops: int3' "$results/$kernel.log" || break
+    echo "ctstorm-vm: $kernel guest died of a stale int3 (QEMU TCG), booting it again" >&2
+  done
   echo "$kernel $rc $((SECONDS - t0))" >>"$results/runs"
   ((rc == 0)) || failed+=("$kernel (exit $rc)")
 done
