@@ -32,7 +32,6 @@ failed=()
 for kernel in $kernels; do
   echo "ctstorm-vm: kernel $kernel, modes $modes" >&2
   t0=$SECONDS
-  rc=0
   # The reporter's JSON lands in the checkout, which the guest shares read-write.
   # --no-isolate: one worker for all files; each isolated file costs a Node.js start
   # and its imports in the TCG guest (6.1: 232 s instead of 244-271 s).
