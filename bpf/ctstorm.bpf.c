@@ -9,9 +9,10 @@
  *               cache, with inserts found by the "sweep" program userspace runs.
  *               Raw, not tp_btf: before ~6.3 the verifier refuses tp_btf reads
  *               of a `const void *` argument (the object), seen on Debian 6.1.
- * Destroy = an entry that was inserted (IPS_CONFIRMED) being freed: every
+ * Destroy = an entry that was in the table being freed (was_hashed): every
  * teardown path (timeout, flush, early drop, netns exit) ends there exactly once,
- * and entries that never made it into the table (clash losers) are not counted. */
+ * and entries that never made it into the table (clash losers, ctnetlink creates
+ * that failed) are not counted. */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -23,12 +24,17 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by userspace between open and load. */
 const volatile __u32 conntrack_obj_size = 0; /* 0: take it from BTF */
 
+/* live_entry.state: the start time while nobody has reported the insert
+ * (tracepoint mode), 0 once the free path reported it, or REPORTED with the
+ * entry's buckets once its insert hook or the sweep did. */
+#define REPORTED (1ULL << 63)
+#define BUCKETS_KNOWN (1ULL << 62)
+#define BUCKET_BITS 31
+#define BUCKET_MASK ((1ULL << BUCKET_BITS) - 1)
+
 struct live_entry {
 	__u64 start_ns; /* insert time (allocation time in tracepoint mode) */
-	/* Tracepoint mode: start_ns while nobody has decided on the insert record;
-	 * whoever swaps it to 0 decides (see claim()). 0 from the start in the other
-	 * modes, whose hook reports the insert itself. */
-	__u64 claim;
+	__u64 state;    /* see REPORTED; swapped atomically (claim()) */
 };
 
 struct {
@@ -45,7 +51,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 16384); /* resized by userspace */
 	__type(key, struct ctstorm_netns_key);
 	__type(value, struct ctstorm_counts);
 } netns_counts SEC(".maps");
@@ -77,13 +83,16 @@ struct pending_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
+	__uint(max_entries, 1 << 16); /* resized by userspace */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pending_key);
 	__type(value, __u8);
 } pending SEC(".maps");
 
-/* kprobe mode: the insert's arguments, from entry to return. */
+/* kprobe mode: the insert's arguments, from entry to return, one slot per CPU.
+ * __nf_conntrack_hash_insert runs with bottom halves off under the bucket locks,
+ * so nothing else inserts on this CPU in between (a pid key would not do:
+ * softirqs on idle CPUs all run as pid 0). */
 struct insert_args {
 	__u64 ct;
 	__u32 hash;
@@ -91,41 +100,68 @@ struct insert_args {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct insert_args);
 } inflight SEC(".maps");
 
 /* The nf_conntrack kmem_cache, learned on first sight (tracepoint mode). */
 __u64 conntrack_cache = 0;
 
+/* Per-CPU values, yet atomic: another of these programs can run nested on the
+ * same CPU (an IRQ whose exit runs NET_RX in the middle of a free). */
+static __always_inline void add(__u64 *v)
+{
+	__sync_fetch_and_add(v, 1);
+}
+
 static __always_inline void health_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&health, &idx);
 
 	if (v)
-		(*v)++;
+		add(v);
 }
 
-static __always_inline __u32 ct_netns(struct nf_conn *ct)
+struct netns_id {
+	__u64 cookie;
+	__u32 ino;
+};
+
+static __always_inline struct netns_id ct_netns(struct nf_conn *ct)
 {
-	return BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	struct net *net = BPF_CORE_READ(ct, ct_net.net);
+	struct netns_id id = { .ino = BPF_CORE_READ(net, ns.inum) };
+
+	if (bpf_core_field_exists(net->net_cookie))
+		id.cookie = BPF_CORE_READ(net, net_cookie);
+	else if (bpf_core_field_exists(((struct net___atomic_cookie *)net)->net_cookie))
+		id.cookie = BPF_CORE_READ((struct net___atomic_cookie *)net, net_cookie.counter);
+	return id;
 }
 
-/* Bump the exact counters; kind: 0 insert, 1 destroy, 2 lost. */
-static __always_inline void count(__u32 netns, __u8 l4proto, int kind)
+enum count_kind { COUNT_INSERT, COUNT_DESTROY, COUNT_LOST };
+
+static __always_inline void bump(struct ctstorm_counts *c, enum count_kind kind)
+{
+	if (kind == COUNT_INSERT)
+		add(&c->inserts);
+	else if (kind == COUNT_DESTROY)
+		add(&c->destroys);
+	else
+		add(&c->lost);
+}
+
+static __always_inline void count(struct netns_id ns, __u8 l4proto, enum count_kind kind)
 {
 	__u32 slot = l4proto;
-	struct ctstorm_netns_key key = { .netns_ino = netns, .l4proto = l4proto };
+	struct ctstorm_netns_key key = { .netns_cookie = ns.cookie, .netns_ino = ns.ino, .l4proto = l4proto };
 	struct ctstorm_counts zero = {}, *c;
 
 	c = bpf_map_lookup_elem(&proto_counts, &slot);
-	if (c) {
-		if (kind == 0) c->inserts++;
-		else if (kind == 1) c->destroys++;
-		else c->lost++;
-	}
+	if (c)
+		bump(c, kind);
 	c = bpf_map_lookup_elem(&netns_counts, &key);
 	if (!c) {
 		bpf_map_update_elem(&netns_counts, &key, &zero, BPF_NOEXIST);
@@ -135,9 +171,7 @@ static __always_inline void count(__u32 netns, __u8 l4proto, int kind)
 		health_inc(CTSTORM_H_NETNS_OVERFLOW);
 		return;
 	}
-	if (kind == 0) c->inserts++;
-	else if (kind == 1) c->destroys++;
-	else c->lost++;
+	bump(c, kind);
 }
 
 static __always_inline void read_tuple(struct ctstorm_tuple *out, struct nf_conntrack_tuple *t)
@@ -148,79 +182,131 @@ static __always_inline void read_tuple(struct ctstorm_tuple *out, struct nf_conn
 	bpf_core_read(out->dport, 2, &t->dst.u.all);
 }
 
-/* hlist_nulls chains end in an odd marker (bucket << 1 | 1). Follow `next` from a
- * node to the marker: returns the bucket, *after = nodes after this one. */
-static __always_inline __u32 walk_forward(__u64 node, __u16 *after)
-{
-	__u64 next = 0;
-	__u16 n = 0;
-
-	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
-		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)node) || !next)
-			return (__u32)-1;
-		if (next & 1) {
-			*after = n;
-			return (__u32)(next >> 1);
-		}
-		node = next;
-		n++;
-	}
-	return (__u32)-1;
-}
-
-/* Nodes before this one: `pprev` points at the previous node's `next` (its
- * start) or at the bucket head. A position p is a node when its own pprev q is
- * even and *q == p. */
-static __always_inline __u16 walk_back(__u64 node)
-{
-	__u64 p = 0, q = 0, v = 0;
-	__u16 n = 0;
-
-	if (bpf_probe_read_kernel(&p, sizeof(p), (void *)(node + 8)))
-		return 0;
-	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
-		if (!p || bpf_probe_read_kernel(&q, sizeof(q), (void *)(p + 8)))
-			break;
-		if (!q || (q & 1) || bpf_probe_read_kernel(&v, sizeof(v), (void *)q) || v != p)
-			break;
-		n++;
-		p = q;
-	}
-	return n;
-}
-
 static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
 {
 	return (__u64)__builtin_preserve_access_index(&ct->tuplehash[dir].hnnode);
 }
 
-/* Bucket and chain length of both directions, found by walking the chains. */
-static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct, bool whole_chain)
+/* Whether the entry was ever in the table, read at free time. __nf_conntrack_alloc
+ * parks the 32-bit hash in the reply node's pprev; hashing makes it a pointer and
+ * unlinking poisons it (LIST_POISON2): both above 32 bits. IPS_CONFIRMED alone is
+ * not enough: ctnetlink and bpf_ct_insert_entry set it before steps that can still
+ * fail, and older kernels free clash losers with it set. */
+static __always_inline bool was_hashed(struct nf_conn *ct)
 {
-	__u16 after_o = 0, after_r = 0;
-	__u64 node_o = node_of(ct, 0), node_r = node_of(ct, 1);
-	__u32 bo = walk_forward(node_o, &after_o);
-	__u32 br = walk_forward(node_r, &after_r);
+	__u64 pprev = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
 
-	if (bo == (__u32)-1 || br == (__u32)-1)
-		return;
-	r->bucket_orig = bo;
-	r->bucket_reply = br;
-	r->flags |= CTSTORM_F_BUCKETS;
-	if (whole_chain) {
-		r->chain_orig = walk_back(node_o) + 1 + after_o;
-		r->chain_reply = walk_back(node_r) + 1 + after_r;
-		r->flags |= CTSTORM_F_CHAIN;
+	return pprev >> 32;
+}
+
+/* Whether the reply node is in a chain right now: its pprev points at a slot that
+ * holds the node's address. An object the slab just handed out still holds its
+ * previous occupant's fields (SLAB_TYPESAFE_BY_RCU: a saved hash or poison there),
+ * and a fresh slab page holds garbage; neither passes. */
+static __always_inline bool reply_linked(struct nf_conn *ct)
+{
+	__u64 node = node_of(ct, 1), pprev = 0, back = 0;
+
+	if (bpf_probe_read_kernel(&pprev, sizeof(pprev), (void *)(node + 8)))
+		return false;
+	if (!(pprev >> 32) || (pprev & 7))
+		return false;
+	if (bpf_probe_read_kernel(&back, sizeof(back), (void *)pprev))
+		return false;
+	return back == node;
+}
+
+struct walk {
+	__u32 bucket; /* (__u32)-1 when the walk did not reach the end marker */
+	__u16 nodes;  /* nodes passed */
+	bool capped;  /* stopped at CTSTORM_MAX_WALK */
+};
+
+/* hlist_nulls chains end in an odd marker (bucket << 1 | 1). Follow `next` from a
+ * node to the marker. */
+static __always_inline struct walk walk_forward(__u64 node)
+{
+	struct walk w = { .bucket = (__u32)-1 };
+	__u64 next = 0;
+
+	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
+		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)node) || !next)
+			return w;
+		if (next & 1) {
+			w.bucket = (__u32)(next >> 1);
+			return w;
+		}
+		node = next;
+		w.nodes++;
 	}
+	w.capped = true;
+	return w;
+}
+
+/* Nodes before this one: `pprev` points at the previous node's `next` (its
+ * start) or at the bucket head. A position p is a node when its own pprev q is
+ * even and *q == p. */
+static __always_inline struct walk walk_back(__u64 node)
+{
+	struct walk w = { .bucket = (__u32)-1 };
+	__u64 p = 0, q = 0, v = 0;
+
+	if (bpf_probe_read_kernel(&p, sizeof(p), (void *)(node + 8)))
+		return w;
+	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
+		if (!p || bpf_probe_read_kernel(&q, sizeof(q), (void *)(p + 8)))
+			return w;
+		if (!q || (q & 1) || bpf_probe_read_kernel(&v, sizeof(v), (void *)q) || v != p)
+			return w;
+		w.nodes++;
+		p = q;
+	}
+	w.capped = true;
+	return w;
+}
+
+/* Bucket and chain length of both directions of an entry in its chains (insert
+ * time: a new entry is at the head, and the bucket locks are held in fentry and
+ * kprobe modes). Buckets the hook passed win over the walk's. */
+static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct, __u32 hash,
+				   __u32 reply_hash)
+{
+	__u64 node_o = node_of(ct, 0), node_r = node_of(ct, 1);
+	struct walk fo = walk_forward(node_o), fr = walk_forward(node_r);
+	struct walk bo = walk_back(node_o), br = walk_back(node_r);
+
+	if (hash != (__u32)-1) {
+		r->bucket_orig = hash;
+		r->bucket_reply = reply_hash;
+		r->flags |= CTSTORM_F_BUCKETS;
+	} else if (fo.bucket != (__u32)-1 && fr.bucket != (__u32)-1) {
+		r->bucket_orig = fo.bucket;
+		r->bucket_reply = fr.bucket;
+		r->flags |= CTSTORM_F_BUCKETS;
+	}
+	r->chain_orig = bo.nodes + 1 + fo.nodes;
+	r->chain_reply = br.nodes + 1 + fr.nodes;
+	r->flags |= CTSTORM_F_CHAIN;
+	if (fo.capped || fr.capped || bo.capped || br.capped)
+		r->flags |= CTSTORM_F_CHAIN_CAPPED;
+}
+
+static __always_inline __u64 pack_buckets(const struct ctstorm_record *r)
+{
+	if (!(r->flags & CTSTORM_F_BUCKETS))
+		return REPORTED;
+	return REPORTED | BUCKETS_KNOWN | ((__u64)(r->bucket_orig & BUCKET_MASK) << BUCKET_BITS) |
+	       (r->bucket_reply & BUCKET_MASK);
 }
 
 static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, __u8 type,
-				 __u32 netns, __u8 l4proto)
+				 struct netns_id ns, __u8 l4proto)
 {
 	__builtin_memset(r, 0, sizeof(*r));
 	r->version = CTSTORM_RECORD_VERSION;
 	r->type = type;
-	r->netns_ino = netns;
+	r->netns_ino = ns.ino;
+	r->netns_cookie = ns.cookie;
 	r->l4proto = l4proto;
 	r->l3proto = (__u8)BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num);
 	r->status = (__u32)BPF_CORE_READ(ct, status);
@@ -234,63 +320,69 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, _
 	read_tuple(&r->reply, __builtin_preserve_access_index(&ct->tuplehash[1].tuple));
 }
 
-/* Fill an insert record for ct (already in the table). hash/reply_hash: bucket
- * indexes when the hook knows them, else -1. */
-static __always_inline void fill_insert(struct ctstorm_record *r, struct nf_conn *ct, __u32 netns,
-					__u8 l4proto, __u64 ts, __u32 hash, __u32 reply_hash,
-					__u16 extra_flags)
+static __always_inline __u8 ct_l4proto(struct nf_conn *ct)
 {
-	fill(r, ct, CTSTORM_INSERT, netns, l4proto);
-	r->ts_ns = ts;
-	r->flags |= extra_flags;
-	if (!(extra_flags & CTSTORM_F_LATE))
-		locate(r, ct, true);
-	if (hash != (__u32)-1) {
-		r->bucket_orig = hash;
-		r->bucket_reply = reply_hash;
-		r->flags |= CTSTORM_F_BUCKETS;
-	}
+	return BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
 }
 
-static __always_inline void emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
-					__u16 extra_flags)
+/* Counts and reports an insert. Hooked at the insert itself, the entry is in its
+ * chains (locate); seen only when freed (late), it is not. Returns the state to
+ * keep in its live entry: its buckets. */
+static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
+					 bool late)
 {
-	__u32 netns = ct_netns(ct);
-	__u8 l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	struct netns_id ns = ct_netns(ct);
+	__u8 l4proto = ct_l4proto(ct);
 	struct ctstorm_record *r;
+	__u64 state = REPORTED;
 
-	count(netns, l4proto, 0);
+	count(ns, l4proto, COUNT_INSERT);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
-		count(netns, l4proto, 2);
-		return;
+		count(ns, l4proto, COUNT_LOST);
+		if (hash != (__u32)-1)
+			state |= BUCKETS_KNOWN | ((__u64)(hash & BUCKET_MASK) << BUCKET_BITS) |
+				 (reply_hash & BUCKET_MASK);
+		return state;
 	}
-	fill_insert(r, ct, netns, l4proto, ts, hash, reply_hash, extra_flags);
+	fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+	r->ts_ns = ts;
+	if (late)
+		r->flags |= CTSTORM_F_LATE;
+	else
+		locate(r, ct, hash, reply_hash);
+	state = pack_buckets(r);
 	bpf_ringbuf_submit(r, 0);
+	return state;
 }
 
-static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns)
+/* state: the live entry's (REPORTED with buckets), or 0 when they are unknown.
+ * Buckets come from the insert: walking from a node already unlinked would read
+ * a chain it has left (or a dying list's marker on older kernels). */
+static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u64 state)
 {
-	__u32 netns = ct_netns(ct);
-	__u8 l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	struct netns_id ns = ct_netns(ct);
+	__u8 l4proto = ct_l4proto(ct);
 	__u64 now = bpf_ktime_get_ns();
 	struct ctstorm_record *r;
 
-	count(netns, l4proto, 1);
+	count(ns, l4proto, COUNT_DESTROY);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
-		count(netns, l4proto, 2);
+		count(ns, l4proto, COUNT_LOST);
 		return;
 	}
-	fill(r, ct, CTSTORM_DESTROY, netns, l4proto);
+	fill(r, ct, CTSTORM_DESTROY, ns, l4proto);
 	r->ts_ns = now;
 	if (start_ns && start_ns <= now) {
 		r->lifetime_ns = now - start_ns;
 		r->flags |= CTSTORM_F_LIFETIME;
 	}
-	/* Unlinked nodes keep `next`, so the bucket is still findable; the chain
-	 * length is not (the entry is no longer in it). */
-	locate(r, ct, false);
+	if ((state & REPORTED) && (state & BUCKETS_KNOWN)) {
+		r->bucket_orig = (state >> BUCKET_BITS) & BUCKET_MASK;
+		r->bucket_reply = state & BUCKET_MASK;
+		r->flags |= CTSTORM_F_BUCKETS;
+	}
 	bpf_ringbuf_submit(r, 0);
 }
 
@@ -301,33 +393,39 @@ static __always_inline void on_hash_insert(struct nf_conn *ct, __u32 hash, __u32
 	__u64 key = (__u64)ct, now = bpf_ktime_get_ns();
 	struct live_entry e = { .start_ns = now };
 
+	e.state = emit_insert(ct, now, hash, reply_hash, false);
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY))
 		health_inc(CTSTORM_H_UNTRACKED);
-	emit_insert(ct, now, hash, reply_hash, 0);
 }
 
 static __always_inline void on_conntrack_free(struct nf_conn *ct)
 {
-	__u64 key = (__u64)ct;
+	__u64 key = (__u64)ct, start = 0, state = 0;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &key);
-	__u64 start = e ? e->start_ns : 0;
 	__u32 status = BPF_CORE_READ(ct, status);
+	bool known = e;
 
-	if (e)
+	if (e) {
+		start = e->start_ns;
+		state = e->state;
 		bpf_map_delete_elem(&live, &key);
-	if (!(status & IPS_CONFIRMED))
+	}
+	if (!was_hashed(ct)) {
+		if (status & IPS_CONFIRMED)
+			health_inc(CTSTORM_H_NEVER_HASHED);
 		return;
+	}
 	if (status & IPS_NAT_CLASH) {
 		/* nf_ct_resolve_clash_harder put it in the table (reply direction, ~1 s)
 		 * without __nf_conntrack_hash_insert: report its insert now, so inserts
 		 * and destroys agree with the table count and with tracepoint mode. */
 		health_inc(CTSTORM_H_NAT_CLASH);
-		if (!e)
-			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, CTSTORM_F_LATE);
-	} else if (!e) {
+		if (!known)
+			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, true);
+	} else if (!known) {
 		health_inc(CTSTORM_H_UNKNOWN_START);
 	}
-	emit_destroy(ct, start);
+	emit_destroy(ct, start, state);
 }
 
 SEC("fexit/__nf_conntrack_hash_insert")
@@ -345,27 +443,41 @@ int BPF_PROG(fentry_conntrack_free, struct nf_conn *ct)
 }
 
 /* A kprobe sees the arguments before the insert, the kretprobe sees the entry
- * in its chains; the arguments wait in "inflight" in between. */
+ * in its chains; the arguments wait in this CPU's "inflight" slot in between.
+ * A slot found full, or empty at return, means the kernel skipped one of the
+ * pair (recursion or no kretprobe instance): counted, never guessed. */
 SEC("kprobe/__nf_conntrack_hash_insert")
 int BPF_KPROBE(kprobe_hash_insert, struct nf_conn *ct, unsigned int hash, unsigned int reply_hash)
 {
-	__u64 tid = bpf_get_current_pid_tgid();
-	struct insert_args a = { .ct = (__u64)ct, .hash = hash, .reply_hash = reply_hash };
+	__u32 zero = 0;
+	struct insert_args *a = bpf_map_lookup_elem(&inflight, &zero);
 
-	bpf_map_update_elem(&inflight, &tid, &a, BPF_ANY);
+	if (!a)
+		return 0;
+	if (a->ct)
+		health_inc(CTSTORM_H_INSERT_UNPAIRED);
+	a->ct = (__u64)ct;
+	a->hash = hash;
+	a->reply_hash = reply_hash;
 	return 0;
 }
 
 SEC("kretprobe/__nf_conntrack_hash_insert")
 int BPF_KRETPROBE(kretprobe_hash_insert)
 {
-	__u64 tid = bpf_get_current_pid_tgid();
-	struct insert_args *a = bpf_map_lookup_elem(&inflight, &tid);
+	__u32 zero = 0;
+	struct insert_args *a = bpf_map_lookup_elem(&inflight, &zero);
+	__u64 ct;
 
 	if (!a)
 		return 0;
-	on_hash_insert((struct nf_conn *)a->ct, a->hash, a->reply_hash);
-	bpf_map_delete_elem(&inflight, &tid);
+	ct = a->ct;
+	if (!ct) {
+		health_inc(CTSTORM_H_INSERT_UNPAIRED);
+		return 0;
+	}
+	a->ct = 0;
+	on_hash_insert((struct nf_conn *)ct, a->hash, a->reply_hash);
 	return 0;
 }
 
@@ -402,64 +514,73 @@ int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct km
 {
 	__u64 key = (__u64)ptr;
 	__u64 now = bpf_ktime_get_ns();
-	struct live_entry e = { .start_ns = now, .claim = now };
+	struct live_entry e = { .start_ns = now, .state = now };
 	struct pending_key pk = { .ct = key, .start_ns = now };
 	__u8 one = 1;
 
 	if (!ptr || !is_conntrack_cache(s))
 		return 0;
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY)) {
+		/* Its insert is never seen and its destroy counts with an unknown
+		 * start: the counts are no longer exact, and health says so. */
 		health_inc(CTSTORM_H_UNTRACKED);
-		return 0; /* its destroy is counted, with an unknown start */
+		return 0;
 	}
-	bpf_map_update_elem(&pending, &pk, &one, BPF_ANY);
+	/* Without a pending entry the sweep never looks at it; the free path still
+	 * reports its insert, late. */
+	if (bpf_map_update_elem(&pending, &pk, &one, BPF_ANY))
+		health_inc(CTSTORM_H_PENDING_OVERFLOW);
 	return 0;
 }
 
 /* The sweep and the free path race to report an insert; the first to swap the
- * claim from the entry's start time to 0 decides. The slab cache is
+ * state from the entry's start time decides. The slab cache is
  * SLAB_TYPESAFE_BY_RCU and live-map elements are reused, so the sweep may hold
  * an element that now belongs to the address's next occupant: a start time in
- * the swap (not a flag) makes that swap fail. */
-static __always_inline bool claim(struct live_entry *e, __u64 start)
+ * the swap (not a flag) makes that swap fail. Returns the value found. */
+static __always_inline __u64 claim(struct live_entry *e, __u64 start, __u64 to)
 {
-	return __sync_val_compare_and_swap(&e->claim, start, 0) == start;
+	return __sync_val_compare_and_swap(&e->state, start, to);
 }
 
 SEC("raw_tp/kmem_cache_free")
 int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
 	struct nf_conn *ct = (struct nf_conn *)ptr;
-	__u64 key = (__u64)ptr, start = 0;
+	__u64 key = (__u64)ptr, start = 0, state = 0;
 	struct live_entry *e;
 	__u32 status;
-	bool confirmed;
+	bool hashed;
 
 	if (!ptr || !is_conntrack_cache(s))
 		return 0;
 	status = BPF_CORE_READ(ct, status);
-	confirmed = status & IPS_CONFIRMED;
-	if (confirmed && (status & IPS_NAT_CLASH))
-		health_inc(CTSTORM_H_NAT_CLASH);
+	hashed = was_hashed(ct);
 	e = bpf_map_lookup_elem(&live, &key);
 	if (e) {
 		struct pending_key pk = { .ct = key, .start_ns = e->start_ns };
 
 		start = pk.start_ns;
-		/* Claimed even when unconfirmed: a sweep still holding this element
+		/* Claimed even when never hashed: a sweep still holding this element
 		 * must not report the object's next occupant under it. */
-		if (claim(e, start) && confirmed)
-			emit_insert(ct, start, (__u32)-1, (__u32)-1, CTSTORM_F_LATE);
+		state = claim(e, start, 0);
+		if (state == start) {
+			state = 0;
+			if (hashed)
+				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true);
+		}
 		bpf_map_delete_elem(&live, &key);
 		bpf_map_delete_elem(&pending, &pk);
 	}
-	if (!confirmed) {
-		health_inc(CTSTORM_H_UNCONFIRMED_FREES);
+	if (!hashed) {
+		health_inc((status & IPS_CONFIRMED) ? CTSTORM_H_NEVER_HASHED : CTSTORM_H_UNCONFIRMED_FREES);
 		return 0;
 	}
+	if (status & IPS_NAT_CLASH)
+		health_inc(CTSTORM_H_NAT_CLASH);
 	if (!e)
 		health_inc(CTSTORM_H_UNKNOWN_START);
-	emit_destroy(ct, start);
+	emit_destroy(ct, start, state);
 	return 0;
 }
 
@@ -467,10 +588,10 @@ static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unuse
 {
 	struct pending_key pk = *key;
 	struct nf_conn *ct = (struct nf_conn *)pk.ct;
-	__u64 start = pk.start_ns;
+	__u64 start = pk.start_ns, state;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &pk.ct);
 	struct ctstorm_record *r;
-	__u32 netns;
+	struct netns_id ns;
 	__u8 l4proto;
 
 	if (!e || e->start_ns != start) {
@@ -479,24 +600,29 @@ static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unuse
 		bpf_map_delete_elem(&pending, &pk);
 		return 0;
 	}
-	if (!(BPF_CORE_READ(ct, status) & IPS_CONFIRMED))
-		return 0; /* not in the table yet: look again next sweep */
+	if (!reply_linked(ct))
+		return 0; /* not in the table yet (or no longer: the free path reports it) */
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
-	netns = ct_netns(ct);
-	l4proto = BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	ns = ct_netns(ct);
+	l4proto = ct_l4proto(ct);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
-		if (claim(e, start)) {
-			count(netns, l4proto, 0);
-			count(netns, l4proto, 2);
+		if (claim(e, start, REPORTED) == start) {
+			count(ns, l4proto, COUNT_INSERT);
+			count(ns, l4proto, COUNT_LOST);
 		}
 	} else {
-		fill_insert(r, ct, netns, l4proto, start, (__u32)-1, (__u32)-1, 0);
-		if (claim(e, start)) {
+		fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+		r->ts_ns = start;
+		/* A NAT clash loser is hashed in the reply direction only. */
+		if (!(r->status & IPS_NAT_CLASH))
+			locate(r, ct, (__u32)-1, (__u32)-1);
+		state = pack_buckets(r);
+		if (claim(e, start, state) == start) {
 			bpf_ringbuf_submit(r, 0);
-			count(netns, l4proto, 0);
+			count(ns, l4proto, COUNT_INSERT);
 		} else {
 			bpf_ringbuf_discard(r, 0);
 		}

@@ -20,6 +20,7 @@ enum ctstorm_record_flags {
 	CTSTORM_F_CHAIN = 1 << 1,    /* chain_orig/chain_reply are valid */
 	CTSTORM_F_LIFETIME = 1 << 2, /* lifetime_ns is valid (destroy) */
 	CTSTORM_F_LATE = 1 << 3,     /* insert seen only when the entry was freed */
+	CTSTORM_F_CHAIN_CAPPED = 1 << 4, /* a chain was longer than the walk: its length is a floor */
 };
 
 struct ctstorm_tuple {
@@ -51,7 +52,8 @@ struct ctstorm_record {
 	__u32 pad2;          /* 52 */
 	struct ctstorm_tuple orig;  /* 56 */
 	struct ctstorm_tuple reply; /* 92 */
-};                           /* 128 */
+	__u64 netns_cookie;  /* 128 net->net_cookie, never reused (0: kernel has none) */
+};                           /* 136 */
 
 /* Exact per-CPU counts; userspace sums the CPUs. */
 struct ctstorm_counts {
@@ -60,7 +62,10 @@ struct ctstorm_counts {
 	__u64 lost; /* records the ring buffer could not take */
 };
 
+/* Keyed by the netns cookie (the proc inode is reused once a netns is gone);
+ * the inode is kept for people. */
 struct ctstorm_netns_key {
+	__u64 netns_cookie;
 	__u32 netns_ino;
 	__u8 l4proto;
 	__u8 pad[3];
@@ -73,10 +78,15 @@ enum ctstorm_health {
 	CTSTORM_H_NETNS_OVERFLOW = 2,    /* no room in the per-netns counter map */
 	CTSTORM_H_UNKNOWN_START = 3,     /* destroyed entries inserted before ctstorm started */
 	CTSTORM_H_NAT_CLASH = 4,         /* NAT clash losers freed (see on_conntrack_free) */
-	CTSTORM_H_MAX = 5,
+	CTSTORM_H_NEVER_HASHED = 5,      /* freed with IPS_CONFIRMED yet never in the table */
+	CTSTORM_H_PENDING_OVERFLOW = 6,  /* tracepoint mode: no room in "pending": insert reported late */
+	CTSTORM_H_INSERT_UNPAIRED = 7,   /* kprobe mode: a kretprobe without its kprobe, or the reverse */
+	CTSTORM_H_MAX = 8,
 };
 
 #define CTSTORM_PROTO_SLOTS 256
-#define CTSTORM_MAX_WALK 64 /* chain steps followed at most, per direction */
+/* Chain steps followed at most, per direction: above the kernel's own limit
+ * (__nf_conntrack_confirm refuses an insert past 8 + up to 64 nodes). */
+#define CTSTORM_MAX_WALK 96
 
 #endif /* CTSTORM_H */

@@ -60,6 +60,15 @@ struct ns_common {
 
 struct net {
 	struct ns_common ns;
+	__u64 net_cookie; /* 5.12+; before it an atomic64_t set on first use */
+} __ctcore;
+
+typedef struct {
+	__s64 counter;
+} atomic64_t;
+
+struct net___atomic_cookie {
+	atomic64_t net_cookie;
 } __ctcore;
 
 typedef struct {

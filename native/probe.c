@@ -181,6 +181,72 @@ static int check_tracepoints(char *err, size_t errlen)
 	return rc;
 }
 
+/* A hooked function's prototype as the probe reads it: the first argument a
+ * struct nf_conn *, then `nints` 32-bit integers. */
+struct hooked_fn {
+	const char *name;
+	int nints;
+};
+
+static const struct hooked_fn hooked_fns[] = {
+	{ "__nf_conntrack_hash_insert", 2 }, /* (ct, hash, reply_hash) */
+	{ "nf_conntrack_free", 0 },          /* (ct) */
+};
+
+static bool prototype_matches(const struct btf *btf, int func_id, int nints)
+{
+	const struct btf_type *t = btf__type_by_id(btf, func_id);
+	const struct btf_param *params;
+
+	t = t ? btf__type_by_id(btf, t->type) : NULL;
+	if (!t || !btf_is_func_proto(t) || btf_vlen(t) != 1 + nints)
+		return false;
+	params = btf_params(t);
+	t = skip_mods(btf, btf__type_by_id(btf, params[0].type));
+	if (!t || !btf_is_ptr(t))
+		return false;
+	t = skip_mods(btf, btf__type_by_id(btf, t->type));
+	if (!t || !btf_is_struct(t) || strcmp(btf__name_by_offset(btf, t->name_off), "nf_conn"))
+		return false;
+	for (int i = 1; i <= nints; i++) {
+		t = skip_mods(btf, btf__type_by_id(btf, params[i].type));
+		if (!t || !btf_is_int(t) || t->size != 4)
+			return false;
+	}
+	return true;
+}
+
+/* fentry and kprobe modes read the hooked functions' arguments by position: a
+ * kernel whose prototypes differ is refused rather than misread. Kernels without
+ * BTF for the nf_conntrack module (before 5.11) cannot be checked; fentry cannot
+ * attach there anyway. */
+static int check_prototypes(char *err, size_t errlen)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf(), *module = NULL;
+	int rc = 0;
+
+	if (!vmlinux)
+		return 0; /* the load fails next, and says why */
+	if (!access("/sys/kernel/btf/nf_conntrack", R_OK))
+		module = btf__load_module_btf("nf_conntrack", vmlinux);
+	for (size_t i = 0; i < sizeof(hooked_fns) / sizeof(hooked_fns[0]) && !rc; i++) {
+		const struct hooked_fn *fn = &hooked_fns[i];
+		const struct btf *btf = module ? module : vmlinux;
+		int id = btf__find_by_name_kind(btf, fn->name, BTF_KIND_FUNC);
+
+		if (id < 0)
+			continue; /* not in BTF (inlined or no module BTF): attach says so */
+		if (prototype_matches(btf, id, fn->nints))
+			continue;
+		snprintf(err, errlen, "%s has a prototype ctstorm does not know on this kernel (expected struct nf_conn *%s)",
+			 fn->name, fn->nints ? ", 2 x u32" : "");
+		rc = -EOPNOTSUPP;
+	}
+	btf__free(module);
+	btf__free(vmlinux);
+	return rc;
+}
+
 static int fail(char *err, size_t errlen, int rc, const char *step)
 {
 	const char *why = log_first;
@@ -220,11 +286,9 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		goto cleanup;
 	}
 
-	if (mode == CT_MODE_TRACEPOINT) {
-		rc = check_tracepoints(err, errlen);
-		if (rc)
-			goto cleanup;
-	}
+	rc = mode == CT_MODE_TRACEPOINT ? check_tracepoints(err, errlen) : check_prototypes(err, errlen);
+	if (rc)
+		goto cleanup;
 
 	p->skel = ctstorm_bpf__open();
 	if (!p->skel) {
@@ -234,6 +298,10 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 	set_programs(p->skel, mode);
 	bpf_map__set_max_entries(p->skel->maps.records, opts->ring_bytes);
 	bpf_map__set_max_entries(p->skel->maps.live, opts->live_entries);
+	if (opts->pending_entries)
+		bpf_map__set_max_entries(p->skel->maps.pending, opts->pending_entries);
+	if (opts->netns_entries)
+		bpf_map__set_max_entries(p->skel->maps.netns_counts, opts->netns_entries);
 
 	rc = ctstorm_bpf__load(p->skel);
 	if (rc) {
@@ -380,13 +448,85 @@ long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t
 		if (bpf_map_lookup_elem(fd, &key, percpu))
 			continue; /* removed meanwhile */
 		if ((size_t)n < cap) {
-			out[n] = (struct ct_netns_counts){ .netns_ino = key.netns_ino, .l4proto = key.l4proto };
+			out[n] = (struct ct_netns_counts){ .netns_cookie = key.netns_cookie,
+							   .netns_ino = key.netns_ino,
+							   .l4proto = key.l4proto };
 			add_counts(&out[n].c, percpu, p->ncpus);
 		}
 		n++;
 	}
 	free(percpu);
 	return n;
+}
+
+/* bpf_link_info.perf_event.kprobe.missed (Linux 6.7+), by offset: the UAPI
+ * headers this builds against may predate it. */
+#define LINK_INFO_PERF_EVENT_TYPE 16
+#define LINK_INFO_KPROBE_MISSED 48
+#define PERF_EVENT_KPROBE 3
+#define PERF_EVENT_KRETPROBE 4
+
+static bool kernel_at_least(int major, int minor)
+{
+	int a = 0, b = 0;
+	char rel[65] = "";
+	FILE *f = fopen("/proc/sys/kernel/osrelease", "r");
+
+	if (f) {
+		if (!fgets(rel, sizeof(rel), f))
+			rel[0] = 0;
+		fclose(f);
+	}
+	if (sscanf(rel, "%d.%d", &a, &b) != 2)
+		return false;
+	return a > major || (a == major && b >= minor);
+}
+
+/* A kprobe the kernel skipped (another kprobe running on that CPU) never runs
+ * its program, so no recursion counter sees it: only the perf link says. */
+static int kprobe_link_missed(struct bpf_link *link, uint64_t *missed, bool *visible)
+{
+	uint8_t info[128] = { 0 };
+	uint32_t len = sizeof(info), type;
+	uint64_t n;
+
+	if (!kernel_at_least(6, 7) || bpf_obj_get_info_by_fd(bpf_link__fd(link), info, &len) ||
+	    len < LINK_INFO_KPROBE_MISSED + sizeof(n)) {
+		*visible = false;
+		return 0;
+	}
+	memcpy(&type, info + LINK_INFO_PERF_EVENT_TYPE, sizeof(type));
+	if (type != PERF_EVENT_KPROBE && type != PERF_EVENT_KRETPROBE) {
+		*visible = false;
+		return 0;
+	}
+	memcpy(&n, info + LINK_INFO_KPROBE_MISSED, sizeof(n));
+	*missed += n;
+	return 0;
+}
+
+int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible)
+{
+	struct bpf_program *progs[MAX_LINKS];
+	int n = mode_programs(p->skel, p->mode, progs);
+
+	*missed = 0;
+	*visible = true;
+	for (int i = 0; i < n; i++) {
+		struct bpf_prog_info info;
+		uint32_t len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len))
+			return -errno;
+		/* Trampolines and raw tracepoints (5.12+), kprobe programs (6.7+). */
+		if (len < offsetof(struct bpf_prog_info, recursion_misses) + sizeof(info.recursion_misses))
+			*visible = false;
+		*missed += info.recursion_misses;
+		if (p->mode == CT_MODE_KPROBE)
+			kprobe_link_missed(p->links[i], missed, visible);
+	}
+	return 0;
 }
 
 void ct_probe_close(struct ct_probe *p)
@@ -401,7 +541,7 @@ void ct_probe_close(struct ct_probe *p)
 }
 
 /* The decoder in src/record.ts relies on this layout. */
-_Static_assert(sizeof(struct ctstorm_record) == 128, "record layout changed: update src/record.ts");
+_Static_assert(sizeof(struct ctstorm_record) == 136, "record layout changed: update src/record.ts");
 _Static_assert(offsetof(struct ctstorm_record, orig) == 56, "record layout changed");
 _Static_assert(offsetof(struct ctstorm_record, reply) == 92, "record layout changed");
 _Static_assert(CT_HEALTH_SLOTS == CTSTORM_H_MAX, "health slots: native/probe.h and bpf/ctstorm.h disagree");

@@ -20,9 +20,11 @@ enum ct_mode {
 };
 
 struct ct_probe_opts {
-	uint32_t ring_bytes;   /* ring buffer size: a power of two, >= page size */
-	uint32_t live_entries; /* capacity of the live-entry map (lifetimes) */
-	bool debug;            /* libbpf's log to stderr */
+	uint32_t ring_bytes;      /* ring buffer size: a power of two, >= page size */
+	uint32_t live_entries;    /* capacity of the live-entry map (lifetimes) */
+	uint32_t pending_entries; /* tracepoint mode: entries waiting for the sweep (0: default) */
+	uint32_t netns_entries;   /* netns x protocol counter rows (0: default) */
+	bool debug;               /* libbpf's log to stderr */
 };
 
 struct ct_counts {
@@ -30,6 +32,7 @@ struct ct_counts {
 };
 
 struct ct_netns_counts {
+	uint64_t netns_cookie;
 	uint32_t netns_ino;
 	uint8_t l4proto;
 	struct ct_counts c;
@@ -37,7 +40,7 @@ struct ct_netns_counts {
 
 #define CT_ERR_LEN 512
 #define CT_PROTO_SLOTS 256
-#define CT_HEALTH_SLOTS 5
+#define CT_HEALTH_SLOTS 8
 
 struct ct_probe;
 
@@ -60,6 +63,11 @@ int ct_probe_read_protocols(struct ct_probe *p, struct ct_counts *protos);
 int ct_probe_read_health(struct ct_probe *p, uint64_t *health);
 /* Fills up to cap entries; returns how many there are (may exceed cap), or -errno. */
 long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t cap);
+
+/* Runs of the attached programs the kernel skipped (recursion on a CPU, kprobe
+ * misses): while 0, no event went unseen. *visible is false when this kernel
+ * cannot tell all of them (kprobe misses before 6.7). JS thread. */
+int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible);
 
 /* What the insert and destroy hooks are in this mode, for the capability report. */
 const char *ct_probe_hooks(enum ct_mode mode);

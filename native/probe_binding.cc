@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "probe_binding.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,18 +32,19 @@ uint32_t OptUint(Napi::Object opts, const char* key, uint32_t fallback) {
 
 }  // namespace
 
-// Copies records on a libuv worker thread into the caller's buffer, which the
-// JS side leaves alone until the promise settles.
+// Drains records on a libuv worker thread into memory of its own, then copies
+// them into the caller's buffer on the JS thread when the promise settles: the
+// JS buffer is never written while JS may still be reading the previous batch.
 class DrainWorker : public Napi::AsyncWorker {
  public:
   DrainWorker(Probe* probe, Napi::Uint8Array buf, int timeoutMs)
       : Napi::AsyncWorker(probe->Env()),
         probe_(probe),
         deferred_(Napi::Promise::Deferred::New(probe->Env())),
-        data_(buf.Data()),
-        cap_(buf.ByteLength()),
+        staging_(probe->staging_),
         timeoutMs_(timeoutMs) {
-    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
+    staging_.resize(buf.ByteLength());
+    bufRef_ = Napi::Persistent(buf);
     probeRef_ = Napi::Persistent(probe->Value());
   }
 
@@ -50,28 +52,32 @@ class DrainWorker : public Napi::AsyncWorker {
 
   // Worker thread.
   void Execute() override {
-    result_ = ct_probe_drain(probe_->probe_, data_, cap_, timeoutMs_);
+    result_ = ct_probe_drain(probe_->probe_, staging_.data(), staging_.size(), timeoutMs_);
   }
 
   // JS thread.
   void OnOK() override {
     Napi::Env env = Env();
     probe_->DrainDone();
-    if (result_ < 0)
+    if (result_ < 0) {
       deferred_.Reject(ErrnoError(env, static_cast<int>(result_),
                                   std::string("draining the ring buffer failed: ") +
                                       strerror(static_cast<int>(-result_)))
                            .Value());
-    else
-      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(result_)));
+      return;
+    }
+    Napi::Uint8Array buf = bufRef_.Value();
+    size_t n = std::min(static_cast<size_t>(result_), buf.ByteLength());
+    if (n) std::memcpy(buf.Data(), staging_.data(), n);
+    deferred_.Resolve(Napi::Number::New(env, static_cast<double>(n)));
   }
 
  private:
   Probe* probe_;
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference bufRef_, probeRef_;
-  uint8_t* data_;
-  size_t cap_;
+  Napi::Reference<Napi::Uint8Array> bufRef_;
+  Napi::ObjectReference probeRef_;
+  std::vector<uint8_t>& staging_;  // the probe's: one drain at a time
   int timeoutMs_;
   long result_ = 0;
 };
@@ -86,7 +92,7 @@ Napi::Function Probe::Define(Napi::Env env) {
                      });
 }
 
-// new Probe(mode, { ringBytes, liveEntries, debug }): opens, loads and attaches,
+// new Probe(mode, { ringBytes, liveEntries, pendingEntries, netnsEntries, debug }): opens, loads and attaches,
 // or throws an Error with errno and the step that failed.
 Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
   Napi::Env env = info.Env();
@@ -98,6 +104,8 @@ Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
   ct_probe_opts o{};
   o.ring_bytes = OptUint(opts, "ringBytes", 16u << 20);
   o.live_entries = OptUint(opts, "liveEntries", 1u << 19);
+  o.pending_entries = OptUint(opts, "pendingEntries", 0);
+  o.netns_entries = OptUint(opts, "netnsEntries", 0);
   o.debug = opts.Get("debug").ToBoolean();
 
   char err[CT_ERR_LEN];
@@ -152,7 +160,8 @@ static Napi::Object CountsObject(Napi::Env env, const ct_counts& c) {
 }
 
 // counters(): { protocols: [{l4proto, inserts, destroys, lost}],
-//               netns: [{inode, l4proto, ...}], health: number[] }, nonzero rows only.
+//               netns: [{cookie, inode, l4proto, ...}], health: number[],
+//               missedRuns: number, missesVisible: boolean }, nonzero rows only.
 Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
@@ -182,6 +191,7 @@ Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   for (long i = 0; i < n && i < static_cast<long>(ns.size()); i++) {
     Napi::Object o = CountsObject(env, ns[i].c);
     o.Set("inode", Napi::Number::New(env, ns[i].netns_ino));
+    o.Set("cookie", Napi::Number::New(env, static_cast<double>(ns[i].netns_cookie)));
     o.Set("l4proto", Napi::Number::New(env, ns[i].l4proto));
     nsRows.Set(nsRows.Length(), o);
   }
@@ -193,7 +203,14 @@ Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   for (uint32_t k = 0; k < CT_HEALTH_SLOTS; k++)
     healthRow.Set(k, Napi::Number::New(env, static_cast<double>(health[k])));
 
+  uint64_t missed = 0;
+  bool visible = false;
+  rc = ct_probe_read_misses(probe_, &missed, &visible);
+  if (rc) throw ErrnoError(env, rc, "reading the programs' missed runs failed");
+
   Napi::Object out = Napi::Object::New(env);
+  out.Set("missedRuns", Napi::Number::New(env, static_cast<double>(missed)));
+  out.Set("missesVisible", Napi::Boolean::New(env, visible));
   out.Set("protocols", protoRows);
   out.Set("netns", nsRows);
   out.Set("health", healthRow);

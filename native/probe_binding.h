@@ -3,6 +3,8 @@
 #define CTSTORM_PROBE_BINDING_H
 
 #include <napi.h>
+#include <cstdint>
+#include <vector>
 #include "probe.h"
 
 // A loaded, attached probe. All methods run on the JS thread; the drain runs on
@@ -26,6 +28,7 @@ class Probe : public Napi::ObjectWrap<Probe> {
   static void OnEnvExit(Probe* self);
 
   ct_probe* probe_ = nullptr;
+  std::vector<uint8_t> staging_;  // the worker drains here (see DrainWorker)
   enum ct_mode mode_ = CT_MODE_COUNT;
   bool busy_ = false;
   bool closePending_ = false;

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CtstormError } from './errors.js';
+import { RECORD_SIZE, RECORD_VERSION } from './record.js';
 
 export interface NativeCounts {
   inserts: number;
@@ -12,14 +13,21 @@ export interface NativeCounts {
 
 export interface NativeCounters {
   protocols: Array<NativeCounts & { l4proto: number }>;
-  netns: Array<NativeCounts & { inode: number; l4proto: number }>;
+  netns: Array<NativeCounts & { cookie: number; inode: number; l4proto: number }>;
   /** Indexed by the ctstorm_health enum in bpf/ctstorm.h. */
   health: number[];
+  /** Runs of the attached programs the kernel skipped (recursion, kprobe misses). */
+  missedRuns: number;
+  /** False when this kernel cannot report every kind of skipped run. */
+  missesVisible: boolean;
 }
 
 export interface NativeProbeOptions {
   ringBytes: number;
   liveEntries: number;
+  /** 0: the probe's default. */
+  pendingEntries: number;
+  netnsEntries: number;
   debug: boolean;
 }
 
@@ -52,6 +60,15 @@ export function loadNative(): NativeBinding {
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new CtstormError(`native addon failed to load (${why})`, 'run: bash scripts/setup.sh && npm run build', 'ENOADDON');
+  }
+  if (binding.recordSize !== RECORD_SIZE || binding.recordVersion !== RECORD_VERSION) {
+    const found = `${binding.recordSize}-byte v${binding.recordVersion}`;
+    binding = undefined;
+    throw new CtstormError(
+      `the native addon writes ${found} records, this code reads ${RECORD_SIZE}-byte v${RECORD_VERSION}`,
+      'rebuild both from one checkout: npm run build',
+      'ENOADDON',
+    );
   }
   return binding;
 }

@@ -2,7 +2,7 @@
 // compiles the header and checks every offset here against it.
 import { AF_INET6, protoName, tcpStateName } from './protocols.js';
 
-export const RECORD_SIZE = 128;
+export const RECORD_SIZE = 136;
 export const RECORD_VERSION = 1;
 
 export const Offset = {
@@ -24,6 +24,7 @@ export const Offset = {
   chainReply: 50,
   orig: 56,
   reply: 92,
+  netnsCookie: 128,
 } as const;
 
 /** Within struct ctstorm_tuple. */
@@ -36,6 +37,7 @@ export const RecordFlag = {
   chain: 1 << 1,
   lifetime: 1 << 2,
   late: 1 << 3,
+  chainCapped: 1 << 4,
 } as const;
 
 export interface Tuple {
@@ -52,7 +54,10 @@ export interface CtRecord {
   tsNs: number;
   /** Destroys only, when the probe saw the insert. */
   lifetimeNs?: number;
+  /** Inode of the entry's netns (what `stat -L -c %i /run/netns/NAME` prints; reused by the kernel). */
   netns: number;
+  /** The netns cookie: never reused while the machine runs (0 on kernels without one). */
+  netnsCookie: number;
   l3proto: number;
   l4proto: number;
   proto: string;
@@ -62,6 +67,8 @@ export interface CtRecord {
   zone: number;
   buckets?: { orig: number; reply: number };
   chain?: { orig: number; reply: number };
+  /** A chain was longer than the probe walks (96 nodes): `chain` is a floor. */
+  chainCapped: boolean;
   /** Insert reported only when the entry was freed (tracepoint mode). */
   late: boolean;
   orig: Tuple;
@@ -92,6 +99,9 @@ export class RecordBatch {
   }
   netns(i: number): number {
     return this.view.getUint32(i * RECORD_SIZE + Offset.netnsIno, true);
+  }
+  netnsCookie(i: number): number {
+    return readU64(this.view, i * RECORD_SIZE + Offset.netnsCookie);
   }
   flags(i: number): number {
     return this.view.getUint16(i * RECORD_SIZE + Offset.flags, true);
@@ -165,6 +175,7 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
     type: type === RecordType.destroy ? 'destroy' : 'insert',
     tsNs: readU64(view, at + Offset.tsNs),
     netns: view.getUint32(at + Offset.netnsIno, true),
+    netnsCookie: readU64(view, at + Offset.netnsCookie),
     l3proto,
     l4proto,
     proto: protoName(l4proto),
@@ -172,6 +183,7 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
     mark: view.getUint32(at + Offset.mark, true),
     zone: view.getUint16(at + Offset.zone, true),
     late: (flags & RecordFlag.late) !== 0,
+    chainCapped: (flags & RecordFlag.chainCapped) !== 0,
     orig: tuple(view, at + Offset.orig, l3proto),
     reply: tuple(view, at + Offset.reply, l3proto),
   };

@@ -1,7 +1,7 @@
 // `ctstorm snapshot`: watch for a while, then one JSON object. The field names
 // are a stable contract (README "Snapshot JSON"): add fields, never rename.
 import { release } from 'node:os';
-import { byNetns, diffCounters, totals, type Counts, type Health } from './counters.js';
+import { byNetns, exactness, totals, type Counts, type Exactness, type Health } from './counters.js';
 import { protoName } from './protocols.js';
 import type { RecordBatch } from './record.js';
 import { openSource, type Mode, type Source, type SourceOptions } from './source.js';
@@ -15,12 +15,14 @@ export interface Snapshot {
   table: TableInfo;
   totals: Counts;
   rates: { insertsPerSecond: number; destroysPerSecond: number };
-  netns: Array<Counts & { inode: number; protocols: Array<Counts & { proto: string }> }>;
+  netns: Array<Counts & { inode: number; cookie: number; protocols: Array<Counts & { proto: string }> }>;
   protocols: Array<Counts & { proto: string }>;
   /** Added after version 1's first cut; safe to ignore. */
   hooks: string;
   records: { drained: number };
   health: Health;
+  /** Whether the counts are exact, and what this kernel cannot verify. */
+  exactness: Exactness;
 }
 
 export interface SnapshotOptions extends SourceOptions {
@@ -39,10 +41,11 @@ const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
 export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> {
   const source = openSource(options);
+  // The probe's counters start at zero when it attaches, and every record drained
+  // from here on was emitted since then: counters and records cover one window.
+  const t0 = performance.now();
   try {
-    const start = source.counters();
     await options.onReady?.(source);
-    const t0 = performance.now();
     const deadline = t0 + options.durationSeconds * 1000;
     let drained = 0;
     for (let now = t0; now < deadline && !options.signal?.aborted; now = performance.now()) {
@@ -51,7 +54,7 @@ export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> 
       options.onBatch?.(batch);
     }
     const seconds = (performance.now() - t0) / 1000;
-    const delta = diffCounters(source.counters(), start);
+    const delta = source.counters();
     const sum = totals(delta);
     return {
       version: 1,
@@ -66,6 +69,7 @@ export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> 
       },
       netns: byNetns(delta).map((n) => ({
         inode: n.inode,
+        cookie: n.cookie,
         inserts: n.inserts,
         destroys: n.destroys,
         lost: n.lost,
@@ -77,6 +81,7 @@ export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> 
       hooks: source.hooks,
       records: { drained },
       health: delta.health,
+      exactness: exactness(source.mode, delta),
     };
   } finally {
     await source.close();

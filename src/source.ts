@@ -42,6 +42,9 @@ export interface SourceOptions {
   batchRecords?: number;
   /** libbpf's log on stderr. */
   debug?: boolean;
+  /** Capacities of the probe's maps; the defaults fit the table. Tests shrink them
+   * to drive the overflow paths (each overflow is counted in health). */
+  mapSizes?: { live?: number; pending?: number; netns?: number };
   /** For tests: a stand-in for the compiled addon. */
   native?: NativeBinding;
 }
@@ -87,9 +90,14 @@ function preflight(): void {
   if (!conntrackLoaded()) readTable(); // throws the "load nf_conntrack" error
 }
 
-function liveEntriesFor(max: number): number {
-  // Room for every entry the table can hold plus objects in flight.
-  return Math.min(Math.max(2 * max, 1 << 16), 1 << 24);
+/** Entries the live map holds. nf_conntrack_max bounds each netns on its own (0:
+ * no limit), so no size covers every machine: room for twice the limit (the
+ * table plus objects in flight, or two full netns), at most 4M entries (64 MiB
+ * of hash buckets; elements are allocated only when used). A full map is
+ * counted in health.untracked. */
+export function liveEntriesFor(max: number): number {
+  const want = max > 0 ? 2 * max : 1 << 22;
+  return Math.min(Math.max(want, 1 << 16), 1 << 22);
 }
 
 class BpfSource implements Source {
@@ -122,7 +130,12 @@ class BpfSource implements Source {
 
   counters(): KernelCounters {
     const raw = this.probe.counters();
-    return { protocols: raw.protocols, netns: raw.netns, health: healthFromArray(raw.health) };
+    return {
+      protocols: raw.protocols,
+      netns: raw.netns,
+      health: healthFromArray(raw.health, raw.missedRuns),
+      missesVisible: raw.missesVisible,
+    };
   }
 
   async close(): Promise<void> {
@@ -142,6 +155,11 @@ function checkOptions(o: SourceOptions): void {
   if (!Number.isInteger(batch) || batch < 1 || batch > 1 << 20) {
     throw new CtstormError(`bad batch size ${batch}`, 'use 1 to 1048576 records', 'EINVAL');
   }
+  for (const [name, size] of Object.entries(o.mapSizes ?? {})) {
+    if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 1 << 24)) {
+      throw new CtstormError(`bad ${name} map size ${size}`, 'use 1 to 16777216 entries', 'EINVAL');
+    }
+  }
   if (o.mode !== undefined && o.mode !== 'auto' && !isMode(o.mode)) {
     throw new CtstormError(`unknown mode "${String(o.mode)}"`, `use one of: auto, ${MODES.join(', ')}`, 'EINVAL');
   }
@@ -153,7 +171,9 @@ function tryMode(native: NativeBinding, mode: Mode, options: SourceOptions, tabl
   try {
     const probe = new native.Probe(mode, {
       ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES,
-      liveEntries: liveEntriesFor(tableMax),
+      liveEntries: options.mapSizes?.live ?? liveEntriesFor(tableMax),
+      pendingEntries: options.mapSizes?.pending ?? 0,
+      netnsEntries: options.mapSizes?.netns ?? 0,
       debug: options.debug ?? false,
     });
     return { probe };

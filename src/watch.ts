@@ -48,18 +48,32 @@ export interface WatchOptions extends SourceOptions {
   write: (frame: string) => void;
 }
 
-/** Runs until the signal aborts: drains continuously, draws every interval. */
+/** Runs until the signal aborts: drains continuously, draws every interval. A
+ * failed drain ends the watch with its error (never an unhandled rejection). */
 export async function watch(options: WatchOptions): Promise<void> {
   const source = openSource(options);
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  options.signal.addEventListener('abort', onAbort, { once: true });
   let drained = 0;
+  let failure: unknown;
   const drain = (async () => {
-    while (!options.signal.aborted) drained += (await source.poll(100)).count;
+    try {
+      while (!stop.signal.aborted) {
+        const batch = await source.poll(100);
+        drained += batch.count; // after the await: a reset made meanwhile is kept
+      }
+    } catch (err) {
+      failure = err;
+      stop.abort();
+    }
   })();
   try {
     let before = source.counters();
     let last = performance.now();
-    while (!options.signal.aborted) {
-      await sleep(options.intervalSeconds * 1000, options.signal);
+    while (!stop.signal.aborted) {
+      await sleep(options.intervalSeconds * 1000, stop.signal);
+      if (stop.signal.aborted) break;
       const now = source.counters();
       const t = performance.now();
       options.write(
@@ -70,9 +84,12 @@ export async function watch(options: WatchOptions): Promise<void> {
       drained = 0;
     }
   } finally {
-    await drain.catch(() => undefined);
+    stop.abort();
+    options.signal.removeEventListener('abort', onAbort);
+    await drain;
     await source.close();
   }
+  if (failure !== undefined) throw failure;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

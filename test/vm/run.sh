@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command as root inside a QEMU guest booted on a real Debian kernel.
 #
-#   bash test/vm/run.sh [--kernel 6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
+#   bash test/vm/run.sh [--kernel 5.10|6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
 #
 # The guest sees the host root read-only and the checkout read-write at the same path,
 # runs the command there and exits with its exit code (125 when the guest itself failed).
@@ -40,28 +40,63 @@ usage() {
 # Kernel package: resolve, download, extract (cached per package version)
 # ---------------------------------------------------------------------------------------
 
+# Kernel series that are not in this machine's own Debian release, and the release
+# that has them. apt reaches them through a sources list of the harness's own (under
+# $CACHE), made from the mirror this machine already uses: the machine's apt
+# configuration is never changed.
+declare -A OTHER_RELEASE=([5.10]=bullseye)
+APT=()   # extra apt options for the series being resolved
+
+# Sets APT to a private apt configuration for the release that has this series.
+use_release_of() {
+  local series=$1 release=${OTHER_RELEASE[$1]:-} dir own uri suffix
+  APT=()
+  [[ -n $release ]] || return 0
+  dir="$CACHE/apt-$release"
+  own=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [[ -n $own ]] || die "cannot tell this machine's Debian release (/etc/os-release)"
+  mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+  APT=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=-
+       -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir" -o Dir::Cache::pkgcache=
+       -o Dir::Cache::srcpkgcache=)
+  [[ -s $dir/sources.list ]] && return 0
+  # Every mirror this machine takes its own release's main from: the same URIs,
+  # the other release's suites (e.g. bookworm-security -> bullseye-security).
+  apt-cache policy | awk -v own="$own" '$3 ~ "^" own "(-[a-z]+)?/main$" && $4 == "amd64" { print $2, $3 }' |
+    sort -u | while read -r uri suffix; do
+      suffix=${suffix%/main}
+      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $release${suffix#"$own"} main"
+    done >"$dir/sources.list.tmp"
+  [[ -s $dir/sources.list.tmp ]] || die "no Debian mirror for $own in apt-cache policy (run apt-get update)"
+  mv "$dir/sources.list.tmp" "$dir/sources.list"
+  log "kernel $series comes from Debian $release: $(paste -sd ';' "$dir/sources.list")"
+  flock "$CACHE/apt-update.lock" apt-get "${APT[@]}" update -qq >&2 || die "apt-get update for $release failed"
+}
+
 # Newest generic amd64 image of a series: linux-image-6.1.0-<abi>-amd64 or
 # linux-image-6.12.<n>+deb12-amd64 (not -cloud, -rt, -dbg, -unsigned).
 find_kernel_package() {
   local series=${1//./\\.}
-  apt-cache search --names-only "^linux-image-${series}(\.0-[0-9]+|\.[0-9]+\+deb[0-9]+)-amd64\$" \
+  apt-cache "${APT[@]}" search --names-only "^linux-image-${series}(\.0-[0-9]+|\.[0-9]+\+deb[0-9]+)-amd64\$" \
     | awk '{print $1}' | sort -V | tail -n 1
 }
 
 package_version() {
-  apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1
+  apt-cache "${APT[@]}" show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1
 }
 
 # Serialise apt-get update between concurrent runs (apt's own lock would make one fail).
 apt_update() {
   log "refreshing apt package lists"
   mkdir -p "$CACHE"
-  flock "$CACHE/apt-update.lock" apt-get update -qq >&2 || log "warning: apt-get update failed"
+  flock "$CACHE/apt-update.lock" apt-get "${APT[@]}" update -qq >&2 || log "warning: apt-get update failed"
 }
 
 # Sets PKG and PKG_VERSION; refreshes the apt lists only if nothing is found.
 resolve_kernel() {
   local series=$1
+  mkdir -p "$CACHE"
+  use_release_of "$series"
   PKG=$(find_kernel_package "$series")
   if [[ -z $PKG ]]; then
     apt_update
@@ -76,10 +111,10 @@ extract_kernel() {
   local pkg=$1 ver=$2 dir=$3 tmp deb kver
   tmp=$(mktemp -d "$CACHE/.download.XXXXXX")
   log "downloading $pkg $ver"
-  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
+  if ! (cd "$tmp" && apt-get "${APT[@]}" download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2); then
     # The lists may name a version the mirror already replaced: refresh once and retry.
     apt_update
-    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
+    (cd "$tmp" && apt-get "${APT[@]}" download -qq -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
       { rm -rf "$tmp"; die "apt-get download $pkg=$ver failed"; }
   fi
   deb=$(echo "$tmp"/*.deb)
