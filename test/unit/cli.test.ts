@@ -2,23 +2,27 @@
 // errors with non-zero exits for bad input.
 import { describe, expect, it } from 'vitest';
 import { main, type CliIO } from '../../src/cli.js';
+import type { NativeCounters } from '../../src/native.js';
 import { fakeNative, type FakeScript } from './fake-native.js';
 
-const zero = { protocols: [], netns: [], health: [0, 0, 0, 0] };
-const after = {
+const zero: NativeCounters = { protocols: [], netns: [], health: [0, 0, 0, 0, 0, 0, 0, 0], missedRuns: 0, missesVisible: true };
+/** The probe's counters since it attached. */
+const after: NativeCounters = {
   protocols: [
     { l4proto: 6, inserts: 30, destroys: 12, lost: 0 },
     { l4proto: 17, inserts: 5, destroys: 5, lost: 2 },
   ],
   netns: [
-    { inode: 4026532000, l4proto: 6, inserts: 30, destroys: 12, lost: 0 },
-    { inode: 4026532111, l4proto: 17, inserts: 5, destroys: 5, lost: 2 },
+    { cookie: 4097, inode: 4026532000, l4proto: 6, inserts: 30, destroys: 12, lost: 0 },
+    { cookie: 8193, inode: 4026532111, l4proto: 17, inserts: 5, destroys: 5, lost: 2 },
   ],
-  health: [3, 0, 0, 1],
+  health: [3, 0, 0, 1, 0, 0, 0, 0],
+  missedRuns: 0,
+  missesVisible: true,
 };
 const table = () => ({ entries: 18, max: 262144, buckets: 262144 });
 
-async function run(argv: string[], script: FakeScript = { counters: [zero, after] }) {
+async function run(argv: string[], script: FakeScript = { counters: [after] }) {
   const out: string[] = [];
   const err: string[] = [];
   const native = fakeNative(script);
@@ -28,7 +32,9 @@ async function run(argv: string[], script: FakeScript = { counters: [zero, after
 }
 
 describe('ctstorm snapshot', () => {
-  it('prints one JSON object with the documented fields and exact counter deltas', async () => {
+  it('prints one JSON object with the documented fields and the probe\'s counters since attach', async () => {
+    // The fake answers every counters() call with the same reading: a snapshot that
+    // still subtracted a start reading would report zeros.
     const { code, out, err, native } = await run(['snapshot', '--duration', '0.2', '--json']);
     expect(err).toEqual([]);
     expect(code).toBe(0);
@@ -40,20 +46,38 @@ describe('ctstorm snapshot', () => {
       table: { entries: 18, max: 262144, buckets: 262144 },
       totals: { inserts: 35, destroys: 17, lost: 2 },
       netns: [
-        { inode: 4026532000, inserts: 30, destroys: 12, lost: 0, protocols: [{ proto: 'tcp', inserts: 30, destroys: 12 }] },
-        { inode: 4026532111, inserts: 5, destroys: 5, lost: 2, protocols: [{ proto: 'udp', inserts: 5, destroys: 5 }] },
+        { inode: 4026532000, cookie: 4097, inserts: 30, destroys: 12, lost: 0, protocols: [{ proto: 'tcp', inserts: 30, destroys: 12 }] },
+        { inode: 4026532111, cookie: 8193, inserts: 5, destroys: 5, lost: 2, protocols: [{ proto: 'udp', inserts: 5, destroys: 5 }] },
       ],
       protocols: [
         { proto: 'tcp', inserts: 30, destroys: 12, lost: 0 },
         { proto: 'udp', inserts: 5, destroys: 5, lost: 2 },
       ],
-      health: { unconfirmedFrees: 3, unknownStart: 1 },
+      health: {
+        unconfirmedFrees: 3, untracked: 0, netnsOverflow: 0, unknownStart: 1, natClashes: 0,
+        neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, missedRuns: 0,
+      },
+      exactness: { exact: true, notes: [] },
     });
     expect(typeof s.kernel).toBe('string');
     expect(s.durationSeconds).toBeGreaterThanOrEqual(0.2);
     // durationSeconds is rounded to ms; the rate uses the unrounded time.
     expect(Math.abs(s.rates.insertsPerSecond * s.durationSeconds - 35)).toBeLessThan(0.5);
     expect(native.closed).toBe(1);
+  });
+
+  it('says the counts are inexact, and why, when the probe\'s health says so', async () => {
+    const lossy: NativeCounters = { ...after, health: [0, 5, 0, 0, 0, 0, 0, 0], missedRuns: 2, missesVisible: false };
+    const { code, out } = await run(['snapshot', '--duration', '0.05', '--json', '--mode', 'tracepoint'], { counters: [lossy] });
+    expect(code).toBe(0);
+    const s = JSON.parse(out[0]!);
+    expect(s.mode).toBe('tracepoint');
+    expect(s.health).toMatchObject({ untracked: 5, missedRuns: 2 });
+    expect(s.exactness.exact).toBe(false);
+    expect(s.exactness.notes).toHaveLength(3);
+    expect(s.exactness.notes[0]).toMatch(/skipped 2 runs/);
+    expect(s.exactness.notes[1]).toMatch(/^5 new entries found the live map full/);
+    expect(s.exactness.notes[2]).toMatch(/does not report every skipped run/);
   });
 
   it('falls back from refused modes in auto and uses the next one', async () => {

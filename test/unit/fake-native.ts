@@ -1,32 +1,38 @@
 // A stand-in for the compiled addon: scripted counters and record batches, and
 // modes that "the kernel" refuses with a given errno.
 import type { NativeBinding, NativeCounters, NativeProbe, NativeProbeOptions } from '../../src/native.js';
+import { RECORD_SIZE, RECORD_VERSION } from '../../src/record.js';
 
 export interface FakeScript {
   /** errno (negative) per refused mode, with the loader's message. */
   refuse?: Partial<Record<string, { errno: number; message: string }>>;
   /** Successive counters() answers; the last one repeats. */
   counters: NativeCounters[];
-  /** Successive poll() answers (record bytes); then empty. */
+  /** poll() answers (record bytes), one per poll in order; then empty polls. A test
+   * may push more while the probe runs: each is handed out once. */
   batches?: Uint8Array[];
+  /** Once the batches are used up, poll() rejects with this (a failed drain). */
+  pollError?: Error;
 }
 
 export function fakeNative(script: FakeScript): NativeBinding & { opened: NativeProbeOptions[]; closed: number } {
   const state = { opened: [] as NativeProbeOptions[], closed: 0 };
   class FakeProbe implements NativeProbe {
     private reads = 0;
-    private polls = 0;
+    private delivered = 0;
     constructor(readonly mode: string, options: NativeProbeOptions) {
       const refused = script.refuse?.[mode];
       if (refused) throw Object.assign(new Error(refused.message), { errno: refused.errno });
       state.opened.push(options);
     }
     async poll(buf: Uint8Array, timeoutMs: number): Promise<number> {
-      const next = script.batches?.[this.polls++];
+      const next = script.batches?.[this.delivered];
       if (!next) {
+        if (script.pollError) throw script.pollError;
         await new Promise((r) => setTimeout(r, Math.min(timeoutMs, 20)));
         return 0;
       }
+      this.delivered++;
       buf.set(next);
       return next.byteLength;
     }
@@ -40,8 +46,8 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
   }
   return Object.assign(state, {
     Probe: FakeProbe,
-    recordSize: 128,
-    recordVersion: 1,
+    recordSize: RECORD_SIZE,
+    recordVersion: RECORD_VERSION,
     hooks: { fentry: 'fentry hooks', kprobe: 'kprobe hooks', tracepoint: 'tracepoint hooks' },
   });
 }

@@ -17,14 +17,15 @@ function headerFacts(): Record<string, number> {
     ['tcpState', 'tcp_state'], ['flags', 'flags'], ['tsNs', 'ts_ns'], ['lifetimeNs', 'lifetime_ns'],
     ['netnsIno', 'netns_ino'], ['status', 'status'], ['mark', 'mark'], ['zone', 'zone'],
     ['bucketOrig', 'bucket_orig'], ['bucketReply', 'bucket_reply'], ['chainOrig', 'chain_orig'],
-    ['chainReply', 'chain_reply'], ['orig', 'orig'], ['reply', 'reply'],
+    ['chainReply', 'chain_reply'], ['orig', 'orig'], ['reply', 'reply'], ['netnsCookie', 'netns_cookie'],
   ];
   const lines = fields.map(([js, c]) => `printf("\\"${js}\\": %zu,\\n", offsetof(struct ctstorm_record, ${c}));`);
   for (const f of ['src', 'dst', 'sport', 'dport']) {
     lines.push(`printf("\\"tuple.${f}\\": %zu,\\n", offsetof(struct ctstorm_tuple, ${f}));`);
   }
-  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE'];
-  consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_MAX');
+  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED'];
+  consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_NEVER_HASHED',
+    'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_MAX');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "ctstorm.h"\nint main(void) {\nprintf("{");\n${lines.join('\n')}\nprintf("\\"size\\": %zu, \\"tupleSize\\": %zu}", sizeof(struct ctstorm_record), sizeof(struct ctstorm_tuple));\nreturn 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), 'ctstorm-layout-'));
@@ -39,6 +40,12 @@ describe('record layout', () => {
   it('matches every field offset of struct ctstorm_record', () => {
     for (const [name, offset] of Object.entries(Offset)) expect([name, c[name]]).toEqual([name, offset]);
     expect(c.size).toBe(RECORD_SIZE);
+  });
+
+  it('places netns_cookie last, at 128, in a 136-byte record', () => {
+    expect(c.netnsCookie).toBe(Offset.netnsCookie);
+    expect(c.netnsCookie).toBe(128);
+    expect(c.size).toBe(136);
   });
 
   it('matches struct ctstorm_tuple', () => {
@@ -57,16 +64,30 @@ describe('record layout', () => {
     expect(c.CTSTORM_F_CHAIN).toBe(RecordFlag.chain);
     expect(c.CTSTORM_F_LIFETIME).toBe(RecordFlag.lifetime);
     expect(c.CTSTORM_F_LATE).toBe(RecordFlag.late);
+    expect(c.CTSTORM_F_CHAIN_CAPPED).toBe(RecordFlag.chainCapped);
   });
 
   it('names the health counters as enum ctstorm_health numbers them', () => {
     const slots = Array.from({ length: c.CTSTORM_H_MAX! }, (_, i) => 100 + i);
-    expect(healthFromArray(slots)).toEqual({
+    expect(healthFromArray(slots, 42)).toEqual({
       unconfirmedFrees: 100 + c.CTSTORM_H_UNCONFIRMED_FREES!,
       untracked: 100 + c.CTSTORM_H_UNTRACKED!,
       netnsOverflow: 100 + c.CTSTORM_H_NETNS_OVERFLOW!,
       unknownStart: 100 + c.CTSTORM_H_UNKNOWN_START!,
       natClashes: 100 + c.CTSTORM_H_NAT_CLASH!,
+      neverHashed: 100 + c.CTSTORM_H_NEVER_HASHED!,
+      pendingOverflow: 100 + c.CTSTORM_H_PENDING_OVERFLOW!,
+      insertUnpaired: 100 + c.CTSTORM_H_INSERT_UNPAIRED!,
+      missedRuns: 42,
+    });
+  });
+
+  it('names every slot of enum ctstorm_health, no more', () => {
+    // One name per slot below CTSTORM_H_MAX, plus missedRuns (not a slot).
+    expect(Object.keys(healthFromArray([])).length).toBe(c.CTSTORM_H_MAX! + 1);
+    expect(healthFromArray([])).toEqual({
+      unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0, natClashes: 0,
+      neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, missedRuns: 0,
     });
   });
 });

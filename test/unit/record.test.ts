@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RecordBatch } from '../../src/record.js';
+import { RecordBatch, RecordFlag } from '../../src/record.js';
 import { buildRecords, ipv4 } from './records.js';
 
 const v6 = (...groups: number[]): number[] => groups.flatMap((g) => [g >> 8, g & 0xff]);
@@ -7,13 +7,13 @@ const v6 = (...groups: number[]): number[] => groups.flatMap((g) => [g >> 8, g &
 describe('decoder', () => {
   const bytes = buildRecords([
     {
-      type: 'insert', l4proto: 6, tcpState: 3, netns: 4026532000, tsNs: 123_456_789_012n,
+      type: 'insert', l4proto: 6, tcpState: 3, netns: 4026532000, netnsCookie: 4097n, tsNs: 123_456_789_012n,
       status: 0x18e, mark: 7, zone: 3, buckets: [261_000, 5], chain: [2, 1],
       orig: { src: ipv4(198, 18, 1, 1), dst: ipv4(198, 18, 1, 2), sport: 40_001, dport: 443 },
       reply: { src: ipv4(198, 18, 1, 2), dst: ipv4(198, 18, 1, 1), sport: 443, dport: 40_001 },
     },
     {
-      type: 'destroy', l3proto: 10, l4proto: 17, netns: 4026531840, tsNs: 2n ** 40n + 5n,
+      type: 'destroy', l3proto: 10, l4proto: 17, netns: 4026531840, netnsCookie: 0x1234_8765_4321n, tsNs: 2n ** 40n + 5n,
       lifetimeNs: 30_000_000_000n,
       orig: { src: v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), dst: v6(0xfd00, 0, 0, 0, 0, 0, 0, 0x53), sport: 5353, dport: 53 },
       reply: { src: v6(0xfd00, 0, 0, 0, 0, 0, 0, 0x53), dst: v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), sport: 53, dport: 5353 },
@@ -23,18 +23,24 @@ describe('decoder', () => {
       orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport: 0x1234, dport: 0x0800 },
       reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 0x1234, dport: 0x0000 },
     },
+    {
+      type: 'insert', l4proto: 17, netns: 4026532000, netnsCookie: 2n ** 52n + 3n, chain: [96, 4], chainCapped: true,
+      orig: { src: ipv4(10, 0, 0, 3), dst: ipv4(10, 0, 0, 4), sport: 1000, dport: 53 },
+      reply: { src: ipv4(10, 0, 0, 4), dst: ipv4(10, 0, 0, 3), sport: 53, dport: 1000 },
+    },
   ]);
   const batch = new RecordBatch(bytes);
 
   it('counts whole records only', () => {
-    expect(batch.count).toBe(3);
-    expect(new RecordBatch(bytes, 200).count).toBe(1);
+    expect(batch.count).toBe(4);
+    expect(new RecordBatch(bytes, 271).count).toBe(1);
+    expect(new RecordBatch(bytes, 272).count).toBe(2);
   });
 
   it('decodes an IPv4 TCP insert with buckets and chain', () => {
     expect(batch.decode(0)).toEqual({
-      type: 'insert', tsNs: 123_456_789_012, netns: 4026532000, l3proto: 2, l4proto: 6, proto: 'tcp',
-      tcpState: 'established', status: 0x18e, mark: 7, zone: 3, late: false,
+      type: 'insert', tsNs: 123_456_789_012, netns: 4026532000, netnsCookie: 4097, l3proto: 2, l4proto: 6, proto: 'tcp',
+      tcpState: 'established', status: 0x18e, mark: 7, zone: 3, late: false, chainCapped: false,
       buckets: { orig: 261_000, reply: 5 }, chain: { orig: 2, reply: 1 },
       orig: { src: '198.18.1.1', dst: '198.18.1.2', sport: 40_001, dport: 443 },
       reply: { src: '198.18.1.2', dst: '198.18.1.1', sport: 443, dport: 40_001 },
@@ -52,10 +58,25 @@ describe('decoder', () => {
 
   it('decodes ICMP id and type/code, and the late flag', () => {
     const r = batch.decode(2);
-    expect(r).toMatchObject({ proto: 'icmp', late: true });
+    expect(r).toMatchObject({ proto: 'icmp', late: true, chainCapped: false, netnsCookie: 0 });
     expect(r.orig.sport).toBe(0x1234);
     expect(r.orig.dport >> 8).toBe(8); // echo request
     expect(r.lifetimeNs).toBeUndefined();
+  });
+
+  it('decodes the netns cookie as a full u64 (both halves)', () => {
+    expect(batch.decode(1).netnsCookie).toBe(0x1234_8765_4321);
+    expect(batch.decode(3).netnsCookie).toBe(2 ** 52 + 3);
+  });
+
+  it('decodes the chain-capped flag apart from the chain flag', () => {
+    const r = batch.decode(3);
+    expect(r.chainCapped).toBe(true);
+    expect(r.chain).toEqual({ orig: 96, reply: 4 });
+    expect(r.late).toBe(false);
+    expect(batch.flags(3)).toBe(RecordFlag.chain | RecordFlag.chainCapped);
+    // A record with a chain but no cap: the flag is clear.
+    expect(batch.decode(0).chainCapped).toBe(false);
   });
 
   it('reads single fields in place, the same as the full decode', () => {
@@ -64,6 +85,8 @@ describe('decoder', () => {
     expect(batch.l4proto(2)).toBe(1);
     expect(batch.tsNs(1)).toBe(2 ** 40 + 5);
     expect(batch.lifetimeNs(1)).toBe(30e9);
-    expect([...batch].map((r) => r.type)).toEqual(['insert', 'destroy', 'insert']);
+    expect([0, 1, 2, 3].map((i) => batch.netnsCookie(i))).toEqual([4097, 0x1234_8765_4321, 0, 2 ** 52 + 3]);
+    expect([0, 1, 2, 3].map((i) => batch.netnsCookie(i))).toEqual([...batch].map((r) => r.netnsCookie));
+    expect([...batch].map((r) => r.type)).toEqual(['insert', 'destroy', 'insert', 'insert']);
   });
 });

@@ -1,5 +1,5 @@
 // Hand-built records, byte by byte as the probe writes them, for unit tests.
-import { Offset, RECORD_SIZE, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
+import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
 
 export interface RawTuple {
   src: number[];
@@ -17,11 +17,15 @@ export interface RawRecord {
   tsNs?: bigint;
   lifetimeNs?: bigint;
   netns: number;
+  /** The netns cookie (u64). */
+  netnsCookie?: bigint;
   status?: number;
   mark?: number;
   zone?: number;
   buckets?: [number, number];
   chain?: [number, number];
+  /** Sets CTSTORM_F_CHAIN_CAPPED (the chain lengths are a floor). */
+  chainCapped?: boolean;
   orig: RawTuple;
   reply: RawTuple;
 }
@@ -42,7 +46,8 @@ export function buildRecords(records: RawRecord[]): Uint8Array {
     if (r.buckets) flags |= RecordFlag.buckets;
     if (r.chain) flags |= RecordFlag.chain;
     if (r.lifetimeNs !== undefined) flags |= RecordFlag.lifetime;
-    v.setUint8(at + Offset.version, 1);
+    if (r.chainCapped) flags |= RecordFlag.chainCapped;
+    v.setUint8(at + Offset.version, RECORD_VERSION);
     v.setUint8(at + Offset.type, r.type === 'insert' ? RecordType.insert : RecordType.destroy);
     v.setUint8(at + Offset.l3proto, r.l3proto ?? 2);
     v.setUint8(at + Offset.l4proto, r.l4proto);
@@ -60,6 +65,7 @@ export function buildRecords(records: RawRecord[]): Uint8Array {
     v.setUint16(at + Offset.chainReply, r.chain?.[1] ?? 0, true);
     writeTuple(v, at + Offset.orig, r.orig);
     writeTuple(v, at + Offset.reply, r.reply);
+    v.setBigUint64(at + Offset.netnsCookie, r.netnsCookie ?? 0n, true);
   });
   return bytes;
 }
