@@ -23,6 +23,15 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by userspace between open and load. */
 const volatile __u32 conntrack_obj_size = 0; /* 0: take it from BTF */
+/* Chain steps followed at most per direction, up to CTSTORM_MAX_WALK (0: that).
+ * Tests lower it to drive the capped path: a real table cannot grow chains past
+ * the walk on kernels that limit them. */
+const volatile __u32 chain_walk_limit = 0;
+
+static __always_inline bool walk_done(int i)
+{
+	return chain_walk_limit && i >= (int)chain_walk_limit;
+}
 
 /* live_entry.state: the start time while nobody has reported the insert
  * (tracepoint mode), 0 once the free path reported it, or REPORTED with the
@@ -219,50 +228,65 @@ static __always_inline bool reply_linked(struct nf_conn *ct)
 struct walk {
 	__u32 bucket; /* (__u32)-1 when the walk did not reach the end marker */
 	__u16 nodes;  /* nodes passed */
-	bool capped;  /* stopped at CTSTORM_MAX_WALK */
+	bool capped;  /* stopped at the walk limit */
 };
 
-/* hlist_nulls chains end in an odd marker (bucket << 1 | 1). Follow `next` from a
- * node to the marker. */
-static __always_inline struct walk walk_forward(__u64 node)
-{
-	struct walk w = { .bucket = (__u32)-1 };
-	__u64 next = 0;
+/* The walks are global functions: the verifier checks each once, on its own.
+ * Inlined, every way out of one walk multiplied the paths through the next ones
+ * (four walks of 96 steps), past what 6.1's verifier accepts. They return a walk
+ * packed as bucket | nodes << 32 | capped << 48. */
+#define WALK_NODES_SHIFT 32
+#define WALK_CAPPED (1ULL << 48)
 
-	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
-		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)node) || !next)
-			return w;
-		if (next & 1) {
-			w.bucket = (__u32)(next >> 1);
-			return w;
-		}
-		node = next;
-		w.nodes++;
-	}
-	w.capped = true;
+static __always_inline struct walk unpack_walk(__u64 v)
+{
+	struct walk w = {
+		.bucket = (__u32)v,
+		.nodes = (__u16)(v >> WALK_NODES_SHIFT),
+		.capped = (v & WALK_CAPPED) != 0,
+	};
 	return w;
 }
 
-/* Nodes before this one: `pprev` points at the previous node's `next` (its
- * start) or at the bucket head. A position p is a node when its own pprev q is
- * even and *q == p. */
-static __always_inline struct walk walk_back(__u64 node)
+/* hlist_nulls chains end in an odd marker (bucket << 1 | 1). Follow the chain
+ * from a node's `next` value to the marker. Arguments are values read from the
+ * node, not its address: a global function takes scalars only. */
+__noinline __u64 chain_forward(__u64 next)
 {
-	struct walk w = { .bucket = (__u32)-1 };
-	__u64 p = 0, q = 0, v = 0;
+	__u64 nodes = 0;
 
-	if (bpf_probe_read_kernel(&p, sizeof(p), (void *)(node + 8)))
-		return w;
+	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
+		if (!next)
+			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
+		if (next & 1)
+			return (__u32)(next >> 1) | nodes << WALK_NODES_SHIFT;
+		if (walk_done(i))
+			break;
+		nodes++;
+		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)next))
+			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
+	}
+	return (__u32)-1 | nodes << WALK_NODES_SHIFT | WALK_CAPPED;
+}
+
+/* Nodes before this one, from its `pprev` value: pprev points at the previous
+ * node's `next` (its start) or at the bucket head. A position p is a node when
+ * its own pprev q is even and *q == p. */
+__noinline __u64 chain_back(__u64 p)
+{
+	__u64 q = 0, v = 0, nodes = 0;
+
 	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
 		if (!p || bpf_probe_read_kernel(&q, sizeof(q), (void *)(p + 8)))
-			return w;
+			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
 		if (!q || (q & 1) || bpf_probe_read_kernel(&v, sizeof(v), (void *)q) || v != p)
-			return w;
-		w.nodes++;
+			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
+		if (walk_done(i))
+			break;
+		nodes++;
 		p = q;
 	}
-	w.capped = true;
-	return w;
+	return (__u32)-1 | nodes << WALK_NODES_SHIFT | WALK_CAPPED;
 }
 
 /* Bucket and chain length of both directions of an entry in its chains (insert
@@ -271,9 +295,10 @@ static __always_inline struct walk walk_back(__u64 node)
 static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct, __u32 hash,
 				   __u32 reply_hash)
 {
-	__u64 node_o = node_of(ct, 0), node_r = node_of(ct, 1);
-	struct walk fo = walk_forward(node_o), fr = walk_forward(node_r);
-	struct walk bo = walk_back(node_o), br = walk_back(node_r);
+	struct walk fo = unpack_walk(chain_forward((__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.next)));
+	struct walk fr = unpack_walk(chain_forward((__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.next)));
+	struct walk bo = unpack_walk(chain_back((__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.pprev)));
+	struct walk br = unpack_walk(chain_back((__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev)));
 
 	if (hash != (__u32)-1) {
 		r->bucket_orig = hash;

@@ -296,6 +296,7 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		goto cleanup;
 	}
 	set_programs(p->skel, mode);
+	p->skel->rodata->chain_walk_limit = opts->chain_walk;
 	bpf_map__set_max_entries(p->skel->maps.records, opts->ring_bytes);
 	bpf_map__set_max_entries(p->skel->maps.live, opts->live_entries);
 	if (opts->pending_entries)

@@ -24,6 +24,7 @@ struct ct_probe_opts {
 	uint32_t live_entries;    /* capacity of the live-entry map (lifetimes) */
 	uint32_t pending_entries; /* tracepoint mode: entries waiting for the sweep (0: default) */
 	uint32_t netns_entries;   /* netns x protocol counter rows (0: default) */
+	uint32_t chain_walk;      /* chain steps walked at most (0: CTSTORM_MAX_WALK) */
 	bool debug;               /* libbpf's log to stderr */
 };
 

@@ -92,7 +92,7 @@ Napi::Function Probe::Define(Napi::Env env) {
                      });
 }
 
-// new Probe(mode, { ringBytes, liveEntries, pendingEntries, netnsEntries, debug }): opens, loads and attaches,
+// new Probe(mode, { ringBytes, liveEntries, pendingEntries, netnsEntries, chainWalk, debug }): opens, loads and attaches,
 // or throws an Error with errno and the step that failed.
 Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
   Napi::Env env = info.Env();
@@ -106,6 +106,7 @@ Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
   o.live_entries = OptUint(opts, "liveEntries", 1u << 19);
   o.pending_entries = OptUint(opts, "pendingEntries", 0);
   o.netns_entries = OptUint(opts, "netnsEntries", 0);
+  o.chain_walk = OptUint(opts, "chainWalk", 0);
   o.debug = opts.Get("debug").ToBoolean();
 
   char err[CT_ERR_LEN];

@@ -3,8 +3,8 @@ export { RecordBatch, decodeRecord, RECORD_SIZE, RECORD_VERSION, Offset, RecordF
 export type { CtRecord, Tuple } from './record.js';
 export { openSource, probeModes, MODES, isMode, DEFAULT_RING_BYTES } from './source.js';
 export type { Mode, ModeChoice, ModeReport, Source, SourceOptions } from './source.js';
-export { diffCounters, byNetns, totals } from './counters.js';
-export type { Counts, KernelCounters, Health, NetnsCounts } from './counters.js';
+export { diffCounters, byNetns, totals, exactness } from './counters.js';
+export type { Counts, KernelCounters, Health, NetnsCounts, Exactness } from './counters.js';
 export { readTable } from './table.js';
 export type { TableInfo } from './table.js';
 export { takeSnapshot } from './snapshot.js';

@@ -28,6 +28,8 @@ export interface NativeProbeOptions {
   /** 0: the probe's default. */
   pendingEntries: number;
   netnsEntries: number;
+  /** Chain steps walked at most per direction; 0: the probe's own limit. */
+  chainWalk: number;
   debug: boolean;
 }
 

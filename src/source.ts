@@ -45,11 +45,16 @@ export interface SourceOptions {
   /** Capacities of the probe's maps; the defaults fit the table. Tests shrink them
    * to drive the overflow paths (each overflow is counted in health). */
   mapSizes?: { live?: number; pending?: number; netns?: number };
+  /** Hash-chain nodes walked at most per direction (1-96, default 96, above the
+   * kernel's own chain limit). Tests lower it to drive the "capped" path. */
+  chainWalk?: number;
   /** For tests: a stand-in for the compiled addon. */
   native?: NativeBinding;
 }
 
 export const DEFAULT_RING_BYTES = 16 << 20;
+/** CTSTORM_MAX_WALK in bpf/ctstorm.h (test/unit/layout.test.ts checks it). */
+export const MAX_CHAIN_WALK = 96;
 const DEFAULT_BATCH_RECORDS = 4096;
 
 export function isMode(s: string): s is Mode {
@@ -76,7 +81,14 @@ function refusal(mode: Mode, err: unknown): string {
   if (mode === 'kprobe' && !existsSync('/sys/bus/event_source/devices/kprobe')) {
     return `kernel has no kprobes (CONFIG_KPROBES unset): ${message}`;
   }
+  if (mode === 'fentry' && code === 'ESRCH' && conntrackIsModuleWithoutBtf()) {
+    return 'kernel has no BTF for the nf_conntrack module (kernels before 5.11, or built without CONFIG_DEBUG_INFO_BTF_MODULES), so fentry cannot attach to its functions';
+  }
   return code ? `${code}: ${message}` : message;
+}
+
+function conntrackIsModuleWithoutBtf(): boolean {
+  return existsSync('/sys/module/nf_conntrack/initstate') && !existsSync('/sys/kernel/btf/nf_conntrack');
 }
 
 function preflight(): void {
@@ -160,6 +172,10 @@ function checkOptions(o: SourceOptions): void {
       throw new CtstormError(`bad ${name} map size ${size}`, 'use 1 to 16777216 entries', 'EINVAL');
     }
   }
+  const walk = o.chainWalk;
+  if (walk !== undefined && (!Number.isInteger(walk) || walk < 1 || walk > MAX_CHAIN_WALK)) {
+    throw new CtstormError(`bad chain walk ${walk}`, `use 1 to ${MAX_CHAIN_WALK} nodes`, 'EINVAL');
+  }
   if (o.mode !== undefined && o.mode !== 'auto' && !isMode(o.mode)) {
     throw new CtstormError(`unknown mode "${String(o.mode)}"`, `use one of: auto, ${MODES.join(', ')}`, 'EINVAL');
   }
@@ -174,6 +190,7 @@ function tryMode(native: NativeBinding, mode: Mode, options: SourceOptions, tabl
       liveEntries: options.mapSizes?.live ?? liveEntriesFor(tableMax),
       pendingEntries: options.mapSizes?.pending ?? 0,
       netnsEntries: options.mapSizes?.netns ?? 0,
+      chainWalk: options.chainWalk ?? 0,
       debug: options.debug ?? false,
     });
     return { probe };

@@ -120,6 +120,16 @@ describe.skipIf(skip !== undefined)('ctstorm modes, live', () => {
     const modes = JSON.parse(report.out()) as Array<{ mode: string; available: boolean; reason?: string }>;
     expect(modes.map((m) => m.mode)).toEqual(['fentry', 'kprobe', 'tracepoint']);
     for (const want of testModes()) if (want !== 'auto') expect(modes.find((m) => m.mode === want)?.available).toBe(true);
+    // The VM matrix says which modes each kernel must refuse, and why (mode=words|...).
+    const refused = process.env.CTSTORM_EXPECT_REFUSED;
+    if (refused !== undefined) {
+      const expected = new Map(refused.split('|').filter(Boolean).map((e) => e.split('=') as [string, string]));
+      for (const m of modes) {
+        const why = expected.get(m.mode);
+        expect([m.mode, m.available]).toEqual([m.mode, why === undefined]);
+        if (why !== undefined) expect(m.reason).toContain(why);
+      }
+    }
     for (const m of modes) {
       // The snapshot test above already ran snapshot in each of the test modes.
       if (m.available && testModes().includes(m.mode as ModeChoice)) continue;

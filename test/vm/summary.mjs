@@ -1,16 +1,16 @@
 // Prints the VM matrix as a table (kernel x mode: passed, failed, skipped) from the
 // vitest JSON reports matrix.sh collected, and fails when a kernel has no report or
 // a mode ran no tests: a matrix cell that did not run is a failure, not a pass.
-//   node test/vm/summary.mjs <results dir> <modes,comma,separated>
+//   node test/vm/summary.mjs <results dir>     (runs: "kernel rc seconds modes,comma,separated" per line)
 import { existsSync, readFileSync } from 'node:fs';
 
-const [dir, modeList] = process.argv.slice(2);
-const modes = modeList.split(',');
+const [dir] = process.argv.slice(2);
 const runs = readFileSync(`${dir}/runs`, 'utf8').trim().split('\n').map((l) => l.split(' '));
 
 let ok = true;
 const rows = [['kernel', 'mode', 'passed', 'failed', 'skipped', 'boot+run']];
-for (const [kernel, rc, seconds] of runs) {
+for (const [kernel, rc, seconds, modeList] of runs) {
+  const modes = (modeList ?? '').split(',').filter(Boolean);
   const file = `${dir}/${kernel}.json`;
   if (!existsSync(file)) {
     rows.push([kernel, '-', '-', '-', '-', `${seconds}s (exit ${rc}, no report)`]);
