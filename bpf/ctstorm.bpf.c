@@ -61,6 +61,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384); /* resized by userspace */
+	/* Rows cost memory on every possible CPU: allocate only the ones used
+	 * (userspace deletes those of namespaces that are gone). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ctstorm_netns_key);
 	__type(value, struct ctstorm_counts);
 } netns_counts SEC(".maps");

@@ -530,6 +530,13 @@ int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible)
 	return 0;
 }
 
+int ct_probe_delete_netns(struct ct_probe *p, uint64_t cookie, uint32_t ino, uint8_t l4proto)
+{
+	struct ctstorm_netns_key key = { .netns_cookie = cookie, .netns_ino = ino, .l4proto = l4proto };
+
+	return bpf_map_delete_elem(bpf_map__fd(p->skel->maps.netns_counts), &key) ? -errno : 0;
+}
+
 void ct_probe_close(struct ct_probe *p)
 {
 	if (!p)

@@ -70,6 +70,10 @@ long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t
  * cannot tell all of them (kprobe misses before 6.7). JS thread. */
 int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible);
 
+/* JS thread. Deletes one per-netns counter row (its netns is gone). 0, or -errno
+ * (-ENOENT when there was no such row). */
+int ct_probe_delete_netns(struct ct_probe *p, uint64_t cookie, uint32_t ino, uint8_t l4proto);
+
 /* What the insert and destroy hooks are in this mode, for the capability report. */
 const char *ct_probe_hooks(enum ct_mode mode);
 

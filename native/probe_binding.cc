@@ -2,6 +2,7 @@
 #include "probe_binding.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -87,6 +88,7 @@ Napi::Function Probe::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Probe::Poll>("poll"),
                          InstanceMethod<&Probe::Counters>("counters"),
+                         InstanceMethod<&Probe::DeleteNetnsRow>("deleteNetnsRow"),
                          InstanceMethod<&Probe::Close>("close"),
                          InstanceAccessor<&Probe::Mode>("mode"),
                      });
@@ -216,6 +218,19 @@ Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   out.Set("netns", nsRows);
   out.Set("health", healthRow);
   return out;
+}
+
+// deleteNetnsRow(cookie, inode, l4proto): true when a row was deleted.
+Napi::Value Probe::DeleteNetnsRow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "deleteNetnsRow(cookie, inode, l4proto) expected");
+  int rc = ct_probe_delete_netns(probe_, static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()),
+                                 info[1].As<Napi::Number>().Uint32Value(),
+                                 static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()));
+  if (rc && rc != -ENOENT) throw ErrnoError(env, rc, std::string("deleting a netns row failed: ") + strerror(-rc));
+  return Napi::Boolean::New(env, rc == 0);
 }
 
 // close(): detaches now, or right after the in-flight poll settles.

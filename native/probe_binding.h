@@ -20,6 +20,7 @@ class Probe : public Napi::ObjectWrap<Probe> {
 
   Napi::Value Poll(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value DeleteNetnsRow(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Mode(const Napi::CallbackInfo& info);
 

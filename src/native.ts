@@ -38,6 +38,8 @@ export interface NativeProbe {
   /** Resolves with the number of bytes (whole records) written into buf. */
   poll(buf: Uint8Array, timeoutMs: number): Promise<number>;
   counters(): NativeCounters;
+  /** Deletes one per-netns counter row; true when there was one. */
+  deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean;
   close(): void;
 }
 

@@ -7,6 +7,8 @@ import { healthFromArray, type KernelCounters } from './counters.js';
 import { loadNative, type NativeBinding, type NativeProbe } from './native.js';
 import { RECORD_SIZE, RecordBatch } from './record.js';
 import { conntrackLoaded, readTable } from './table.js';
+import { liveNetnsInodes } from './netns-live.js';
+import { NetnsRows } from './netns-rows.js';
 
 export const MODES = ['fentry', 'kprobe', 'tracepoint'] as const;
 export type Mode = (typeof MODES)[number];
@@ -50,6 +52,8 @@ export interface SourceOptions {
   chainWalk?: number;
   /** For tests: a stand-in for the compiled addon. */
   native?: NativeBinding;
+  /** For tests: the inodes of the network namespaces that exist. */
+  liveNetns?: () => ReadonlySet<number>;
 }
 
 export const DEFAULT_RING_BYTES = 16 << 20;
@@ -117,9 +121,11 @@ class BpfSource implements Source {
   private readonly buffer: Uint8Array;
   private inflight: Promise<unknown> | undefined;
   private closed = false;
+  private readonly netnsRows = new NetnsRows();
 
   constructor(
     private readonly probe: NativeProbe,
+    private readonly liveNetns: () => ReadonlySet<number>,
     readonly mode: Mode,
     readonly report: readonly ModeReport[],
     hooks: string,
@@ -142,9 +148,11 @@ class BpfSource implements Source {
 
   counters(): KernelCounters {
     const raw = this.probe.counters();
+    const gone = new Set(this.netnsRows.toRetire(raw.netns, Date.now(), this.liveNetns));
+    for (const r of gone) this.probe.deleteNetnsRow(r.cookie, r.inode, r.l4proto);
     return {
       protocols: raw.protocols,
-      netns: raw.netns,
+      netns: this.netnsRows.merge(raw.netns.filter((r) => !gone.has(r))),
       health: healthFromArray(raw.health, raw.missedRuns),
       missesVisible: raw.missesVisible,
     };
@@ -222,7 +230,7 @@ export function openSource(options: SourceOptions = {}): Source {
     const attempt = tryMode(native, entry.mode, options, tableMax);
     if ('probe' in attempt) {
       entry.available = true;
-      return new BpfSource(attempt.probe, entry.mode, report, entry.hooks, options.batchRecords ?? DEFAULT_BATCH_RECORDS);
+      return new BpfSource(attempt.probe, options.liveNetns ?? liveNetnsInodes, entry.mode, report, entry.hooks, options.batchRecords ?? DEFAULT_BATCH_RECORDS);
     }
     entry.reason = attempt.reason;
   }

@@ -1,9 +1,9 @@
 // The `ctstorm` command as an operator runs it: a real process, real traffic,
 // and no BPF program left behind however it ends.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ModeChoice } from '../../src/index.js';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
@@ -27,12 +27,14 @@ function loadedPrograms(): string[] {
   return list.map((p) => p.name ?? '').filter((n) => ours.has(n.slice(0, 15)));
 }
 
-/** BPF links a process holds: attached programs show up as link fds. */
-function linkFds(pid: number): number {
+/** Attachments a process holds: BPF link fds, or perf event fds (kprobes on kernels
+ * before 5.15 attach through a perf event, without a link). */
+function attachFds(pid: number): number {
   let n = 0;
   for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
     try {
-      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes('link_type:')) n++;
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[perf_event]') n++;
+      else if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes('link_type:')) n++;
     } catch {
       // fd closed meanwhile
     }
@@ -40,8 +42,16 @@ function linkFds(pid: number): number {
   return n;
 }
 
+/** Every ctstorm process a test started, killed after it whatever happened. */
+const started = new Set<ChildProcess>();
+afterEach(() => {
+  for (const proc of started) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  started.clear();
+});
+
 function start(args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
   const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(proc);
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -53,7 +63,7 @@ function start(args: string[]): { proc: ChildProcess; out: () => string; err: ()
 async function attached(proc: ChildProcess, exit: Promise<number | null>, err: () => string): Promise<void> {
   let exited = false;
   void exit.then(() => (exited = true));
-  await until(() => exited || linkFds(proc.pid!) >= 2, 60_000, 'ctstorm to attach its probe');
+  await until(() => exited || attachFds(proc.pid!) >= 2, 60_000, 'ctstorm to attach its probe');
   if (exited) throw new Error(`ctstorm exited before attaching: ${err()}`);
 }
 

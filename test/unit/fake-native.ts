@@ -15,8 +15,14 @@ export interface FakeScript {
   pollError?: Error;
 }
 
-export function fakeNative(script: FakeScript): NativeBinding & { opened: NativeProbeOptions[]; closed: number } {
-  const state = { opened: [] as NativeProbeOptions[], closed: 0 };
+export interface DeletedRow {
+  cookie: number;
+  inode: number;
+  l4proto: number;
+}
+
+export function fakeNative(script: FakeScript): NativeBinding & { opened: NativeProbeOptions[]; closed: number; deleted: DeletedRow[] } {
+  const state = { opened: [] as NativeProbeOptions[], closed: 0, deleted: [] as DeletedRow[] };
   class FakeProbe implements NativeProbe {
     private reads = 0;
     private delivered = 0;
@@ -39,6 +45,10 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
     counters(): NativeCounters {
       const i = Math.min(this.reads++, script.counters.length - 1);
       return script.counters[i]!;
+    }
+    deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean {
+      state.deleted.push({ cookie, inode, l4proto });
+      return true;
     }
     close(): void {
       state.closed++;

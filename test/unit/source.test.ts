@@ -1,6 +1,7 @@
 // Option checks and map sizes, against the fake addon: nothing loads.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CtstormError } from '../../src/errors.js';
+import { PRUNE_INTERVAL_MS } from '../../src/netns-rows.js';
 import { liveEntriesFor, openSource, probeModes, type SourceOptions } from '../../src/source.js';
 import { fakeNative } from './fake-native.js';
 
@@ -80,7 +81,7 @@ describe('counters through the source', () => {
         missesVisible: false,
       }],
     });
-    const source = openSource({ native, mode: 'kprobe' });
+    const source = openSource({ native, mode: 'kprobe', liveNetns: () => new Set([4026532000]) });
     const c = source.counters();
     await source.close();
     expect(c).toEqual({
@@ -93,5 +94,26 @@ describe('counters through the source', () => {
       missesVisible: false,
     });
     expect(native.closed).toBe(1);
+  });
+});
+
+describe('rows of namespaces that are gone', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('are deleted from the kernel map once idle for a scan, and still reported', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const gone = { cookie: 5, inode: 4026532100, l4proto: 17, inserts: 3, destroys: 3, lost: 0 };
+    const alive = { cookie: 6, inode: 4026532200, l4proto: 17, inserts: 4, destroys: 1, lost: 0 };
+    const reading = { protocols: [], netns: [gone, alive], health: [], missedRuns: 0, missesVisible: true };
+    const afterDelete = { ...reading, netns: [alive] };
+    const native = fakeNative({ counters: [reading, reading, afterDelete] });
+    const source = openSource({ native, mode: 'fentry', liveNetns: () => new Set([alive.inode]) });
+    expect(source.counters().netns).toEqual([gone, alive]); // first scan: nothing retired yet
+    expect(native.deleted).toEqual([]);
+    vi.setSystemTime(1_000_000 + PRUNE_INTERVAL_MS);
+    expect(source.counters().netns).toEqual([alive, gone]);
+    expect(native.deleted).toEqual([{ cookie: 5, inode: 4026532100, l4proto: 17 }]);
+    expect(source.counters().netns).toEqual([alive, gone]); // the kernel no longer has it
+    await source.close();
   });
 });

@@ -1,0 +1,33 @@
+// The network namespaces that exist now, by inode: those of every process and
+// those kept by a bind mount (ip netns). A netns held only by an open file
+// elsewhere is missed: its rows are then retired early, never lost (see
+// NetnsRows.merge).
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
+
+const NETNS_LINK = /^net:\[(\d+)\]$/;
+
+export function liveNetnsInodes(): Set<number> {
+  const inodes = new Set<number>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return inodes;
+  }
+  for (const pid of pids) {
+    try {
+      const m = NETNS_LINK.exec(readlinkSync(`/proc/${pid}/ns/net`));
+      if (m) inodes.add(Number(m[1]));
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  for (const dir of ['/run/netns', '/var/run/netns']) {
+    try {
+      for (const name of readdirSync(dir)) inodes.add(statSync(`${dir}/${name}`).ino);
+    } catch {
+      // no such directory
+    }
+  }
+  return inodes;
+}

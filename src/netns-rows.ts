@@ -1,0 +1,79 @@
+// Keeps the probe's per-netns counter map to the namespaces that exist. A row
+// whose netns is gone, that holds no live entry and has not moved since the last
+// scan can receive no more events: it is deleted from the kernel map and kept
+// here, so counters still report it, in bounded memory. Pure: the caller passes
+// the live netns inodes and the time.
+import type { NetnsProtoCounts } from './counters.js';
+
+/** Rows retired at most; the oldest go first past it. */
+export const MAX_RETIRED_ROWS = 4096;
+/** Scans at most this often: listing every process's netns costs milliseconds. */
+export const PRUNE_INTERVAL_MS = 60_000;
+
+const rowKey = (r: NetnsProtoCounts): string => `${r.cookie}/${r.inode}/${r.l4proto}`;
+
+/** Whether a row's netns is gone: its inode is no netns now, or a newer netns
+ * (a larger cookie; cookies only grow) has taken the reused inode. */
+function netnsGone(row: NetnsProtoCounts, liveInodes: ReadonlySet<number>, newestCookie: ReadonlyMap<number, number>): boolean {
+  if (!liveInodes.has(row.inode)) return true;
+  return row.cookie !== 0 && (newestCookie.get(row.inode) ?? 0) > row.cookie;
+}
+
+export class NetnsRows {
+  private readonly retired = new Map<string, NetnsProtoCounts>();
+  private lastScan = new Map<string, NetnsProtoCounts>();
+  private nextScanMs = 0;
+
+  constructor(private readonly maxRetired = MAX_RETIRED_ROWS) {}
+
+  /** Rows to delete from the kernel map now (they are retired here first), or []
+   * between scans. liveInodes is read only when a scan is due. */
+  toRetire(rows: readonly NetnsProtoCounts[], nowMs: number, liveInodes: () => ReadonlySet<number>): NetnsProtoCounts[] {
+    if (nowMs < this.nextScanMs) return [];
+    this.nextScanMs = nowMs + PRUNE_INTERVAL_MS;
+    const live = liveInodes();
+    const newest = new Map<number, number>();
+    for (const r of rows) newest.set(r.inode, Math.max(newest.get(r.inode) ?? 0, r.cookie));
+    const previous = this.lastScan;
+    this.lastScan = new Map(rows.map((r) => [rowKey(r), r]));
+    const out: NetnsProtoCounts[] = [];
+    for (const r of rows) {
+      const before = previous.get(rowKey(r));
+      const still = before !== undefined && before.inserts === r.inserts && before.destroys === r.destroys && before.lost === r.lost;
+      if (still && r.destroys >= r.inserts && netnsGone(r, live, newest)) out.push(r);
+    }
+    for (const r of out) this.retire(r);
+    return out;
+  }
+
+  /** The kernel's rows plus the retired ones (summed where a retired row came back). */
+  merge(rows: readonly NetnsProtoCounts[]): NetnsProtoCounts[] {
+    if (this.retired.size === 0) return [...rows];
+    const out = new Map(rows.map((r) => [rowKey(r), { ...r }]));
+    for (const [key, r] of this.retired) {
+      const row = out.get(key);
+      if (!row) out.set(key, { ...r });
+      else {
+        row.inserts += r.inserts;
+        row.destroys += r.destroys;
+        row.lost += r.lost;
+      }
+    }
+    return [...out.values()];
+  }
+
+  get retiredCount(): number {
+    return this.retired.size;
+  }
+
+  private retire(r: NetnsProtoCounts): void {
+    const key = rowKey(r);
+    const had = this.retired.get(key);
+    this.retired.delete(key); // re-inserted last: the newest retired
+    this.retired.set(key, had ? { ...r, inserts: had.inserts + r.inserts, destroys: had.destroys + r.destroys, lost: had.lost + r.lost } : { ...r });
+    while (this.retired.size > this.maxRetired) {
+      const oldest = this.retired.keys().next().value as string;
+      this.retired.delete(oldest);
+    }
+  }
+}

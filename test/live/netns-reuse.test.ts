@@ -1,0 +1,80 @@
+// The kernel reuses the proc inode of a network namespace that is gone (the
+// lowest free number comes back first). Counter rows are keyed by the netns
+// cookie, which is never reused, so a new namespace with an old inode gets a row
+// of its own instead of adding to the dead one's.
+import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { byNetns, openSource, type Source } from '../../src/index.js';
+import { testModes } from './modes.js';
+import { liveSkipReason } from './privileges.js';
+import { until } from './wait.js';
+
+const skip = liveSkipReason();
+const NAME = 'cts-reuse';
+const MAX_TRIES = 50;
+
+const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'ignore' });
+const inode = (): number => statSync(`/run/netns/${NAME}`).ino;
+const remove = (): void => {
+  try {
+    ip('netns', 'del', NAME);
+  } catch {
+    // not there
+  }
+};
+
+/** `conntrack -I` n UDP entries into the namespace (ctnetlink: no traffic needed). */
+function insert(n: number, firstPort: number): void {
+  for (let i = 0; i < n; i++) {
+    execFileSync('ip', ['netns', 'exec', NAME, 'conntrack', '-I', '-p', 'udp', '-s', '198.18.250.1', '-d', '198.18.250.2',
+      '--sport', String(firstPort + i), '--dport', '53', '-t', '300'], { stdio: 'ignore' });
+  }
+}
+
+describe.skipIf(skip !== undefined)('a reused netns inode', () => {
+  afterAll(remove);
+
+  describe.each(testModes())('in %s mode', (mode) => {
+    let source: Source | undefined;
+    afterAll(async () => source?.close());
+
+    it('starts a row of its own: rows are keyed by the netns cookie', async () => {
+      remove(); // an earlier mode's namespace: its teardown may still be under way
+      source = openSource({ mode });
+      ip('netns', 'add', NAME);
+      const first = inode();
+      insert(3, 1000);
+      remove(); // its entries are destroyed as the namespace goes
+      // Namespaces are torn down asynchronously; the inode comes back once freed.
+      let tries = 0;
+      for (;;) {
+        ip('netns', 'add', NAME);
+        if (inode() === first) break;
+        remove();
+        if (++tries === MAX_TRIES) throw new Error(`the kernel did not reuse netns inode ${first} in ${MAX_TRIES} tries`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      insert(2, 2000);
+      // Rows of this inode with inserts: the two namespaces made here (an earlier
+      // mode's namespace may still be dying under the same inode, with destroys only).
+      const rows = () => byNetns(source!.counters()).filter((n) => n.inode === first && n.inserts > 0);
+      const state = () => JSON.stringify(rows());
+      await until(() => rows().reduce((sum, n) => sum + n.inserts, 0) >= 5 && rows().some((n) => n.destroys >= 3), 30_000, 'both namespaces\' counts', state);
+      const got = rows().map(({ cookie, inserts, destroys }) => ({ cookie, inserts, destroys })).sort((a, b) => a.cookie - b.cookie);
+      if (got.every((r) => r.cookie === 0)) {
+        // A kernel without netns cookies (before 5.12 none is set until asked for):
+        // the two namespaces cannot be told apart.
+        expect(got).toEqual([{ cookie: 0, inserts: 5, destroys: 3 }]);
+        return;
+      }
+      expect(got).toHaveLength(2);
+      expect(got[0]!.cookie).toBeLessThan(got[1]!.cookie);
+      expect(got.map(({ inserts, destroys }) => ({ inserts, destroys }))).toEqual([
+        { inserts: 3, destroys: 3 },
+        { inserts: 2, destroys: 0 },
+      ]);
+      remove();
+    });
+  });
+});
