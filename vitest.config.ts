@@ -16,6 +16,16 @@ export default defineConfig({
         },
       },
       {
+        // The kernel's own netfilter selftests as traffic (root; this host only).
+        test: {
+          name: 'selftests',
+          include: ['test/selftests/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // Only inside the QEMU guest (test/vm/matrix.sh): changes global sysctls.
         test: {
           name: 'vm',

@@ -107,6 +107,7 @@ struct {
  * softirqs on idle CPUs all run as pid 0). */
 struct insert_args {
 	__u64 ct;
+	__u64 ts;
 	__u32 hash;
 	__u32 reply_hash;
 };
@@ -120,6 +121,10 @@ struct {
 
 /* The nf_conntrack kmem_cache, learned on first sight (tracepoint mode). */
 __u64 conntrack_cache = 0;
+/* kprobe mode: when userspace had attached both halves of the insert hook. A call
+ * in flight while the kretprobe was being attached leaves its slot full without
+ * having been missed: such a slot (filled before this time) is not a miss. */
+__u64 armed_ns = 0;
 
 /* Per-CPU values, yet atomic: another of these programs can run nested on the
  * same CPU (an IRQ whose exit runs NET_RX in the middle of a free). */
@@ -148,8 +153,6 @@ static __always_inline struct netns_id ct_netns(struct nf_conn *ct)
 
 	if (bpf_core_field_exists(net->net_cookie))
 		id.cookie = BPF_CORE_READ(net, net_cookie);
-	else if (bpf_core_field_exists(((struct net___atomic_cookie *)net)->net_cookie))
-		id.cookie = BPF_CORE_READ((struct net___atomic_cookie *)net, net_cookie.counter);
 	return id;
 }
 
@@ -204,11 +207,15 @@ static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
  * unlinking poisons it (LIST_POISON2): both above 32 bits. IPS_CONFIRMED alone is
  * not enough: ctnetlink and bpf_ct_insert_entry set it before steps that can still
  * fail, and older kernels free clash losers with it set. */
+extern unsigned long CONFIG_ILLEGAL_POINTER_VALUE __kconfig __weak;
+
 static __always_inline bool was_hashed(struct nf_conn *ct)
 {
 	__u64 pprev = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
 
-	return pprev >> 32;
+	/* LIST_POISON2 is 0x122 + CONFIG_ILLEGAL_POINTER_VALUE: 0xdead000000000122
+	 * on x86-64 and arm64, but 0x122 where that value is 0. */
+	return (pprev >> 32) || pprev == 0x122 + (__u64)CONFIG_ILLEGAL_POINTER_VALUE;
 }
 
 /* Whether the reply node is in a chain right now: its pprev points at a slot that
@@ -312,6 +319,11 @@ static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct,
 		r->bucket_reply = fr.bucket;
 		r->flags |= CTSTORM_F_BUCKETS;
 	}
+	/* A forward walk that met neither the end marker nor the walk limit was cut
+	 * short (a read failed, or in tracepoint mode, which holds no bucket lock,
+	 * the chain changed under it): no length then. */
+	if ((fo.bucket == (__u32)-1 && !fo.capped) || (fr.bucket == (__u32)-1 && !fr.capped))
+		return;
 	r->chain_orig = bo.nodes + 1 + fo.nodes;
 	r->chain_reply = br.nodes + 1 + fr.nodes;
 	r->flags |= CTSTORM_F_CHAIN;
@@ -374,6 +386,9 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 		return state;
 	}
 	fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+	/* Kernels with the 2025 clash fix set IPS_CONFIRMED only after the hash
+	 * insert returns: the record says what the entry is, confirmed. */
+	r->status |= IPS_CONFIRMED;
 	r->ts_ns = ts;
 	if (late)
 		r->flags |= CTSTORM_F_LATE;
@@ -482,9 +497,10 @@ int BPF_KPROBE(kprobe_hash_insert, struct nf_conn *ct, unsigned int hash, unsign
 
 	if (!a)
 		return 0;
-	if (a->ct)
+	if (a->ct && armed_ns && a->ts >= armed_ns)
 		health_inc(CTSTORM_H_INSERT_UNPAIRED);
 	a->ct = (__u64)ct;
+	a->ts = bpf_ktime_get_ns();
 	a->hash = hash;
 	a->reply_hash = reply_hash;
 	return 0;
@@ -643,6 +659,7 @@ static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unuse
 		}
 	} else {
 		fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+		r->status |= IPS_CONFIRMED;
 		r->ts_ns = start;
 		/* A NAT clash loser is hashed in the reply direction only. */
 		if (!(r->status & IPS_NAT_CLASH))

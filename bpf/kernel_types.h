@@ -60,15 +60,9 @@ struct ns_common {
 
 struct net {
 	struct ns_common ns;
-	__u64 net_cookie; /* 5.12+; before it an atomic64_t set on first use */
-} __ctcore;
-
-typedef struct {
-	__s64 counter;
-} atomic64_t;
-
-struct net___atomic_cookie {
-	atomic64_t net_cookie;
+	/* 5.12+. Before it an atomic64_t set only when first asked for: it would
+	 * change under a running probe, so those kernels report no cookie. */
+	__u64 net_cookie;
 } __ctcore;
 
 typedef struct {

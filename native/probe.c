@@ -161,14 +161,11 @@ static bool tracepoint_passes_cache(const struct btf *btf, const char *tp)
 	return t && btf_is_struct(t) && !strcmp(btf__name_by_offset(btf, t->name_off), "kmem_cache");
 }
 
-static int check_tracepoints(char *err, size_t errlen)
+static int check_tracepoints(const struct btf *btf, char *err, size_t errlen)
 {
 	static const char *const tps[] = { "kmem_cache_alloc", "kmem_cache_free" };
-	struct btf *btf = btf__load_vmlinux_btf();
 	int rc = 0;
 
-	if (!btf)
-		return 0; /* the load fails next, and says why */
 	for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]) && !rc; i++) {
 		if (tracepoint_passes_cache(btf, tps[i]))
 			continue;
@@ -177,7 +174,6 @@ static int check_tracepoints(char *err, size_t errlen)
 			 tps[i]);
 		rc = -EOPNOTSUPP;
 	}
-	btf__free(btf);
 	return rc;
 }
 
@@ -220,13 +216,11 @@ static bool prototype_matches(const struct btf *btf, int func_id, int nints)
  * kernel whose prototypes differ is refused rather than misread. Kernels without
  * BTF for the nf_conntrack module (before 5.11) cannot be checked; fentry cannot
  * attach there anyway. */
-static int check_prototypes(char *err, size_t errlen)
+static int check_prototypes(struct btf *vmlinux, char *err, size_t errlen)
 {
-	struct btf *vmlinux = btf__load_vmlinux_btf(), *module = NULL;
+	struct btf *module = NULL;
 	int rc = 0;
 
-	if (!vmlinux)
-		return 0; /* the load fails next, and says why */
 	if (!access("/sys/kernel/btf/nf_conntrack", R_OK))
 		module = btf__load_module_btf("nf_conntrack", vmlinux);
 	for (size_t i = 0; i < sizeof(hooked_fns) / sizeof(hooked_fns[0]) && !rc; i++) {
@@ -243,8 +237,34 @@ static int check_prototypes(char *err, size_t errlen)
 		rc = -EOPNOTSUPP;
 	}
 	btf__free(module);
-	btf__free(vmlinux);
 	return rc;
+}
+
+/* Before 6.1 (bpf_mem_alloc) a tracing program that uses a map allocating at
+ * run time makes the verifier WARN (tainting the kernel, or panicking it under
+ * panic_on_warn) and PREEMPT_RT refuse it: preallocate there, in bounded sizes. */
+#define PREALLOC_LIVE_MAX (1u << 19)
+#define PREALLOC_PENDING_MAX (1u << 16)
+#define PREALLOC_NETNS_MAX 4096u
+
+static void preallocate_maps(struct ctstorm_bpf *s)
+{
+	struct bpf_map *maps[] = { s->maps.live, s->maps.pending, s->maps.netns_counts };
+	const uint32_t caps[] = { PREALLOC_LIVE_MAX, PREALLOC_PENDING_MAX, PREALLOC_NETNS_MAX };
+
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		bpf_map__set_map_flags(maps[i], bpf_map__map_flags(maps[i]) & ~BPF_F_NO_PREALLOC);
+		if (bpf_map__max_entries(maps[i]) > caps[i])
+			bpf_map__set_max_entries(maps[i], caps[i]);
+	}
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int fail(char *err, size_t errlen, int rc, const char *step)
@@ -264,6 +284,7 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		  char *err, size_t errlen)
 {
 	struct bpf_program *progs[MAX_LINKS];
+	struct btf *vmlinux = NULL;
 	struct ct_probe *p;
 	char step[160];
 	int rc, n;
@@ -286,9 +307,13 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		goto cleanup;
 	}
 
-	rc = mode == CT_MODE_TRACEPOINT ? check_tracepoints(err, errlen) : check_prototypes(err, errlen);
-	if (rc)
-		goto cleanup;
+	vmlinux = btf__load_vmlinux_btf(); /* on failure the load fails next, and says why */
+	if (vmlinux) {
+		rc = mode == CT_MODE_TRACEPOINT ? check_tracepoints(vmlinux, err, errlen)
+						: check_prototypes(vmlinux, err, errlen);
+		if (rc)
+			goto cleanup;
+	}
 
 	p->skel = ctstorm_bpf__open();
 	if (!p->skel) {
@@ -303,6 +328,8 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		bpf_map__set_max_entries(p->skel->maps.pending, opts->pending_entries);
 	if (opts->netns_entries)
 		bpf_map__set_max_entries(p->skel->maps.netns_counts, opts->netns_entries);
+	if (vmlinux && btf__find_by_name_kind(vmlinux, "bpf_mem_alloc", BTF_KIND_STRUCT) < 0)
+		preallocate_maps(p->skel);
 
 	rc = ctstorm_bpf__load(p->skel);
 	if (rc) {
@@ -322,15 +349,20 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		}
 	}
 
+	/* Both halves of the kprobe pair are on: from now on a full slot is a miss. */
+	p->skel->bss->armed_ns = monotonic_ns();
+
 	p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.records), on_sample, &p->drain, NULL);
 	if (!p->rb) {
 		rc = fail(err, errlen, -errno, "create the ring buffer reader");
 		goto cleanup;
 	}
+	btf__free(vmlinux);
 	*out = p;
 	return 0;
 
 cleanup:
+	btf__free(vmlinux);
 	ct_probe_close(p);
 	return rc;
 }

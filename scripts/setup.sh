@@ -8,6 +8,8 @@ packages=(
   iproute2 nftables iptables conntrack
   qemu-system-x86 busybox-static kmod cpio xz-utils
   hping3
+  # the kernel's netfilter selftests (test/selftests) and what they run
+  linux-source-6.12 socat iputils-ping
 )
 
 missing=()

@@ -88,7 +88,13 @@ export interface Exactness {
 export function exactness(mode: string, c: Pick<KernelCounters, 'health' | 'missesVisible'>): Exactness {
   const h = c.health;
   const notes: string[] = [];
-  if (h.missedRuns > 0) notes.push(`the kernel skipped ${h.missedRuns} runs of the probe (recursion or kprobe misses): events in them were not counted`);
+  if (h.missedRuns > 0) {
+    notes.push(
+      mode === 'tracepoint'
+        ? `the kernel skipped ${h.missedRuns} nested runs of the slab tracepoints (of any cache: conntrack events among them were not counted)`
+        : `the kernel skipped ${h.missedRuns} runs of the probe (recursion or kprobe misses): events in them were not counted`,
+    );
+  }
   if (h.insertUnpaired > 0) notes.push(`${h.insertUnpaired} inserts lost half of their kprobe/kretprobe pair`);
   if (mode === 'tracepoint' && h.untracked > 0) notes.push(`${h.untracked} new entries found the live map full: their inserts were not counted`);
   if (h.netnsOverflow > 0) notes.push(`${h.netnsOverflow} events found the per-netns counter map full: per-netns rows are incomplete (totals are not)`);

@@ -162,7 +162,7 @@ describe('exactness', () => {
     const e = exactness('tracepoint', withHealth({ missedRuns: 1, insertUnpaired: 2, untracked: 3, netnsOverflow: 4 }, false));
     expect(e.exact).toBe(false);
     expect(e.notes).toHaveLength(5);
-    expect(e.notes[0]).toMatch(/skipped 1 runs/);
+    expect(e.notes[0]).toMatch(/skipped 1 nested runs of the slab tracepoints/);
     expect(e.notes[1]).toMatch(/^2 inserts/);
     expect(e.notes[2]).toMatch(/^3 new entries/);
     expect(e.notes[3]).toMatch(/^4 events/);
