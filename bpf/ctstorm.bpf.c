@@ -207,15 +207,14 @@ static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
  * unlinking poisons it (LIST_POISON2): both above 32 bits. IPS_CONFIRMED alone is
  * not enough: ctnetlink and bpf_ct_insert_entry set it before steps that can still
  * fail, and older kernels free clash losers with it set. */
-extern unsigned long CONFIG_ILLEGAL_POINTER_VALUE __kconfig __weak;
-
 static __always_inline bool was_hashed(struct nf_conn *ct)
 {
 	__u64 pprev = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
 
-	/* LIST_POISON2 is 0x122 + CONFIG_ILLEGAL_POINTER_VALUE: 0xdead000000000122
-	 * on x86-64 and arm64, but 0x122 where that value is 0. */
-	return (pprev >> 32) || pprev == 0x122 + (__u64)CONFIG_ILLEGAL_POINTER_VALUE;
+	/* LIST_POISON2 is 0x122 + CONFIG_ILLEGAL_POINTER_VALUE, 0xdead000000000122 on
+	 * x86-64 and arm64 (the architectures ctstorm builds for). Not read from the
+	 * kernel config: libbpf refuses to load when it finds none (containers). */
+	return pprev >> 32;
 }
 
 /* Whether the reply node is in a chain right now: its pprev points at a slot that
