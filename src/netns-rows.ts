@@ -12,11 +12,13 @@ export const PRUNE_INTERVAL_MS = 60_000;
 
 const rowKey = (r: NetnsProtoCounts): string => `${r.cookie}/${r.inode}/${r.l4proto}`;
 
-/** Whether a row's netns is gone: its inode is no netns now, or a newer netns
- * (a larger cookie; cookies only grow) has taken the reused inode. */
-function netnsGone(row: NetnsProtoCounts, liveInodes: ReadonlySet<number>, newestCookie: ReadonlyMap<number, number>): boolean {
+/** Whether a row's netns is gone: its inode is no netns now, or the kernel gave
+ * the inode to a newer netns, whose row is the one that moved since the last scan
+ * (a netns's events end before its inode is freed; cookies are unique but not
+ * ordered, so they cannot tell which is newer). */
+function netnsGone(row: NetnsProtoCounts, liveInodes: ReadonlySet<number>, moved: ReadonlySet<string>): boolean {
   if (!liveInodes.has(row.inode)) return true;
-  return row.cookie !== 0 && (newestCookie.get(row.inode) ?? 0) > row.cookie;
+  return row.cookie !== 0 && moved.has(`${row.inode}`) && !moved.has(`${row.inode}/${row.cookie}`);
 }
 
 export class NetnsRows {
@@ -32,16 +34,20 @@ export class NetnsRows {
     if (nowMs < this.nextScanMs) return [];
     this.nextScanMs = nowMs + PRUNE_INTERVAL_MS;
     const live = liveInodes();
-    const newest = new Map<number, number>();
-    for (const r of rows) newest.set(r.inode, Math.max(newest.get(r.inode) ?? 0, r.cookie));
     const previous = this.lastScan;
     this.lastScan = new Map(rows.map((r) => [rowKey(r), r]));
-    const out: NetnsProtoCounts[] = [];
-    for (const r of rows) {
+    const idle = (r: NetnsProtoCounts): boolean => {
       const before = previous.get(rowKey(r));
-      const still = before !== undefined && before.inserts === r.inserts && before.destroys === r.destroys && before.lost === r.lost;
-      if (still && r.destroys >= r.inserts && netnsGone(r, live, newest)) out.push(r);
+      return before !== undefined && before.inserts === r.inserts && before.destroys === r.destroys && before.lost === r.lost;
+    };
+    // Inodes, and inode/cookie pairs, with a row that moved since the last scan.
+    const moved = new Set<string>();
+    for (const r of rows) {
+      if (idle(r)) continue;
+      moved.add(`${r.inode}`);
+      moved.add(`${r.inode}/${r.cookie}`);
     }
+    const out = rows.filter((r) => idle(r) && r.destroys >= r.inserts && netnsGone(r, live, moved));
     for (const r of out) this.retire(r);
     return out;
   }

@@ -33,12 +33,16 @@ describe('NetnsRows', () => {
     expect(rows.toRetire([row(1, 100, 6, 6)], 2 * PRUNE_INTERVAL_MS, live())).toEqual([row(1, 100, 6, 6)]);
   });
 
-  it('retires the older of two namespaces that had the same inode (the kernel reuses them)', () => {
+  it('retires the dead one of two namespaces that had the same inode: the live one is the one that moves', () => {
     const rows = new NetnsRows();
-    const old = row(7, 100, 3, 3);
-    const reused = row(9, 100, 2, 2);
-    rows.toRetire([old, reused], 0, live(100));
-    expect(rows.toRetire([old, reused], PRUNE_INTERVAL_MS, live(100))).toEqual([old]);
+    // Cookies are unique but not ordered (per-CPU batches): the dead netns may have the larger one.
+    const dead = row(9, 100, 3, 3);
+    const reused = row(7, 100, 2, 0);
+    rows.toRetire([dead, reused], 0, live(100));
+    // Both idle: no telling which is alive, both kept.
+    expect(rows.toRetire([dead, reused], PRUNE_INTERVAL_MS, live(100))).toEqual([]);
+    const moved = row(7, 100, 4, 1);
+    expect(rows.toRetire([dead, moved], 2 * PRUNE_INTERVAL_MS, live(100))).toEqual([dead]);
   });
 
   it('still reports retired rows, summed with a row that came back', () => {
