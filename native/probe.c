@@ -528,6 +528,11 @@ static int kprobe_link_missed(struct bpf_link *link, uint64_t *missed, bool *vis
 		*visible = false;
 		return 0;
 	}
+	memcpy(&type, info, sizeof(type)); /* bpf_link_info.type */
+	if (type != BPF_LINK_TYPE_PERF_EVENT) {
+		*visible = false;
+		return 0;
+	}
 	memcpy(&type, info + LINK_INFO_PERF_EVENT_TYPE, sizeof(type));
 	if (type != PERF_EVENT_KPROBE && type != PERF_EVENT_KRETPROBE) {
 		*visible = false;
