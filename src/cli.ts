@@ -100,6 +100,8 @@ function summary(s: Awaited<ReturnType<typeof takeSnapshot>>): string {
   ];
   for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${p.inserts} inserts, ${p.destroys} destroys`);
   for (const n of s.netns.slice(0, 10)) lines.push(`  netns ${n.inode}: ${n.inserts} inserts, ${n.destroys} destroys`);
+  lines.push(s.exactness.exact ? 'counts exact' : 'counts NOT exact:');
+  for (const note of s.exactness.notes) lines.push(`  ${note}`);
   return lines.join('\n');
 }
 

@@ -1,6 +1,6 @@
 // `ctstorm watch`: a live view, redrawn every interval. Rendering is a pure
 // function of two counter readings so it is testable without a terminal.
-import { byNetns, diffCounters, totals, type KernelCounters } from './counters.js';
+import { byNetns, diffCounters, exactness, totals, type KernelCounters } from './counters.js';
 import { openSource, type Source, type SourceOptions } from './source.js';
 import { readTable, type TableInfo } from './table.js';
 
@@ -17,6 +17,12 @@ export interface WatchFrame {
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
+/** Nothing while the counts are exact; otherwise why not, one line each. */
+function exactLines(mode: string, c: KernelCounters): string[] {
+  const e = exactness(mode, c);
+  return e.exact ? [] : ['counts NOT exact:', ...e.notes.map((n) => `  ${n}`)];
+}
+
 export function renderFrame(f: WatchFrame): string {
   const delta = diffCounters(f.now, f.before);
   const rate = totals(delta);
@@ -28,6 +34,7 @@ export function renderFrame(f: WatchFrame): string {
     `churn     ${fmt(rate.inserts / f.seconds)} inserts/s   ${fmt(rate.destroys / f.seconds)} destroys/s`,
     `records   ${fmt(f.drainedRecords / f.seconds)} drained/s   ${fmt(all.lost)} lost since start`,
     `since start ${fmt(all.inserts)} inserts, ${fmt(all.destroys)} destroys`,
+    ...exactLines(f.source.mode, f.now),
     '',
     'top netns by inserts/s',
     `  ${'netns inode'.padEnd(12)} ${'inserts/s'.padStart(10)} ${'destroys/s'.padStart(11)}`,

@@ -14,6 +14,17 @@ vi.mock('../../src/table.js', () => ({
 const health = healthFromArray([]);
 
 describe('watch frame', () => {
+  it('says nothing of exactness while the counts are exact, and why not when they are not', () => {
+    const counters = (h: typeof health) => ({ protocols: [], netns: [], health: h, missesVisible: true });
+    const frame = (h: typeof health) =>
+      renderFrame({ source: { mode: 'fentry', hooks: '' }, table: { entries: 0, max: 1, buckets: 1 }, seconds: 1, before: counters(health), now: counters(h), drainedRecords: 0 });
+    expect(frame(health)).not.toContain('exact');
+    const lines = frame({ ...health, missedRuns: 3 }).split('\n');
+    const at = lines.indexOf('counts NOT exact:');
+    expect(at).toBeGreaterThan(0);
+    expect(lines[at + 1]).toBe('  the kernel skipped 3 runs of the probe (recursion or kprobe misses): events in them were not counted');
+  });
+
   it('shows fill, rates per second over the interval, lost records and top netns', () => {
     const frame = renderFrame({
       source: { mode: 'tracepoint', hooks: 'tp hooks' },
