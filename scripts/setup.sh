@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# One-time machine set-up for ctstorm: the Debian packages it builds and tests with.
-# Idempotent and quiet when everything is already there; run as root (npm start/test call it).
+# One-time machine set-up for ctstorm: the Debian packages it builds and runs with,
+# and with "test" those its tests need. Idempotent and quiet when everything is
+# already there; run as root (npm start and npm test call it).
 set -euo pipefail
 
+# Building and running ctstorm.
 packages=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
-  iproute2 nftables iptables conntrack
-  qemu-system-x86 busybox-static kmod cpio xz-utils
-  hping3
-  # the kernel's netfilter selftests (test/selftests) and what they run
-  linux-source-6.12 socat iputils-ping
+  iproute2 nftables conntrack
 )
+# `bash scripts/setup.sh test` (npm test) adds what only the tests need: the QEMU
+# kernel matrix, traffic tools, and the kernel's netfilter selftests.
+if [[ ${1:-} == test ]]; then
+  packages+=(
+    iptables qemu-system-x86 busybox-static kmod cpio xz-utils hping3
+    linux-source-6.12 socat iputils-ping
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
