@@ -14,7 +14,7 @@ packages=(
 if [[ ${1:-} == test ]]; then
   packages+=(
     iptables qemu-system-x86 busybox-static kmod cpio xz-utils hping3
-    linux-source-6.12 socat iputils-ping
+    linux-source-6.12 socat iputils-ping libcap2-bin
   )
 fi
 

@@ -12,6 +12,11 @@ import type { TableInfo } from './table.js';
 import { watch } from './watch.js';
 
 const VERSION = '0.1.0';
+/** watch redraws at most ten times a second. */
+const MIN_INTERVAL_SECONDS = 0.1;
+/** A second SIGINT/TERM this soon after the first is the same request (a wrapper such
+ * as timeout(1) may signal both ctstorm and its process group). */
+const REPEAT_SIGNAL_MS = 1000;
 
 const USAGE = `usage: ctstorm <command> [options]
 
@@ -53,6 +58,14 @@ const options = {
 const usageError = (problem: string, fix = 'see: ctstorm --help'): CtstormError => new CtstormError(problem, fix, 'EUSAGE');
 
 function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>> {
+  // parseArgs reads "--duration -1" as a flag with no value: name the bad value instead.
+  argv.forEach((arg, i) => {
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    const next = argv[i + 1];
+    if (name && options[name as keyof typeof options]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      throw usageError(`bad --${name} "${next}"`, `give --${name} a value above 0`);
+    }
+  });
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (err) {
@@ -65,7 +78,7 @@ function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof op
   }
 }
 
-function seconds(name: string, raw: string | undefined, fallback?: number): number {
+function seconds(name: string, raw: string | undefined, fallback?: number, min = 0): number {
   if (raw === undefined) {
     if (fallback !== undefined) return fallback;
     throw usageError(`--${name} is required`, `give it in seconds, e.g. --${name} 5`);
@@ -74,6 +87,7 @@ function seconds(name: string, raw: string | undefined, fallback?: number): numb
   if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(value) || value <= 0 || value > 86400) {
     throw usageError(`bad --${name} "${raw}"`, `give seconds as a number above 0 and at most 86400, e.g. --${name} 5`);
   }
+  if (value < min) throw usageError(`bad --${name} "${raw}"`, `give at least ${min} seconds`);
   return value;
 }
 
@@ -95,7 +109,7 @@ function ringBytes(raw: string | undefined): number | undefined {
 function summary(s: Awaited<ReturnType<typeof takeSnapshot>>): string {
   const lines = [
     `mode ${s.mode} on ${s.kernel}, ${s.durationSeconds} s`,
-    `table ${s.table.entries} / ${s.table.max} entries, ${s.table.buckets} buckets`,
+    `table ${s.table.entries} / ${s.table.max} entries in this netns, ${s.table.buckets} buckets`,
     `inserts ${s.totals.inserts} (${s.rates.insertsPerSecond}/s), destroys ${s.totals.destroys} (${s.rates.destroysPerSecond}/s), lost ${s.totals.lost}`,
   ];
   for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${p.inserts} inserts, ${p.destroys} destroys`);
@@ -136,7 +150,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         return 0;
       }
       case 'watch': {
-        const intervalSeconds = seconds('interval', values.interval, 1);
+        const intervalSeconds = seconds('interval', values.interval, 1, MIN_INTERVAL_SECONDS);
         const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
         await watch({ ...common, intervalSeconds, signal, write: (frame) => io.out(clear + frame) });
         return 0;
@@ -145,7 +159,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
         if (values.json) io.out(JSON.stringify(report));
         else for (const r of report) io.out(`${r.mode.padEnd(10)} ${r.available ? 'yes' : 'no '}  ${r.available ? r.hooks : r.reason}`);
-        return 0;
+        return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
       }
       default:
         throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, modes');
@@ -166,11 +180,25 @@ function isEntryPoint(): boolean {
 
 if (isEntryPoint()) {
   const stop = new AbortController();
-  // First Ctrl-C/TERM ends the run cleanly (probe detached); a second one exits.
+  // First Ctrl-C/TERM ends the run cleanly (probe detached, summary printed); one
+  // more, a second or more later, exits at once.
+  let firstSignalAt = 0;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
-      if (stop.signal.aborted) process.exit(130);
+      if (!stop.signal.aborted) {
+        firstSignalAt = Date.now();
+        stop.abort();
+      } else if (Date.now() - firstSignalAt >= REPEAT_SIGNAL_MS) {
+        process.exit(130);
+      }
+    });
+  }
+  // A reader that went away (| head) ends ctstorm quietly; a full disk is one line.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
       stop.abort();
+      if (err.code !== 'EPIPE') process.stderr.write(`ctstorm: cannot write the output (${err.code ?? err.message}); check where it goes\n`);
+      process.exitCode = err.code === 'EPIPE' ? 0 : 1;
     });
   }
   const code = await main(process.argv.slice(2), {

@@ -1,6 +1,6 @@
 // Record sources. The BPF source is the only one today; a netlink source will
 // implement the same interface (ROADMAP: reliability and fallbacks).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { CtstormError } from './errors.js';
 import { healthFromArray, type KernelCounters } from './counters.js';
@@ -79,7 +79,7 @@ function errnoName(err: unknown): string | undefined {
 function refusal(mode: Mode, err: unknown): string {
   const code = errnoName(err);
   const message = err instanceof Error ? err.message : String(err);
-  if (code === 'EPERM' && process.getuid?.() !== 0) {
+  if (code === 'EPERM' && !canLoadBpf()) {
     return 'EPERM: loading BPF needs root (or CAP_BPF + CAP_PERFMON)';
   }
   if (mode === 'kprobe' && !existsSync('/sys/bus/event_source/devices/kprobe')) {
@@ -89,6 +89,24 @@ function refusal(mode: Mode, err: unknown): string {
     return 'kernel has no BTF for the nf_conntrack module (kernels before 5.11, or built without CONFIG_DEBUG_INFO_BTF_MODULES), so fentry cannot attach to its functions';
   }
   return code ? `${code}: ${message}` : message;
+}
+
+const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
+const CAP_BPF = 39;
+
+/** Whether this process holds what loading tracing BPF needs: CAP_BPF and
+ * CAP_PERFMON, or CAP_SYS_ADMIN (root in a container may hold neither). */
+function canLoadBpf(): boolean {
+  try {
+    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (!hex) return process.getuid?.() === 0;
+    const caps = BigInt(`0x${hex}`);
+    const has = (cap: number): boolean => (caps & (1n << BigInt(cap))) !== 0n;
+    return has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+  } catch {
+    return process.getuid?.() === 0;
+  }
 }
 
 function conntrackIsModuleWithoutBtf(): boolean {
@@ -237,7 +255,7 @@ export function openSource(options: SourceOptions = {}): Source {
 
   const tried = report.filter((r) => r.tried);
   const reasons = tried.map((r) => `${r.mode}: ${r.reason}`).join('; ');
-  if (process.getuid?.() !== 0 && tried.some((r) => r.reason?.startsWith('EPERM'))) {
+  if (!canLoadBpf() && tried.some((r) => r.reason?.startsWith('EPERM'))) {
     throw new CtstormError('permission denied loading BPF', 'run as root (or with CAP_BPF and CAP_PERFMON)', 'EPERM');
   }
   if (choice !== 'auto') {

@@ -30,7 +30,7 @@ export function renderFrame(f: WatchFrame): string {
   const fill = f.table.max > 0 ? (100 * f.table.entries) / f.table.max : 0;
   const lines = [
     `ctstorm watch · mode ${f.source.mode} · ${f.source.hooks}`,
-    `table     ${fmt(f.table.entries)} / ${fmt(f.table.max)} entries (${fill.toFixed(1)}% full), ${fmt(f.table.buckets)} buckets`,
+    `table     ${fmt(f.table.entries)} / ${fmt(f.table.max)} entries in this netns (${fill.toFixed(1)}% full), ${fmt(f.table.buckets)} buckets`,
     `churn     ${fmt(rate.inserts / f.seconds)} inserts/s   ${fmt(rate.destroys / f.seconds)} destroys/s`,
     `records   ${fmt(f.drainedRecords / f.seconds)} drained/s   ${fmt(all.lost)} lost since start`,
     `since start ${fmt(all.inserts)} inserts, ${fmt(all.destroys)} destroys`,

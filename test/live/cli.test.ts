@@ -1,6 +1,6 @@
 // The `ctstorm` command as an operator runs it: a real process, real traffic,
 // and no BPF program left behind however it ends.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -120,6 +120,20 @@ describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
       await run.exit;
       await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
     });
+  });
+});
+
+describe.skipIf(skip !== undefined)('ctstorm without the capabilities BPF needs', () => {
+  it('says so in one line and exits 1, even as root (a container without CAP_BPF)', () => {
+    const result = spawnSync('capsh', ['--drop=cap_bpf,cap_perfmon,cap_sys_admin', '--', '-c', `"${process.execPath}" "${cli}" snapshot --duration 1`], {
+      encoding: 'utf8',
+    });
+    expect([result.status, result.stdout, result.stderr]).toEqual([
+      1,
+      '',
+      'ctstorm: permission denied loading BPF; run as root (or with CAP_BPF and CAP_PERFMON)\n',
+    ]);
+    expect(loadedPrograms()).toEqual([]);
   });
 });
 

@@ -94,7 +94,9 @@ describe('bad input', () => {
   const cases: Array<[string, string[], RegExp]> = [
     ['unknown flag', ['snapshot', '--duration', '1', '--frobnicate'], /^ctstorm: unknown option --frobnicate; see: ctstorm --help$/],
     ['non-numeric duration', ['snapshot', '--duration', 'abc'], /^ctstorm: bad --duration "abc"; give seconds/],
-    ['negative duration', ['snapshot', '--duration', '-3'], /^ctstorm: (bad --duration "-3"|option --duration needs a value)/],
+    ['negative duration', ['snapshot', '--duration', '-3'], /^ctstorm: bad --duration "-3"; give --duration a value above 0$/],
+    ['negative ring size', ['snapshot', '--duration', '1', '--ring-bytes', '-1'], /^ctstorm: bad --ring-bytes "-1"/],
+    ['too short an interval', ['watch', '--interval', '0.01'], /^ctstorm: bad --interval "0.01"; give at least 0.1 seconds$/],
     ['zero duration', ['snapshot', '--duration', '0'], /^ctstorm: bad --duration "0"/],
     ['missing duration', ['snapshot', '--json'], /^ctstorm: --duration is required; give it in seconds/],
     ['unknown mode', ['snapshot', '--duration', '1', '--mode', 'ebpf'], /^ctstorm: unknown mode "ebpf"; use one of: auto, fentry, kprobe, tracepoint$/],

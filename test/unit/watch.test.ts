@@ -47,7 +47,7 @@ describe('watch frame', () => {
       },
       drainedRecords: 16000,
     });
-    expect(frame).toContain('131,072 / 262,144 entries (50.0% full), 65,536 buckets');
+    expect(frame).toContain('131,072 / 262,144 entries in this netns (50.0% full), 65,536 buckets');
     expect(frame).toContain('2,500 inserts/s   1,500 destroys/s');
     expect(frame).toContain('8,000 drained/s   4 lost since start');
     const rows = frame.split('\n').slice(-2).map((l) => l.trim().split(/\s+/));
