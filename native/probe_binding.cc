@@ -2,6 +2,7 @@
 #include "probe_binding.h"
 
 #include <algorithm>
+#include <memory>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -44,7 +45,7 @@ class DrainWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(probe->Env())),
         staging_(probe->staging_),
         timeoutMs_(timeoutMs) {
-    staging_.resize(buf.ByteLength());
+    staging_->resize(buf.ByteLength());
     bufRef_ = Napi::Persistent(buf);
     probeRef_ = Napi::Persistent(probe->Value());
   }
@@ -53,7 +54,7 @@ class DrainWorker : public Napi::AsyncWorker {
 
   // Worker thread.
   void Execute() override {
-    result_ = ct_probe_drain(probe_->probe_, staging_.data(), staging_.size(), timeoutMs_);
+    result_ = ct_probe_drain(probe_->probe_, staging_->data(), staging_->size(), timeoutMs_);
   }
 
   // JS thread.
@@ -69,7 +70,7 @@ class DrainWorker : public Napi::AsyncWorker {
     }
     Napi::Uint8Array buf = bufRef_.Value();
     size_t n = std::min(static_cast<size_t>(result_), buf.ByteLength());
-    if (n) std::memcpy(buf.Data(), staging_.data(), n);
+    if (n) std::memcpy(buf.Data(), staging_->data(), n);
     deferred_.Resolve(Napi::Number::New(env, static_cast<double>(n)));
   }
 
@@ -78,7 +79,9 @@ class DrainWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::Uint8Array> bufRef_;
   Napi::ObjectReference probeRef_;
-  std::vector<uint8_t>& staging_;  // the probe's: one drain at a time
+  // The probe's (one drain at a time), shared so that it outlives a Probe torn
+  // down with its environment while this drain still runs.
+  std::shared_ptr<std::vector<uint8_t>> staging_;
   int timeoutMs_;
   long result_ = 0;
 };
@@ -119,7 +122,9 @@ Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
 
 Probe::~Probe() {
   if (!exitHook_.IsEmpty()) exitHook_.Remove(Env());
-  Release();
+  // A drain still running on a worker uses the probe: leave it to the process's
+  // end (the environment is going away; its fds close with it).
+  if (!busy_) Release();
 }
 
 // The environment is going away (process exit, worker end): detach now. A

@@ -4,6 +4,7 @@
 
 #include <napi.h>
 #include <cstdint>
+#include <memory>
 #include <vector>
 #include "probe.h"
 
@@ -29,7 +30,8 @@ class Probe : public Napi::ObjectWrap<Probe> {
   static void OnEnvExit(Probe* self);
 
   ct_probe* probe_ = nullptr;
-  std::vector<uint8_t> staging_;  // the worker drains here (see DrainWorker)
+  // The worker drains here (see DrainWorker).
+  std::shared_ptr<std::vector<uint8_t>> staging_ = std::make_shared<std::vector<uint8_t>>();
   enum ct_mode mode_ = CT_MODE_COUNT;
   bool busy_ = false;
   bool closePending_ = false;

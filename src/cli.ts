@@ -193,12 +193,16 @@ if (isEntryPoint()) {
       }
     });
   }
-  // A reader that went away (| head) ends ctstorm quietly; a full disk is one line.
+  // A reader that went away (| head) ends ctstorm quietly; a full disk is one line
+  // and exit 1. Neither lowers the exit code the command itself chose.
+  let writeFailed = false;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       stop.abort();
-      if (err.code !== 'EPIPE') process.stderr.write(`ctstorm: cannot write the output (${err.code ?? err.message}); check where it goes\n`);
-      process.exitCode = err.code === 'EPIPE' ? 0 : 1;
+      if (err.code === 'EPIPE') return;
+      writeFailed = true;
+      process.exitCode = 1;
+      process.stderr.write(`ctstorm: cannot write the output (${err.code ?? err.message}); check where it goes\n`);
     });
   }
   const code = await main(process.argv.slice(2), {
@@ -206,5 +210,5 @@ if (isEntryPoint()) {
     err: (t) => process.stderr.write(`${t}\n`),
     signal: stop.signal,
   });
-  process.exitCode = code;
+  process.exitCode = code || (writeFailed ? 1 : 0);
 }

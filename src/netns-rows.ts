@@ -28,8 +28,8 @@ export class NetnsRows {
 
   constructor(private readonly maxRetired = MAX_RETIRED_ROWS) {}
 
-  /** Rows to delete from the kernel map now (they are retired here first), or []
-   * between scans. liveInodes is read only when a scan is due. */
+  /** Rows to delete from the kernel map now, or [] between scans; the caller
+   * retire()s each one the kernel deleted. liveInodes is read only when a scan is due. */
   toRetire(rows: readonly NetnsProtoCounts[], nowMs: number, liveInodes: () => ReadonlySet<number>): NetnsProtoCounts[] {
     if (nowMs < this.nextScanMs) return [];
     this.nextScanMs = nowMs + PRUNE_INTERVAL_MS;
@@ -48,7 +48,6 @@ export class NetnsRows {
       moved.add(`${r.inode}/${r.cookie}`);
     }
     const out = rows.filter((r) => idle(r) && r.destroys >= r.inserts && netnsGone(r, live, moved));
-    for (const r of out) this.retire(r);
     return out;
   }
 
@@ -72,7 +71,8 @@ export class NetnsRows {
     return this.retired.size;
   }
 
-  private retire(r: NetnsProtoCounts): void {
+  /** Keeps a row the kernel map no longer has. */
+  retire(r: NetnsProtoCounts): void {
     const key = rowKey(r);
     const had = this.retired.get(key);
     this.retired.delete(key); // re-inserted last: the newest retired

@@ -27,7 +27,7 @@ export interface Snapshot {
 
 export interface SnapshotOptions extends SourceOptions {
   durationSeconds: number;
-  /** Called once the probe is attached and the starting counters are read. */
+  /** Called once the probe is attached (its counters start then). */
   onReady?: (source: Source) => void | Promise<void>;
   /** Every drained batch, in order; valid only during the call. */
   onBatch?: (batch: RecordBatch) => void;

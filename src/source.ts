@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { CtstormError } from './errors.js';
-import { healthFromArray, type KernelCounters } from './counters.js';
+import { healthFromArray, type KernelCounters, type NetnsProtoCounts } from './counters.js';
 import { loadNative, type NativeBinding, type NativeProbe } from './native.js';
 import { RECORD_SIZE, RecordBatch } from './record.js';
 import { conntrackLoaded, readTable } from './table.js';
@@ -166,8 +166,14 @@ class BpfSource implements Source {
 
   counters(): KernelCounters {
     const raw = this.probe.counters();
-    const gone = new Set(this.netnsRows.toRetire(raw.netns, Date.now(), this.liveNetns));
-    for (const r of gone) this.probe.deleteNetnsRow(r.cookie, r.inode, r.l4proto);
+    const gone = new Set<NetnsProtoCounts>();
+    for (const r of this.netnsRows.toRetire(raw.netns, Date.now(), this.liveNetns)) {
+      // Kept here only once the kernel no longer has it: never counted twice.
+      if (this.probe.deleteNetnsRow(r.cookie, r.inode, r.l4proto)) {
+        this.netnsRows.retire(r);
+        gone.add(r);
+      }
+    }
     return {
       protocols: raw.protocols,
       netns: this.netnsRows.merge(raw.netns.filter((r) => !gone.has(r))),

@@ -62,6 +62,7 @@ export async function watch(options: WatchOptions): Promise<void> {
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   options.signal.addEventListener('abort', onAbort, { once: true });
+  if (options.signal.aborted) stop.abort(); // aborted before the listener was added
   let drained = 0;
   let failure: unknown;
   const drain = (async () => {

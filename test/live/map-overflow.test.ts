@@ -56,7 +56,10 @@ describe.skipIf(skip !== undefined)('map overflow', () => {
         } else {
           expect(rec().counters()).toMatchObject({ inserts: FLOWS, destroys: FLOWS, lost: 0 });
           // Their lifetimes are unknown, their counts are not.
-          expect(rec().of('destroy').filter((r) => r.lifetimeNs === undefined)).toHaveLength(untracked);
+          const unknown = rec().of('destroy').filter((r) => r.lifetimeNs === undefined).length;
+          if (alone) expect(unknown).toBe(untracked);
+          else expect(unknown).toBeLessThanOrEqual(untracked);
+          expect(unknown).toBeGreaterThanOrEqual(FLOWS - LIVE); // at most LIVE of them had room
           expect(exactness(rec().source.mode, c).exact).toBe(c.health.missedRuns === 0);
         }
       });
@@ -75,12 +78,19 @@ describe.skipIf(skip !== undefined)('map overflow', () => {
         await pair.runClient(N_TCP, 0);
         await until(() => rec().of('insert').length >= FLOWS + N_TCP, 30_000, 'TCP inserts');
         const c = rec().source.counters();
-        // The only row is this netns's UDP row (the map was empty before).
-        const row = c.netns.find((n) => n.inode === pair.serverInode);
-        expect(c.netns).toHaveLength(1);
-        expect(row).toMatchObject({ l4proto: 17, inserts: FLOWS, destroys: 0 });
-        // Each TCP insert found no room: counted as overflow, and in the protocol totals.
-        expectMachineWide(c.health.netnsOverflow - h0.netnsOverflow, N_TCP);
+        const overflow = c.health.netnsOverflow - h0.netnsOverflow;
+        expect(c.netns).toHaveLength(1); // never more rows than the map holds
+        const row = c.netns[0]!;
+        if (row.inode === pair.serverInode) {
+          // The row is this netns's UDP row: exact; each TCP insert found no room.
+          expect(row).toMatchObject({ l4proto: 17, inserts: FLOWS, destroys: 0 });
+          expectMachineWide(overflow, N_TCP);
+        } else {
+          // Another namespace's event (one still being torn down) took the row
+          // first: every event of this netns overflowed, and was counted so.
+          expect(overflow).toBeGreaterThanOrEqual(FLOWS + N_TCP);
+        }
+        // The protocol totals count every insert, row or no row.
         const tcp = (ps: typeof p0) => ps.find((p) => p.l4proto === 6)?.inserts ?? 0;
         expectMachineWide(tcp(c.protocols) - tcp(p0), N_TCP);
         expect(exactness(rec().source.mode, c).exact).toBe(false);

@@ -15,47 +15,61 @@ const NAME = 'cts-reuse';
 const MAX_TRIES = 50;
 
 const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'ignore' });
-const inode = (): number => statSync(`/run/netns/${NAME}`).ino;
-const remove = (): void => {
+const inode = (ns = NAME): number => statSync(`/run/netns/${ns}`).ino;
+const remove = (ns = NAME): void => {
   try {
-    ip('netns', 'del', NAME);
+    ip('netns', 'del', ns);
   } catch {
     // not there
   }
 };
 
 /** `conntrack -I` n UDP entries into the namespace (ctnetlink: no traffic needed). */
-function insert(n: number, firstPort: number): void {
+function insert(ns: string, n: number, firstPort: number): void {
   for (let i = 0; i < n; i++) {
-    execFileSync('ip', ['netns', 'exec', NAME, 'conntrack', '-I', '-p', 'udp', '-s', '198.18.250.1', '-d', '198.18.250.2',
+    execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-I', '-p', 'udp', '-s', '198.18.250.1', '-d', '198.18.250.2',
       '--sport', String(firstPort + i), '--dport', '53', '-t', '300'], { stdio: 'ignore' });
   }
 }
 
 describe.skipIf(skip !== undefined)('a reused netns inode', () => {
-  afterAll(remove);
+  const cleanups: Array<() => void> = [];
+  afterAll(() => {
+    remove();
+    for (const c of cleanups) c();
+  });
 
   describe.each(testModes())('in %s mode', (mode) => {
     let source: Source | undefined;
     afterAll(async () => source?.close());
 
     it('starts a row of its own: rows are keyed by the netns cookie', async () => {
-      remove(); // an earlier mode's namespace: its teardown may still be under way
+      remove(); // an earlier mode's namespaces: their teardown may still be under way
+      for (const c of cleanups.splice(0)) c();
       source = openSource({ mode });
       ip('netns', 'add', NAME);
       const first = inode();
-      insert(3, 1000);
+      insert(NAME, 3, 1000);
       remove(); // its entries are destroyed as the namespace goes
-      // Namespaces are torn down asynchronously; the inode comes back once freed.
-      let tries = 0;
-      for (;;) {
-        ip('netns', 'add', NAME);
-        if (inode() === first) break;
-        remove();
-        if (++tries === MAX_TRIES) throw new Error(`the kernel did not reuse netns inode ${first} in ${MAX_TRIES} tries`);
-        await new Promise((r) => setTimeout(r, 100));
+      // Namespaces are torn down asynchronously, and the kernel hands out the lowest
+      // free inode: a namespace that got another one is kept (deleting it would free
+      // that lower inode again) until one gets `first`.
+      const held: string[] = [];
+      let reused = '';
+      try {
+        for (let tries = 0; !reused; tries++) {
+          const name = `${NAME}-${mode}-${tries}`;
+          ip('netns', 'add', name);
+          if (inode(name) === first) reused = name;
+          else held.push(name);
+          if (!reused && tries + 1 === MAX_TRIES) throw new Error(`the kernel did not reuse netns inode ${first} in ${MAX_TRIES} tries`);
+          if (!reused) await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        for (const h of held) remove(h);
       }
-      insert(2, 2000);
+      cleanups.push(() => remove(reused));
+      insert(reused, 2, 2000);
       // Rows of this inode with inserts: the two namespaces made here (an earlier
       // mode's namespace may still be dying under the same inode, with destroys only).
       const rows = () => byNetns(source!.counters()).filter((n) => n.inode === first && n.inserts > 0);
@@ -75,7 +89,6 @@ describe.skipIf(skip !== undefined)('a reused netns inode', () => {
         { inserts: 3, destroys: 3 },
         { inserts: 2, destroys: 0 },
       ]);
-      remove();
     });
   });
 });

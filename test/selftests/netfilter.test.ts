@@ -57,6 +57,8 @@ describe.skipIf(skip !== undefined).each(testModes())('kernel netfilter selftest
     expect(rows.length).toBeGreaterThanOrEqual(SCRIPTS.length); // the selftests' namespaces were seen
     expect(rows.reduce((sum, n) => sum + n.inserts, 0)).toBeGreaterThan(4000); // nft_zones_many alone makes 4000
     for (const n of rows) expect([n.inode, n.inserts, n.lost]).toEqual([n.inode, n.destroys, 0]);
+    // Not asserted: unknownStart, machine-wide (the host's own namespaces may
+    // destroy entries made before the probe attached).
     const c = source.counters();
     const verdict = exactness(source.mode, c);
     if (source.mode === 'tracepoint' && c.health.missedRuns > 0) {
@@ -67,6 +69,5 @@ describe.skipIf(skip !== undefined).each(testModes())('kernel netfilter selftest
     } else {
       expect(verdict).toEqual({ exact: true, notes: [] });
     }
-    expect(c.health.unknownStart).toBe(0);
   });
 });

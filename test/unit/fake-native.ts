@@ -13,6 +13,8 @@ export interface FakeScript {
   batches?: Uint8Array[];
   /** Once the batches are used up, poll() rejects with this (a failed drain). */
   pollError?: Error;
+  /** deleteNetnsRow() answers false (the kernel had no such row). */
+  deleteFails?: boolean;
 }
 
 export interface DeletedRow {
@@ -47,6 +49,7 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
       return script.counters[i]!;
     }
     deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean {
+      if (script.deleteFails) return false;
       state.deleted.push({ cookie, inode, l4proto });
       return true;
     }

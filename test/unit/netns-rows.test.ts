@@ -50,6 +50,8 @@ describe('NetnsRows', () => {
     const gone = row(1, 100, 5, 5);
     rows.toRetire([gone], 0, live());
     expect(rows.toRetire([gone], PRUNE_INTERVAL_MS, live())).toEqual([gone]);
+    expect(rows.merge([gone])).toEqual([gone]); // not retired until the caller says the kernel deleted it
+    rows.retire(gone);
     expect(rows.merge([])).toEqual([gone]);
     // The kernel row was deleted; events after that start a new one from zero.
     expect(rows.merge([row(1, 100, 1, 0), row(2, 200, 4, 0)])).toEqual([row(1, 100, 6, 5), row(2, 200, 4, 0)]);
@@ -59,7 +61,9 @@ describe('NetnsRows', () => {
     const rows = new NetnsRows(2);
     const all = [row(1, 101, 1, 1), row(2, 102, 1, 1), row(3, 103, 1, 1)];
     rows.toRetire(all, 0, live());
-    expect(rows.toRetire(all, PRUNE_INTERVAL_MS, live())).toHaveLength(3);
+    const out = rows.toRetire(all, PRUNE_INTERVAL_MS, live());
+    expect(out).toHaveLength(3);
+    for (const r of out) rows.retire(r);
     expect(rows.retiredCount).toBe(2);
     expect(rows.merge([]).map((r) => r.cookie)).toEqual([2, 3]);
   });

@@ -116,4 +116,17 @@ describe('rows of namespaces that are gone', () => {
     expect(source.counters().netns).toEqual([alive, gone]); // the kernel no longer has it
     await source.close();
   });
+
+  it('stay in the kernel\'s rows, counted once, when the kernel did not delete them', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const gone = { cookie: 5, inode: 4026532100, l4proto: 17, inserts: 3, destroys: 3, lost: 0 };
+    const reading = { protocols: [], netns: [gone], health: [], missedRuns: 0, missesVisible: true };
+    const native = fakeNative({ counters: [reading], deleteFails: true });
+    const source = openSource({ native, mode: 'fentry', liveNetns: () => new Set<number>() });
+    source.counters();
+    vi.setSystemTime(1_000_000 + PRUNE_INTERVAL_MS);
+    expect(source.counters().netns).toEqual([gone]);
+    expect(native.deleted).toEqual([]);
+    await source.close();
+  });
 });
