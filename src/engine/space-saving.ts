@@ -1,0 +1,97 @@
+// Heavy hitters in bounded memory: the Space-Saving algorithm (Metwally, Agrawal
+// and El Abbadi, 2005). With room for k keys, after a stream of n events:
+// - every key whose true count exceeds n / k is in the summary;
+// - a key's reported count overestimates its true count by at most its `error`,
+//   and error <= n / k (the count of the key it replaced when it came in).
+// Memory is O(k); an event costs O(log k) (a min-heap on the counts).
+
+export interface HeavyHitter<K> {
+  key: K;
+  /** Upper bound of the true count. */
+  count: number;
+  /** count - error is a lower bound of the true count. */
+  error: number;
+}
+
+export class SpaceSaving<K> {
+  private readonly index = new Map<K, number>(); // key -> heap position
+  private readonly heap: Array<HeavyHitter<K>> = [];
+  /** Events seen. */
+  total = 0;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
+  }
+
+  add(key: K, n = 1): void {
+    this.total += n;
+    const at = this.index.get(key);
+    if (at !== undefined) {
+      this.heap[at]!.count += n;
+      this.down(at);
+      return;
+    }
+    if (this.heap.length < this.capacity) {
+      this.heap.push({ key, count: n, error: 0 });
+      this.index.set(key, this.heap.length - 1);
+      this.up(this.heap.length - 1);
+      return;
+    }
+    // Replace the smallest: the newcomer inherits its count as possible error.
+    const min = this.heap[0]!;
+    this.index.delete(min.key);
+    this.heap[0] = { key, count: min.count + n, error: min.count };
+    this.index.set(key, 0);
+    this.down(0);
+  }
+
+  /** The largest counts, biggest first. */
+  top(n = this.capacity): Array<HeavyHitter<K>> {
+    return [...this.heap]
+      .sort((a, b) => b.count - a.count || a.error - b.error)
+      .slice(0, n)
+      .map((h) => ({ ...h }));
+  }
+
+  /** The bound on any reported count's overestimate: total / capacity. */
+  get errorBound(): number {
+    return this.total / this.capacity;
+  }
+
+  clear(): void {
+    this.index.clear();
+    this.heap.length = 0;
+    this.total = 0;
+  }
+
+  private swap(i: number, j: number): void {
+    const a = this.heap[i]!;
+    const b = this.heap[j]!;
+    this.heap[i] = b;
+    this.heap[j] = a;
+    this.index.set(b.key, i);
+    this.index.set(a.key, j);
+  }
+
+  private up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.heap[parent]!.count <= this.heap[i]!.count) return;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let smallest = i;
+      if (l < this.heap.length && this.heap[l]!.count < this.heap[smallest]!.count) smallest = l;
+      if (r < this.heap.length && this.heap[r]!.count < this.heap[smallest]!.count) smallest = r;
+      if (smallest === i) return;
+      this.swap(i, smallest);
+      i = smallest;
+    }
+  }
+}
