@@ -103,6 +103,44 @@ export class RecordBatch {
   netnsCookie(i: number): number {
     return readU64(this.view, i * RECORD_SIZE + Offset.netnsCookie);
   }
+  l3proto(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.l3proto);
+  }
+  /** enum tcp_conntrack (0 when not TCP). */
+  tcpState(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.tcpState);
+  }
+  status(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.status, true);
+  }
+  bucketOrig(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.bucketOrig, true);
+  }
+  bucketReply(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.bucketReply, true);
+  }
+  chainOrig(i: number): number {
+    return this.view.getUint16(i * RECORD_SIZE + Offset.chainOrig, true);
+  }
+  chainReply(i: number): number {
+    return this.view.getUint16(i * RECORD_SIZE + Offset.chainReply, true);
+  }
+  /** Original direction's source address as a 32-bit number (IPv4 records). */
+  origSrcV4(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.orig + TupleOffset.src, false);
+  }
+  /** Original direction's destination address as a 32-bit number (IPv4 records). */
+  origDstV4(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.orig + TupleOffset.dst, false);
+  }
+  /** Original direction's destination port (or ICMP type and code). */
+  origDport(i: number): number {
+    return this.view.getUint16(i * RECORD_SIZE + Offset.orig + TupleOffset.dport, false);
+  }
+  /** A tuple address as text (any family), for the rare record that needs it. */
+  origAddress(i: number, which: 'src' | 'dst'): string {
+    return address(this.view, i * RECORD_SIZE + Offset.orig + TupleOffset[which], this.l3proto(i));
+  }
   flags(i: number): number {
     return this.view.getUint16(i * RECORD_SIZE + Offset.flags, true);
   }

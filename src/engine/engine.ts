@@ -1,0 +1,298 @@
+// The churn engine: records in, a view out. Pure: no I/O and no timers; time is
+// the probe's clock (CLOCK_MONOTONIC ns), passed in. It reads each record's fields
+// in place from the batch and builds no object per record.
+import { protoName, tcpStateName } from '../protocols.js';
+import { RecordBatch, RecordFlag, RecordType } from '../record.js';
+import { LogHistogram, type Quantiles } from './histogram.js';
+import { SecondSlots, SLOT_SECONDS } from './slots.js';
+import { SpaceSaving } from './space-saving.js';
+
+export const WINDOWS_SECONDS = [1, 10, 60] as const;
+/** Time constant of the EWMA of the per-second insert and destroy rates. */
+export const EWMA_SECONDS = 10;
+/** Chain lengths counted one by one up to this; longer ones share the last bin. */
+export const CHAIN_BINS = 128;
+const AF_INET = 2;
+const TCP = 6;
+
+export interface EngineOptions {
+  /** Heavy hitters kept per epoch (sources, destinations). */
+  topCapacity?: number;
+  /** Length of a top-talker epoch, in seconds. */
+  topEpochSeconds?: number;
+}
+
+export interface Rates {
+  insertsPerSecond: number;
+  destroysPerSecond: number;
+  /** Inserts minus destroys per second: the table's growth. */
+  netPerSecond: number;
+}
+
+export type WindowRates = Record<'1s' | '10s' | '60s' | 'ewma', Rates>;
+
+export interface Talker {
+  address: string;
+  port?: number;
+  inserts: number;
+  /** The count may be over by at most this (Space-Saving). */
+  error: number;
+}
+
+export interface LifetimeRow extends Quantiles {
+  proto: string;
+  /** Final TCP state of the entries (TCP only). */
+  state?: string;
+  /** Destroys of entries inserted before ctstorm started: no lifetime, counted apart. */
+  predating: number;
+}
+
+export interface EngineView {
+  atSeconds: number;
+  totals: { inserts: number; destroys: number };
+  windows: WindowRates;
+  /** Inserts per second over the last 60 s, oldest first. */
+  insertsSeries: number[];
+  protocols: Array<{ proto: string; windows: WindowRates }>;
+  netns: Array<{ cookie: number; inode: number; inserts: number; destroys: number; windows: WindowRates }>;
+  /** Destroys by the TCP state the entry ended in. */
+  tcpStates: Array<{ state: string; destroys: number; destroysPerSecond10s: number }>;
+  lifetimes: LifetimeRow[];
+  top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
+  chains: {
+    /** Inserts with a chain length. */
+    inserts: number;
+    /** Inserts that joined a chain already holding another entry's node. */
+    collisions: number;
+    longest: number;
+    /** Chain lengths joined (both directions of each insert): length -> count. */
+    histogram: Record<number, number>;
+    /** Walks that stopped before the end: their lengths are floors. */
+    capped: number;
+  };
+}
+
+class Churn {
+  readonly inserts = new SecondSlots();
+  readonly destroys = new SecondSlots();
+  insertTotal = 0;
+  destroyTotal = 0;
+
+  count(type: number, sec: number): void {
+    if (type === RecordType.insert) {
+      this.insertTotal++;
+      this.inserts.add(sec);
+    } else {
+      this.destroyTotal++;
+      this.destroys.add(sec);
+    }
+  }
+
+  windows(now: number): WindowRates {
+    const rates = (window: number): Rates => {
+      const i = this.inserts.sum(now, window) / window;
+      const d = this.destroys.sum(now, window) / window;
+      return { insertsPerSecond: i, destroysPerSecond: d, netPerSecond: i - d };
+    };
+    const ewma = (slots: SecondSlots): number => {
+      const alpha = 1 - Math.exp(-1 / EWMA_SECONDS);
+      const series = slots.series(now, SLOT_SECONDS);
+      let value = 0;
+      let weight = 0;
+      for (let j = 1; j <= series.length; j++) {
+        const w = alpha * (1 - alpha) ** (j - 1);
+        value += w * series[series.length - j]!;
+        weight += w;
+      }
+      return value / weight;
+    };
+    const ei = ewma(this.inserts);
+    const ed = ewma(this.destroys);
+    return {
+      '1s': rates(1),
+      '10s': rates(10),
+      '60s': rates(60),
+      ewma: { insertsPerSecond: ei, destroysPerSecond: ed, netPerSecond: ei - ed },
+    };
+  }
+}
+
+interface NetnsChurn extends Churn {
+  cookie: number;
+  inode: number;
+}
+
+function ipv4(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+export class Engine {
+  private readonly total = new Churn();
+  private readonly byProto = new Map<number, Churn>();
+  private readonly byNetns = new Map<number, NetnsChurn>();
+  private readonly endStates = new Map<number, Churn>();
+  private readonly lifetimes = new Map<number, LogHistogram>();
+  private readonly predating = new Map<number, number>();
+  private readonly chainBins = new Float64Array(CHAIN_BINS + 1);
+  private chainInserts = 0;
+  private collisions = 0;
+  private longest = 0;
+  private capped = 0;
+  private readonly topEpochSeconds: number;
+  private epoch = -1;
+  private sources: SpaceSaving<number | string>;
+  private destinations: SpaceSaving<number | string>;
+  private lastSources: SpaceSaving<number | string>;
+  private lastDestinations: SpaceSaving<number | string>;
+
+  constructor(options: EngineOptions = {}) {
+    const k = options.topCapacity ?? 100;
+    this.topEpochSeconds = options.topEpochSeconds ?? 10;
+    this.sources = new SpaceSaving(k);
+    this.destinations = new SpaceSaving(k);
+    this.lastSources = new SpaceSaving(k);
+    this.lastDestinations = new SpaceSaving(k);
+  }
+
+  /** Adds every record of a batch. */
+  ingest(batch: RecordBatch): void {
+    for (let i = 0; i < batch.count; i++) {
+      const type = batch.type(i);
+      const sec = Math.floor(batch.tsNs(i) / 1e9);
+      const l4 = batch.l4proto(i);
+      this.total.count(type, sec);
+      this.churn(this.byProto, l4).count(type, sec);
+      this.netnsChurn(batch, i).count(type, sec);
+      if (type === RecordType.insert) this.onInsert(batch, i, sec);
+      else this.onDestroy(batch, i, sec, l4);
+    }
+  }
+
+  view(nowNs: number): EngineView {
+    const now = Math.floor(nowNs / 1e9);
+    this.rotate(now);
+    return {
+      atSeconds: now,
+      totals: { inserts: this.total.insertTotal, destroys: this.total.destroyTotal },
+      windows: this.total.windows(now),
+      insertsSeries: this.total.inserts.series(now, SLOT_SECONDS),
+      protocols: [...this.byProto]
+        .sort(([, a], [, b]) => b.insertTotal - a.insertTotal)
+        .map(([l4, c]) => ({ proto: protoName(l4), windows: c.windows(now) })),
+      netns: [...this.byNetns.values()]
+        .map((c) => ({ cookie: c.cookie, inode: c.inode, inserts: c.insertTotal, destroys: c.destroyTotal, windows: c.windows(now) }))
+        .sort((a, b) => b.windows['10s'].insertsPerSecond - a.windows['10s'].insertsPerSecond || b.inserts - a.inserts),
+      tcpStates: [...this.endStates]
+        .map(([state, c]) => ({ state: tcpStateName(state), destroys: c.destroyTotal, destroysPerSecond10s: c.destroys.sum(now, 10) / 10 }))
+        .sort((a, b) => b.destroys - a.destroys),
+      lifetimes: this.lifetimeRows(),
+      top: {
+        epochSeconds: this.topEpochSeconds,
+        sources: this.lastSources.top(10).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
+        destinations: this.lastDestinations.top(10).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      },
+      chains: {
+        inserts: this.chainInserts,
+        collisions: this.collisions,
+        longest: this.longest,
+        histogram: Object.fromEntries([...this.chainBins].flatMap((n, len) => (n > 0 ? [[len, n]] : []))),
+        capped: this.capped,
+      },
+    };
+  }
+
+  private onInsert(batch: RecordBatch, i: number, sec: number): void {
+    this.rotate(sec);
+    if (batch.l3proto(i) === AF_INET) {
+      this.sources.add(batch.origSrcV4(i));
+      // address * 2^16 + port: unique, below 2^48.
+      this.destinations.add(batch.origDstV4(i) * 65536 + batch.origDport(i));
+    } else {
+      this.sources.add(batch.origAddress(i, 'src'));
+      this.destinations.add(`${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`);
+    }
+    const flags = batch.flags(i);
+    if (!(flags & RecordFlag.chain)) return;
+    const co = batch.chainOrig(i);
+    const cr = batch.chainReply(i);
+    this.chainInserts++;
+    this.chainBins[Math.min(co, CHAIN_BINS)]! += 1;
+    this.chainBins[Math.min(cr, CHAIN_BINS)]! += 1;
+    this.longest = Math.max(this.longest, co, cr);
+    if (flags & RecordFlag.chainCapped) this.capped++;
+    // A new entry's own nodes: one per chain, or two when both directions share it.
+    const own = flags & RecordFlag.buckets && batch.bucketOrig(i) === batch.bucketReply(i) ? 2 : 1;
+    if (co > own || cr > own) this.collisions++;
+  }
+
+  private onDestroy(batch: RecordBatch, i: number, sec: number, l4: number): void {
+    const state = l4 === TCP ? batch.tcpState(i) : 0;
+    const key = (l4 << 8) | state;
+    if (l4 === TCP) this.churn(this.endStates, state).count(RecordType.destroy, sec);
+    if (batch.flags(i) & RecordFlag.lifetime) {
+      let h = this.lifetimes.get(key);
+      if (!h) this.lifetimes.set(key, (h = new LogHistogram()));
+      h.add(batch.lifetimeNs(i) / 1e9);
+    } else {
+      this.predating.set(key, (this.predating.get(key) ?? 0) + 1);
+    }
+  }
+
+  private lifetimeRows(): LifetimeRow[] {
+    const keys = new Set([...this.lifetimes.keys(), ...this.predating.keys()]);
+    return [...keys]
+      .sort((a, b) => a - b)
+      .map((key) => {
+        const l4 = key >> 8;
+        const summary = this.lifetimes.get(key)?.summary() ?? new LogHistogram().summary();
+        return {
+          proto: protoName(l4),
+          ...(l4 === TCP ? { state: tcpStateName(key & 255) } : {}),
+          ...summary,
+          predating: this.predating.get(key) ?? 0,
+        };
+      });
+  }
+
+  /** Starts a new top-talker epoch when `sec` is past the current one. */
+  private rotate(sec: number): void {
+    const epoch = Math.floor(sec / this.topEpochSeconds);
+    if (epoch <= this.epoch) return;
+    if (epoch === this.epoch + 1) {
+      [this.lastSources, this.sources] = [this.sources, this.lastSources];
+      [this.lastDestinations, this.destinations] = [this.destinations, this.lastDestinations];
+    } else {
+      // The epoch just before this one saw no insert.
+      this.lastSources.clear();
+      this.lastDestinations.clear();
+    }
+    this.sources.clear();
+    this.destinations.clear();
+    this.epoch = epoch;
+  }
+
+  private churn(map: Map<number, Churn>, key: number): Churn {
+    let c = map.get(key);
+    if (!c) map.set(key, (c = new Churn()));
+    return c;
+  }
+
+  private netnsChurn(batch: RecordBatch, i: number): Churn {
+    const cookie = batch.netnsCookie(i);
+    const inode = batch.netns(i);
+    const key = cookie !== 0 ? cookie : -inode; // no cookie before 5.12: the inode
+    let c = this.byNetns.get(key);
+    if (!c) this.byNetns.set(key, (c = Object.assign(new Churn(), { cookie, inode })));
+    return c;
+  }
+
+  private addressOf(key: number | string): string {
+    return typeof key === 'number' ? ipv4(key) : key;
+  }
+
+  private endpointOf(key: number | string): { address: string; port: number } {
+    if (typeof key === 'number') return { address: ipv4(Math.floor(key / 65536)), port: key % 65536 };
+    const [address, port] = key.split('|');
+    return { address: address!, port: Number(port) };
+  }
+}

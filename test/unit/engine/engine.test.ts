@@ -1,0 +1,138 @@
+// The engine on synthetic record streams with known answers, and a fake clock.
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../../src/engine/engine.js';
+import { RecordBatch } from '../../../src/record.js';
+import { buildRecords, ipv4, type RawRecord } from '../records.js';
+
+const S = 1_000_000_000n; // one second in ns
+const TCP = 6;
+const UDP = 17;
+const TIME_WAIT = 7;
+
+function rec(type: 'insert' | 'destroy', at: bigint, extra: Partial<RawRecord> = {}): RawRecord {
+  return {
+    type,
+    l4proto: UDP,
+    tsNs: at,
+    netns: 4026532000,
+    netnsCookie: 11n,
+    orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport: 1000, dport: 53 },
+    reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 53, dport: 1000 },
+    ...extra,
+  };
+}
+
+const batch = (records: RawRecord[]) => new RecordBatch(buildRecords(records));
+
+describe('Engine', () => {
+  it('gives exact rates over 1, 10 and 60 s, net growth, and totals', () => {
+    const e = new Engine();
+    const records: RawRecord[] = [];
+    // Seconds 100..159: 10 inserts a second; seconds 150..159 also 4 destroys a second.
+    for (let s = 100n; s < 160n; s++) {
+      for (let k = 0; k < 10; k++) records.push(rec('insert', s * S + BigInt(k)));
+      if (s >= 150n) for (let k = 0; k < 4; k++) records.push(rec('destroy', s * S + 500n, { lifetimeNs: 2n * S }));
+    }
+    e.ingest(batch(records));
+    const v = e.view(Number(160n * S));
+    expect(v.totals).toEqual({ inserts: 600, destroys: 40 });
+    expect(v.windows['1s']).toEqual({ insertsPerSecond: 10, destroysPerSecond: 4, netPerSecond: 6 });
+    expect(v.windows['10s']).toEqual({ insertsPerSecond: 10, destroysPerSecond: 4, netPerSecond: 6 });
+    expect(v.windows['60s']).toEqual({ insertsPerSecond: 10, destroysPerSecond: 40 / 60, netPerSecond: 10 - 40 / 60 });
+    expect(v.windows.ewma.insertsPerSecond).toBeCloseTo(10, 9);
+    expect(v.insertsSeries).toEqual(new Array(60).fill(10));
+    // Ten seconds later with nothing new: the 1 s and 10 s windows are empty.
+    const later = e.view(Number(170n * S));
+    expect(later.windows['10s'].insertsPerSecond).toBe(0);
+    expect(later.windows['60s'].insertsPerSecond).toBe(500 / 60);
+  });
+
+  it('splits by protocol, netns (by cookie) and final TCP state', () => {
+    const e = new Engine();
+    e.ingest(
+      batch([
+        rec('insert', 10n * S, { l4proto: TCP }),
+        rec('insert', 10n * S, { netnsCookie: 12n }),
+        rec('insert', 10n * S, { netnsCookie: 12n }),
+        rec('destroy', 10n * S, { l4proto: TCP, tcpState: TIME_WAIT, lifetimeNs: S / 2n }),
+      ]),
+    );
+    const v = e.view(Number(11n * S));
+    expect(v.protocols.map((p) => [p.proto, p.windows['1s'].insertsPerSecond])).toEqual([
+      ['udp', 2],
+      ['tcp', 1],
+    ]);
+    expect(v.netns.map((n) => [n.cookie, n.inode, n.inserts, n.destroys])).toEqual([
+      [12, 4026532000, 2, 0],
+      [11, 4026532000, 1, 1],
+    ]);
+    expect(v.tcpStates).toEqual([{ state: 'time_wait', destroys: 1, destroysPerSecond10s: 0.1 }]);
+  });
+
+  it('keeps lifetimes per protocol and final state, and entries that predate the start apart', () => {
+    const e = new Engine();
+    const records = [
+      ...[1, 2, 3, 4].map((s) => rec('destroy', 50n * S, { lifetimeNs: BigInt(s) * S })),
+      rec('destroy', 50n * S), // no lifetime: inserted before ctstorm started
+      rec('destroy', 50n * S, { l4proto: TCP, tcpState: TIME_WAIT, lifetimeNs: 120n * S }),
+    ];
+    e.ingest(batch(records));
+    const v = e.view(Number(51n * S));
+    const udp = v.lifetimes.find((l) => l.proto === 'udp')!;
+    expect(udp).toMatchObject({ count: 4, predating: 1, max: 4, sum: 10 });
+    expect(udp.p50).toBeGreaterThan(2 / 1.1);
+    expect(udp.p50).toBeLessThan(2 * 1.1);
+    expect(v.lifetimes.find((l) => l.proto === 'tcp')).toMatchObject({ state: 'time_wait', count: 1, max: 120, predating: 0 });
+  });
+
+  it('names the top sources and destinations of the last complete epoch', () => {
+    const e = new Engine({ topCapacity: 10, topEpochSeconds: 10 });
+    const records: RawRecord[] = [];
+    for (let k = 0; k < 30; k++) records.push(rec('insert', 20n * S, { orig: { src: ipv4(10, 1, 0, 7), dst: ipv4(10, 9, 9, 9), sport: k, dport: 443 } }));
+    for (let k = 0; k < 5; k++) records.push(rec('insert', 21n * S, { orig: { src: ipv4(10, 1, 0, 8), dst: ipv4(10, 9, 9, 9), sport: k, dport: 80 } }));
+    e.ingest(batch(records));
+    expect(e.view(Number(25n * S)).top.sources).toEqual([]); // epoch 20..29 not complete yet
+    const v = e.view(Number(31n * S));
+    expect(v.top.sources).toEqual([
+      { address: '10.1.0.7', inserts: 30, error: 0 },
+      { address: '10.1.0.8', inserts: 5, error: 0 },
+    ]);
+    expect(v.top.destinations).toEqual([
+      { address: '10.9.9.9', port: 443, inserts: 30, error: 0 },
+      { address: '10.9.9.9', port: 80, inserts: 5, error: 0 },
+    ]);
+    expect(e.view(Number(45n * S)).top.sources).toEqual([]); // an epoch without inserts came between
+  });
+
+  it('counts chain lengths, collisions, the longest chain and capped walks', () => {
+    const e = new Engine();
+    e.ingest(
+      batch([
+        rec('insert', S, { buckets: [5, 9], chain: [1, 1] }), // both chains were empty
+        rec('insert', S, { buckets: [5, 5], chain: [2, 2] }), // own two nodes in one chain
+        rec('insert', S, { buckets: [5, 7], chain: [4, 1] }), // joined a chain of 3
+        rec('insert', S, { buckets: [1, 2], chain: [97, 3], chainCapped: true }),
+        rec('insert', S), // tracepoint-late insert: no chain
+      ]),
+    );
+    const c = e.view(Number(2n * S)).chains;
+    expect(c).toEqual({ inserts: 4, collisions: 2, longest: 97, capped: 1, histogram: { 1: 3, 2: 2, 3: 1, 4: 1, 97: 1 } });
+  });
+
+  it('keeps inserts - destroys equal to the growth it reports, on a random stream', () => {
+    const e = new Engine();
+    let seed = 99;
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const records: RawRecord[] = [];
+    let net = 0;
+    for (let i = 0; i < 3000; i++) {
+      const insert = rand() < 0.6;
+      net += insert ? 1 : -1;
+      records.push(rec(insert ? 'insert' : 'destroy', 200n * S + BigInt(Math.floor(rand() * 60e9)), insert ? {} : { lifetimeNs: S }));
+    }
+    e.ingest(batch(records));
+    const v = e.view(Number(260n * S));
+    expect(v.totals.inserts - v.totals.destroys).toBe(net);
+    expect(v.windows['60s'].netPerSecond * 60).toBeCloseTo(net, 6);
+  });
+});
