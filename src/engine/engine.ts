@@ -6,6 +6,11 @@ import { RecordBatch, RecordFlag, RecordType } from '../record.js';
 import { LogHistogram, type Quantiles } from './histogram.js';
 import { SecondSlots, SLOT_SECONDS } from './slots.js';
 import { SpaceSaving } from './space-saving.js';
+import { DEFAULT_STORM_CONFIG, StormDetector, type Storm, type StormConfig } from './storms.js';
+
+/** Seconds a second is given for its late records (a poll's worth) before the
+ * storm detector takes it as complete. */
+export const STORM_GRACE_SECONDS = 2;
 
 export const WINDOWS_SECONDS = [1, 10, 60] as const;
 /** Time constant of the EWMA of the per-second insert and destroy rates. */
@@ -20,6 +25,11 @@ export interface EngineOptions {
   topCapacity?: number;
   /** Length of a top-talker epoch, in seconds. */
   topEpochSeconds?: number;
+  storms?: StormConfig;
+}
+
+export interface StormView extends Omit<Storm, 'netns'> {
+  netns: Array<{ cookie: number; inode: number; inserts: number }>;
 }
 
 export interface Rates {
@@ -59,6 +69,7 @@ export interface EngineView {
   tcpStates: Array<{ state: string; destroys: number; destroysPerSecond10s: number }>;
   lifetimes: LifetimeRow[];
   top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
+  storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
   chains: {
     /** Inserts with a chain length. */
     inserts: number;
@@ -140,6 +151,10 @@ export class Engine {
   private capped = 0;
   private readonly topEpochSeconds: number;
   private epoch = -1;
+  private readonly storms: StormDetector;
+  private stormTicked = -1;
+  /** The first second any record came from: the storm baseline starts there. */
+  private firstSecond = Infinity;
   private sources: SpaceSaving<number | string>;
   private destinations: SpaceSaving<number | string>;
   private lastSources: SpaceSaving<number | string>;
@@ -148,6 +163,7 @@ export class Engine {
   constructor(options: EngineOptions = {}) {
     const k = options.topCapacity ?? 100;
     this.topEpochSeconds = options.topEpochSeconds ?? 10;
+    this.storms = new StormDetector(options.storms ?? DEFAULT_STORM_CONFIG);
     this.sources = new SpaceSaving(k);
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);
@@ -159,6 +175,7 @@ export class Engine {
     for (let i = 0; i < batch.count; i++) {
       const type = batch.type(i);
       const sec = Math.floor(batch.tsNs(i) / 1e9);
+      if (sec < this.firstSecond) this.firstSecond = sec;
       const l4 = batch.l4proto(i);
       this.total.count(type, sec);
       this.churn(this.byProto, l4).count(type, sec);
@@ -171,6 +188,12 @@ export class Engine {
   view(nowNs: number): EngineView {
     const now = Math.floor(nowNs / 1e9);
     this.rotate(now);
+    this.tickStorms(now - STORM_GRACE_SECONDS);
+    const stormView = (st: Storm): StormView => ({
+      ...st,
+      netns: st.netns.map(({ key, inserts }) => ({ ...this.netnsOfKey(key), inserts })),
+    });
+    const current = this.storms.current();
     return {
       atSeconds: now,
       totals: { inserts: this.total.insertTotal, destroys: this.total.destroyTotal },
@@ -190,6 +213,11 @@ export class Engine {
         epochSeconds: this.topEpochSeconds,
         sources: this.lastSources.top(10).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
         destinations: this.lastDestinations.top(10).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      },
+      storms: {
+        baselinePerSecond: this.storms.baselinePerSecond,
+        current: current ? stormView(current) : null,
+        past: this.storms.past().map(stormView),
       },
       chains: {
         inserts: this.chainInserts,
@@ -252,6 +280,26 @@ export class Engine {
           predating: this.predating.get(key) ?? 0,
         };
       });
+  }
+
+  /** Feeds the storm detector every second up to `last` it has not seen (at most
+   * the ring's length back). */
+  private tickStorms(last: number): void {
+    const first = Math.max(this.stormTicked + 1, last - SLOT_SECONDS + 1, this.firstSecond);
+    for (let sec = first; sec <= last; sec++) {
+      const byNetns = new Map<number, number>();
+      for (const [key, c] of this.byNetns) {
+        const n = c.inserts.at(sec);
+        if (n > 0) byNetns.set(key, n);
+      }
+      this.storms.tick(sec, this.total.inserts.at(sec), this.total.destroys.at(sec), byNetns);
+    }
+    this.stormTicked = Math.max(this.stormTicked, last);
+  }
+
+  private netnsOfKey(key: number): { cookie: number; inode: number } {
+    const c = this.byNetns.get(key);
+    return { cookie: c?.cookie ?? 0, inode: c?.inode ?? 0 };
   }
 
   /** Starts a new top-talker epoch when `sec` is past the current one. */

@@ -34,6 +34,11 @@ export class SecondSlots {
     return total;
   }
 
+  /** Events in second `sec` (0 when outside the ring). */
+  at(sec: number): number {
+    return sec > this.head || sec <= this.head - this.seconds || sec < 0 ? 0 : this.slots[sec % this.seconds]!;
+  }
+
   /** Counts of the `window` whole seconds before nowSec, oldest first (sparklines). */
   series(nowSec: number, window: number): number[] {
     const out: number[] = [];

@@ -135,4 +135,25 @@ describe('Engine', () => {
     expect(v.totals.inserts - v.totals.destroys).toBe(net);
     expect(v.windows['60s'].netPerSecond * 60).toBeCloseTo(net, 6);
   });
+
+  it('detects a storm from the records and names the namespace behind it', () => {
+    const e = new Engine();
+    const quiet: RawRecord[] = [];
+    for (let s = 1000n; s < 1060n; s++) for (let k = 0; k < 100; k++) quiet.push(rec('insert', s * S + BigInt(k)));
+    e.ingest(batch(quiet));
+    expect(e.view(Number(1060n * S)).storms).toMatchObject({ current: null, past: [], baselinePerSecond: 100 });
+    const storm: RawRecord[] = [];
+    for (let s = 1060n; s < 1065n; s++) for (let k = 0; k < 5000; k++) storm.push(rec('insert', s * S + BigInt(k), { netnsCookie: 42n, netns: 4026533333 }));
+    e.ingest(batch(storm));
+    expect(e.view(Number(1061n * S)).storms.current).toBeNull(); // 1060 still in its grace second
+    const during = e.view(Number(1063n * S)).storms.current!;
+    expect(during).toMatchObject({ startSeconds: 1060, endSeconds: null, peakPerSecond: 5000 });
+    expect(during.netns).toEqual([{ cookie: 42, inode: 4026533333, inserts: 10000 }]);
+    const after = e.view(Number(1070n * S)).storms;
+    expect(after.current).toBeNull();
+    expect(after.past).toEqual([
+      expect.objectContaining({ startSeconds: 1060, endSeconds: 1064, durationSeconds: 5, inserts: 25000, peakPerSecond: 5000 }),
+    ]);
+    expect(after.baselinePerSecond).toBeCloseTo(100 * Math.exp(-1 / 60), 6); // frozen through the storm, then one quiet second
+  });
 });
