@@ -1,0 +1,66 @@
+// The monitor over a fake addon: one drain loop feeding the engine, one view.
+import { describe, expect, it } from 'vitest';
+import { Monitor } from '../../src/monitor.js';
+import { openSource } from '../../src/source.js';
+import { fakeNative } from './fake-native.js';
+import { buildRecords, ipv4, type RawRecord } from './records.js';
+
+const S = 1_000_000_000n;
+const rec = (type: 'insert' | 'destroy', sec: bigint): RawRecord => ({
+  type,
+  l4proto: 17,
+  tsNs: sec * S,
+  netns: 4026532000,
+  netnsCookie: 3n,
+  orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport: 1, dport: 53 },
+  reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 53, dport: 1 },
+});
+const counters = {
+  protocols: [{ l4proto: 17, inserts: 3, destroys: 1, lost: 0 }],
+  netns: [{ cookie: 3, inode: 4026532000, l4proto: 17, inserts: 3, destroys: 1, lost: 0 }],
+  health: [],
+  missedRuns: 0,
+  missesVisible: true,
+};
+const until = async (check: () => boolean): Promise<void> => {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+};
+
+describe('Monitor', () => {
+  it('drains every batch into one view: engine figures, counters, exactness, records drained', async () => {
+    const native = fakeNative({
+      counters: [counters],
+      batches: [buildRecords([rec('insert', 100n), rec('insert', 100n)]), buildRecords([rec('insert', 101n), rec('destroy', 101n)])],
+    });
+    let now = Number(102n * S);
+    const monitor = new Monitor({ source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }), clockNs: () => now, tickMs: 20 });
+    const seen: number[] = [];
+    monitor.onBatch((b) => seen.push(b.count));
+    await until(() => seen.length === 2);
+    const views: number[] = [];
+    const stop = monitor.subscribe((v) => views.push(v.records.drained));
+    await until(() => views.length >= 2);
+    stop();
+    now = Number(102n * S);
+    const v = monitor.view();
+    expect(seen).toEqual([2, 2]);
+    expect(v.records.drained).toBe(4);
+    expect(v.engine.totals).toEqual({ inserts: 3, destroys: 1 });
+    expect(v.engine.windows['1s']).toEqual({ insertsPerSecond: 1, destroysPerSecond: 1, netPerSecond: 0 });
+    expect(v.counters.protocols).toEqual(counters.protocols);
+    expect(v.exactness).toEqual({ exact: true, notes: [] });
+    expect(views.length).toBeGreaterThanOrEqual(2); // subscribers were called on ticks
+    expect(views.every((d) => d === 4)).toBe(true);
+    await monitor.close();
+    expect(native.closed).toBe(1);
+  });
+
+  it('ends on a drain failure and rethrows it from close() and view()', async () => {
+    const failure = new Error('draining the ring buffer failed: EIO');
+    const native = fakeNative({ counters: [counters], pollError: failure });
+    const monitor = new Monitor({ source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }) });
+    await expect(monitor.close()).rejects.toBe(failure);
+    expect(() => monitor.view()).toThrow(failure);
+    expect(native.closed).toBe(1);
+  });
+});
