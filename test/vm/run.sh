@@ -47,9 +47,20 @@ usage() {
 declare -A OTHER_RELEASE=([5.10]=bullseye)
 APT=()   # extra apt options for the series being resolved
 
+# The machine's own mirrors as sources lines for $release (a global of use_release_of).
+own_mirrors() {
+  local own=$1 uri suffix
+  apt-cache policy | awk -v own="$own" '$3 ~ "^" own "(-[a-z]+)?/main$" && $4 == "amd64" { print $2, $3 }' |
+    sort -u | while read -r uri suffix; do
+      suffix=${suffix%/main}
+      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $release${suffix#"$own"} main"
+    done
+}
+
 # Sets APT to a private apt configuration for the release that has this series.
 use_release_of() {
-  local series=$1 release=${OTHER_RELEASE[$1]:-} dir own uri suffix
+  local series=$1 dir own
+  release=${OTHER_RELEASE[$1]:-}
   APT=()
   [[ -n $release ]] || return 0
   dir="$CACHE/apt-$release"
@@ -62,11 +73,14 @@ use_release_of() {
   [[ -s $dir/sources.list ]] && return 0
   # Every mirror this machine takes its own release's main from: the same URIs,
   # the other release's suites (e.g. bookworm-security -> bullseye-security).
-  apt-cache policy | awk -v own="$own" '$3 ~ "^" own "(-[a-z]+)?/main$" && $4 == "amd64" { print $2, $3 }' |
-    sort -u | while read -r uri suffix; do
-      suffix=${suffix%/main}
-      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $release${suffix#"$own"} main"
-    done >"$dir/sources.list.tmp"
+  own_mirrors "$own" >"$dir/sources.list.tmp"
+  if [[ ! -s $dir/sources.list.tmp ]]; then
+    local saved=("${APT[@]}")
+    APT=()
+    apt_update # the machine's lists may never have been fetched
+    APT=("${saved[@]}")
+    own_mirrors "$own" >"$dir/sources.list.tmp"
+  fi
   [[ -s $dir/sources.list.tmp ]] || die "no Debian mirror for $own in apt-cache policy (run apt-get update)"
   mv "$dir/sources.list.tmp" "$dir/sources.list"
   log "kernel $series comes from Debian $release: $(paste -sd ';' "$dir/sources.list")"
