@@ -12,7 +12,8 @@ import { until } from './wait.js';
 
 const skip = liveSkipReason();
 const NAME = 'cts-reuse';
-const MAX_TRIES = 50;
+const REUSE_WAIT_MS = 60_000;
+const MAX_HELD = 300;
 
 const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'ignore' });
 const inode = (ns = NAME): number => statSync(`/run/netns/${ns}`).ino;
@@ -51,18 +52,26 @@ describe.skipIf(skip !== undefined)('a reused netns inode', () => {
       const first = inode();
       insert(NAME, 3, 1000);
       remove(); // its entries are destroyed as the namespace goes
-      // Namespaces are torn down asynchronously, and the kernel hands out the lowest
-      // free inode: a namespace that got another one is kept (deleting it would free
-      // that lower inode again) until one gets `first`.
+      // Rows of this inode with inserts: the namespaces made here (an earlier mode's
+      // namespace may still be dying under the same inode, with destroys only).
+      const rowsOf = () => byNetns(source!.counters()).filter((n) => n.inode === first && n.inserts > 0);
+      // The inode is freed once the namespace's teardown (asynchronous, and slow in
+      // a TCG guest) has run: after its entries were destroyed.
+      await until(() => rowsOf().some((n) => n.destroys >= 3), 60_000, 'the deleted namespace\'s entries to be destroyed', () => JSON.stringify(rowsOf()));
+      // The kernel hands out the lowest free inode: a namespace that got another one
+      // is kept (deleting it would free that lower inode again) until one gets `first`.
       const held: string[] = [];
       let reused = '';
+      const deadline = Date.now() + REUSE_WAIT_MS;
       try {
         for (let tries = 0; !reused; tries++) {
           const name = `${NAME}-${mode}-${tries}`;
           ip('netns', 'add', name);
           if (inode(name) === first) reused = name;
           else held.push(name);
-          if (!reused && tries + 1 === MAX_TRIES) throw new Error(`the kernel did not reuse netns inode ${first} in ${MAX_TRIES} tries`);
+          if (!reused && (Date.now() > deadline || held.length >= MAX_HELD)) {
+            throw new Error(`the kernel did not reuse netns inode ${first} in ${tries + 1} namespaces and ${REUSE_WAIT_MS} ms`);
+          }
           if (!reused) await new Promise((r) => setTimeout(r, 100));
         }
       } finally {
@@ -70,11 +79,9 @@ describe.skipIf(skip !== undefined)('a reused netns inode', () => {
       }
       cleanups.push(() => remove(reused));
       insert(reused, 2, 2000);
-      // Rows of this inode with inserts: the two namespaces made here (an earlier
-      // mode's namespace may still be dying under the same inode, with destroys only).
-      const rows = () => byNetns(source!.counters()).filter((n) => n.inode === first && n.inserts > 0);
+      const rows = rowsOf;
       const state = () => JSON.stringify(rows());
-      await until(() => rows().reduce((sum, n) => sum + n.inserts, 0) >= 5 && rows().some((n) => n.destroys >= 3), 30_000, 'both namespaces\' counts', state);
+      await until(() => rows().reduce((sum, n) => sum + n.inserts, 0) >= 5, 30_000, 'both namespaces\' counts', state);
       const got = rows().map(({ cookie, inserts, destroys }) => ({ cookie, inserts, destroys }));
       if (got.every((r) => r.cookie === 0)) {
         // A kernel without netns cookies (before 5.12): the two namespaces cannot be
