@@ -3,6 +3,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { parseConntrackStat, type KernelStats } from '../../src/kernel-stats.js';
 import { TrafficClient, trafficScript } from './traffic-client.js';
 import { until } from './wait.js';
 
@@ -110,18 +111,9 @@ export class NetnsPair {
     return Number.parseInt(this.exec(this.server, 'conntrack', '-C'), 10);
   }
 
-  /** The server namespace's conntrack statistics (/proc/net/stat/nf_conntrack, per-CPU rows summed; `entries` is not per CPU and is left out). */
-  stats(): Record<string, number> {
-    const [head, ...rows] = this.exec(this.server, 'cat', '/proc/net/stat/nf_conntrack').trim().split('\n');
-    const names = head!.trim().split(/\s+/);
-    const sums: Record<string, number> = {};
-    for (const row of rows) {
-      const cells = row.trim().split(/\s+/);
-      names.forEach((name, i) => {
-        if (name !== 'entries') sums[name] = (sums[name] ?? 0) + Number.parseInt(cells[i]!, 16);
-      });
-    }
-    return sums;
+  /** The server namespace's conntrack statistics (/proc/net/stat/nf_conntrack, per-CPU rows summed). */
+  stats(): KernelStats {
+    return parseConntrackStat(this.exec(this.server, 'cat', '/proc/net/stat/nf_conntrack'));
   }
 
   /** Flushes the server table and waits (bounded) until it is empty: a clean slate
