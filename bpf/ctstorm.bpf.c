@@ -298,6 +298,30 @@ __noinline __u64 chain_back(__u64 p)
 	return (__u32)-1 | nodes << WALK_NODES_SHIFT | WALK_CAPPED;
 }
 
+/* Address of the conntrack hash array (nf_conntrack_hash), learned from inserts,
+ * for the census. An entry first in its chain has its pprev pointing at its
+ * bucket's head, and the array starts bucket heads (8 bytes each) before that.
+ * Written only when it changes (a resize makes a new array). */
+__u64 table_base = 0;
+
+static __always_inline void learn_table(const struct ctstorm_record *r, struct nf_conn *ct,
+					struct walk bo, struct walk br)
+{
+	__u64 po = (__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.pprev);
+	__u64 pr = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
+	__u64 base = po - 8 * (__u64)r->bucket_orig;
+
+	/* Both nodes first in their chains, both giving one array: in tracepoint
+	 * mode, which holds no bucket lock, a chain changing under the walk could
+	 * make one of them look first. */
+	if (!(r->flags & CTSTORM_F_BUCKETS) || bo.nodes || bo.capped || br.nodes || br.capped)
+		return;
+	if (!(po >> 32) || (po & 7) || pr - 8 * (__u64)r->bucket_reply != base)
+		return;
+	if (table_base != base)
+		table_base = base;
+}
+
 /* Bucket and chain length of both directions of an entry in its chains (insert
  * time: a new entry is at the head, and the bucket locks are held in fentry and
  * kprobe modes). Buckets the hook passed win over the walk's. */
@@ -323,6 +347,7 @@ static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct,
 	 * the chain changed under it): no length then. */
 	if ((fo.bucket == (__u32)-1 && !fo.capped) || (fr.bucket == (__u32)-1 && !fr.capped))
 		return;
+	learn_table(r, ct, bo, br);
 	r->chain_orig = bo.nodes + 1 + fo.nodes;
 	r->chain_reply = br.nodes + 1 + fr.nodes;
 	r->flags |= CTSTORM_F_CHAIN;
@@ -683,3 +708,6 @@ int sweep(void *ctx)
 	bpf_for_each_map_elem(&pending, sweep_one, NULL, 0);
 	return 0;
 }
+
+/* The whole-table census (census.c): one object, so it reads table_base. */
+#include "census.c"

@@ -89,4 +89,25 @@ enum ctstorm_health {
  * (__nf_conntrack_confirm refuses an insert past 8 + up to 64 nodes). */
 #define CTSTORM_MAX_WALK 96
 
+/* Chain lengths counted one by one up to this; longer ones share the last bin. */
+#define CTSTORM_CHAIN_BINS 128
+
+/* What the census found (census.c); userspace reads it from .bss. */
+struct ctstorm_census {
+	__u64 buckets_walked;
+	__u64 nodes;          /* hash nodes: two per entry (one for a NAT clash entry) */
+	__u64 entries;
+	__u64 empty;          /* buckets with no node */
+	__u64 longest;        /* nodes in the longest chain */
+	__u64 moved;          /* walks that ended in another bucket's marker (an entry moved meanwhile) */
+	__u64 read_errors;    /* reads that failed: the walk left that bucket */
+	__u64 netns_overflow; /* entries whose netns found no room in census_netns */
+};
+
+struct ctstorm_census_key {
+	__u64 netns_cookie;
+	__u32 netns_ino;
+	__u32 pad;
+};
+
 #endif /* CTSTORM_H */

@@ -326,8 +326,10 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 	bpf_map__set_max_entries(p->skel->maps.live, opts->live_entries);
 	if (opts->pending_entries)
 		bpf_map__set_max_entries(p->skel->maps.pending, opts->pending_entries);
-	if (opts->netns_entries)
+	if (opts->netns_entries) {
 		bpf_map__set_max_entries(p->skel->maps.netns_counts, opts->netns_entries);
+		bpf_map__set_max_entries(p->skel->maps.census_netns, opts->netns_entries);
+	}
 	if (vmlinux && btf__find_by_name_kind(vmlinux, "bpf_mem_alloc", BTF_KIND_STRUCT) < 0)
 		preallocate_maps(p->skel);
 
@@ -374,6 +376,71 @@ int ct_probe_sweep(struct ct_probe *p)
 	if (p->mode != CT_MODE_TRACEPOINT)
 		return 0;
 	return bpf_prog_test_run_opts(bpf_program__fd(p->skel->progs.sweep), &run) ? -errno : 0;
+}
+
+int ct_probe_census_start(struct ct_probe *p, uint32_t buckets)
+{
+	struct ctstorm_census_key key, next;
+	int fd = bpf_map__fd(p->skel->maps.census_netns);
+	struct ctstorm_bpf__bss *b = p->skel->bss;
+
+	if (!b->table_base)
+		return -ENOENT;
+	if (!buckets)
+		return -EINVAL;
+	/* Delete every row: get_next_key(NULL) restarts from the first each time. */
+	while (!bpf_map_get_next_key(fd, NULL, &next)) {
+		key = next;
+		if (bpf_map_delete_elem(fd, &key))
+			return -errno;
+	}
+	memset(&b->census_out, 0, sizeof(b->census_out));
+	memset(b->census_hist, 0, sizeof(b->census_hist));
+	b->census_base = b->table_base;
+	b->census_buckets = buckets;
+	b->census_bucket = 0;
+	b->census_cursor = 0;
+	b->census_chain = 0;
+	b->census_done = 0;
+	return 0;
+}
+
+int ct_probe_census_run(struct ct_probe *p, int max_runs, bool *done)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, run);
+	int fd = bpf_program__fd(p->skel->progs.census);
+
+	for (int i = 0; i < max_runs && !p->skel->bss->census_done; i++) {
+		if (bpf_prog_test_run_opts(fd, &run))
+			return -errno;
+	}
+	*done = p->skel->bss->census_done;
+	return 0;
+}
+
+long ct_probe_census_read(struct ct_probe *p, struct ct_census *out, struct ct_census_netns *rows, size_t cap)
+{
+	struct ctstorm_census_key key, next, *prev = NULL;
+	int fd = bpf_map__fd(p->skel->maps.census_netns);
+	const struct ctstorm_bpf__bss *b = p->skel->bss;
+	long n = 0;
+	uint64_t v;
+
+	out->base = b->census_base;
+	out->buckets = b->census_buckets;
+	out->done = b->census_done;
+	memcpy(&out->totals, &b->census_out, sizeof(out->totals));
+	memcpy(out->histogram, b->census_hist, sizeof(out->histogram));
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &v))
+			continue; /* deleted meanwhile */
+		if ((size_t)n < cap)
+			rows[n] = (struct ct_census_netns){ .netns_cookie = key.netns_cookie, .netns_ino = key.netns_ino, .entries = v };
+		n++;
+	}
+	return n;
 }
 
 static long elapsed_ms(const struct timespec *start)

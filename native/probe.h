@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "ctstorm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +74,29 @@ int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible);
 /* JS thread. Deletes one per-netns counter row (its netns is gone). 0, or -errno
  * (-ENOENT when there was no such row). */
 int ct_probe_delete_netns(struct ct_probe *p, uint64_t cookie, uint32_t ino, uint8_t l4proto);
+
+/* The census: a walk of the whole hash table in the kernel (bpf/census.c). JS
+ * thread, one census at a time. start: -ENOENT while no insert has shown where
+ * the table is. run: up to max_runs program runs (~2048 steps each); *done once
+ * every bucket was walked. read: fills up to cap netns rows, returns how many
+ * there are. */
+struct ct_census {
+	uint64_t base;
+	uint32_t buckets;
+	bool done;
+	struct ctstorm_census totals;
+	uint64_t histogram[CTSTORM_CHAIN_BINS + 1];
+};
+
+struct ct_census_netns {
+	uint64_t netns_cookie;
+	uint32_t netns_ino;
+	uint64_t entries;
+};
+
+int ct_probe_census_start(struct ct_probe *p, uint32_t buckets);
+int ct_probe_census_run(struct ct_probe *p, int max_runs, bool *done);
+long ct_probe_census_read(struct ct_probe *p, struct ct_census *out, struct ct_census_netns *rows, size_t cap);
 
 /* What the insert and destroy hooks are in this mode, for the capability report. */
 const char *ct_probe_hooks(enum ct_mode mode);

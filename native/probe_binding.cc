@@ -91,7 +91,11 @@ Napi::Function Probe::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Probe::Poll>("poll"),
                          InstanceMethod<&Probe::Counters>("counters"),
+                         InstanceMethod<&Probe::Sweep>("sweep"),
                          InstanceMethod<&Probe::DeleteNetnsRow>("deleteNetnsRow"),
+                         InstanceMethod<&Probe::CensusStart>("censusStart"),
+                         InstanceMethod<&Probe::CensusRun>("censusRun"),
+                         InstanceMethod<&Probe::CensusRead>("censusRead"),
                          InstanceMethod<&Probe::Close>("close"),
                          InstanceAccessor<&Probe::Mode>("mode"),
                      });
@@ -173,11 +177,8 @@ static Napi::Object CountsObject(Napi::Env env, const ct_counts& c) {
 Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
-  int rc = ct_probe_sweep(probe_);
-  if (rc) throw ErrnoError(env, rc, std::string("sweep failed: ") + strerror(-rc));
-
   std::vector<ct_counts> protos(CT_PROTO_SLOTS);
-  rc = ct_probe_read_protocols(probe_, protos.data());
+  int rc = ct_probe_read_protocols(probe_, protos.data());
   if (rc) throw ErrnoError(env, rc, std::string("reading protocol counters failed: ") + strerror(-rc));
   Napi::Array protoRows = Napi::Array::New(env);
   for (uint32_t k = 0; k < CT_PROTO_SLOTS; k++) {
@@ -225,6 +226,16 @@ Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// sweep(): tracepoint mode reports the entries inserted since the last sweep
+// (the drain sweeps too); a no-op in the other modes.
+Napi::Value Probe::Sweep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  int rc = ct_probe_sweep(probe_);
+  if (rc) throw ErrnoError(env, rc, std::string("sweep failed: ") + strerror(-rc));
+  return env.Undefined();
+}
+
 // deleteNetnsRow(cookie, inode, l4proto): true when a row was deleted.
 Napi::Value Probe::DeleteNetnsRow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -236,6 +247,68 @@ Napi::Value Probe::DeleteNetnsRow(const Napi::CallbackInfo& info) {
                                  static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()));
   if (rc && rc != -ENOENT) throw ErrnoError(env, rc, std::string("deleting a netns row failed: ") + strerror(-rc));
   return Napi::Boolean::New(env, rc == 0);
+}
+
+// censusStart(buckets): false while no insert has shown where the table is.
+Napi::Value Probe::CensusStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "censusStart(buckets) expected");
+  int rc = ct_probe_census_start(probe_, info[0].As<Napi::Number>().Uint32Value());
+  if (rc == -ENOENT) return Napi::Boolean::New(env, false);
+  if (rc) throw ErrnoError(env, rc, std::string("starting the census failed: ") + strerror(-rc));
+  return Napi::Boolean::New(env, true);
+}
+
+// censusRun(maxRuns): true once every bucket was walked.
+Napi::Value Probe::CensusRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "censusRun(maxRuns) expected");
+  bool done = false;
+  int rc = ct_probe_census_run(probe_, info[0].As<Napi::Number>().Int32Value(), &done);
+  if (rc) throw ErrnoError(env, rc, std::string("running the census failed: ") + strerror(-rc));
+  return Napi::Boolean::New(env, done);
+}
+
+// censusRead(): { done, buckets, bucketsWalked, nodes, entries, empty, longest,
+//   moved, readErrors, netnsOverflow, histogram: number[], netns: [{cookie, inode, entries}] }
+Napi::Value Probe::CensusRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
+  ct_census c{};
+  std::vector<ct_census_netns> rows(1024);
+  long n = ct_probe_census_read(probe_, &c, rows.data(), rows.size());
+  if (n > static_cast<long>(rows.size())) {
+    rows.resize(static_cast<size_t>(n) + 256);
+    n = ct_probe_census_read(probe_, &c, rows.data(), rows.size());
+  }
+  if (n < 0) throw ErrnoError(env, static_cast<int>(n), "reading the census failed");
+  auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("done", Napi::Boolean::New(env, c.done));
+  o.Set("buckets", num(c.buckets));
+  o.Set("bucketsWalked", num(c.totals.buckets_walked));
+  o.Set("nodes", num(c.totals.nodes));
+  o.Set("entries", num(c.totals.entries));
+  o.Set("empty", num(c.totals.empty));
+  o.Set("longest", num(c.totals.longest));
+  o.Set("moved", num(c.totals.moved));
+  o.Set("readErrors", num(c.totals.read_errors));
+  o.Set("netnsOverflow", num(c.totals.netns_overflow));
+  Napi::Array hist = Napi::Array::New(env, CTSTORM_CHAIN_BINS + 1);
+  for (uint32_t k = 0; k <= CTSTORM_CHAIN_BINS; k++) hist.Set(k, num(c.histogram[k]));
+  o.Set("histogram", hist);
+  Napi::Array ns = Napi::Array::New(env);
+  for (long i = 0; i < n && i < static_cast<long>(rows.size()); i++) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("cookie", num(rows[i].netns_cookie));
+    r.Set("inode", num(rows[i].netns_ino));
+    r.Set("entries", num(rows[i].entries));
+    ns.Set(ns.Length(), r);
+  }
+  o.Set("netns", ns);
+  return o;
 }
 
 // close(): detaches now, or right after the in-flight poll settles.

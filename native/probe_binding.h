@@ -21,7 +21,11 @@ class Probe : public Napi::ObjectWrap<Probe> {
 
   Napi::Value Poll(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value Sweep(const Napi::CallbackInfo& info);
   Napi::Value DeleteNetnsRow(const Napi::CallbackInfo& info);
+  Napi::Value CensusStart(const Napi::CallbackInfo& info);
+  Napi::Value CensusRun(const Napi::CallbackInfo& info);
+  Napi::Value CensusRead(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Mode(const Napi::CallbackInfo& info);
 

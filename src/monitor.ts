@@ -1,20 +1,54 @@
 // The one owner of the drain loop: opens a source, drains it continuously into
-// the engine, and on every tick reads the kernel counters and builds one view
-// that every consumer reads (snapshot, watch, the coming exporter and API, library
-// users). Consumers never poll the source themselves.
-import { exactness, type Exactness, type KernelCounters } from './counters.js';
+// the engine, and on every tick reads the kernel's statistics, keeps the census
+// current and builds one view that every consumer reads (snapshot, watch, the
+// coming exporter and API, library users). Consumers never poll the source.
+import { exactness, type Exactness, type KernelCounters, type NetnsProtoCounts } from './counters.js';
+import { censusView, type CensusView } from './engine/census-view.js';
 import { Engine, type EngineOptions, type EngineView } from './engine/engine.js';
-import type { RecordBatch } from './record.js';
-import { openSource, type Source, type SourceOptions } from './source.js';
+import { poissonPmf } from './engine/poisson.js';
+import { fillBaseline, netnsKey, tableFill, type TableFill } from './engine/table-fill.js';
+import { errorLine } from './errors.js';
+import { readConntrackStat, statRates, type KernelStats } from './kernel-stats.js';
+import { RECORD_SIZE, type RecordBatch } from './record.js';
+import { openSource, type Census, type Source, type SourceOptions } from './source.js';
+import { readTable, type TableInfo } from './table.js';
 
 export interface MonitorOptions extends SourceOptions {
   /** How often the view is rebuilt and subscribers are called. */
   tickMs?: number;
   engine?: EngineOptions;
+  /** A census at start (once an insert has shown where the table is) and then
+   * every this many seconds, to keep per-netns counts true; 0: at start only. */
+  censusIntervalSeconds?: number;
   /** The probe's clock, CLOCK_MONOTONIC in ns (process.hrtime is that clock on Linux). */
   clockNs?: () => number;
-  /** For tests: a source already opened. */
+  /** For tests: a source already opened, and where the table size and the
+   * kernel's statistics come from. */
   source?: Source;
+  readTable?: () => TableInfo;
+  readKernelStats?: () => KernelStats;
+}
+
+export interface KernelStatsView {
+  /** Each counter's growth since the probe attached (`entries`: the value now). */
+  sinceStart: KernelStats;
+  /** Per second over the last tick. */
+  perSecond: KernelStats;
+}
+
+export interface TableView extends TableInfo {
+  /** Entries per netns from the census carried forward by the exact counters. */
+  fill: TableFill;
+}
+
+export interface CensusState {
+  /** The last complete census. */
+  last: CensusView | null;
+  /** Why there is none yet, or why the last attempt failed. */
+  pending: string | null;
+  /** Inserts plus destroys counted while the last census walked: its per-netns
+   * counts may be off by at most this many. */
+  churnDuring: number;
 }
 
 export interface MonitorView {
@@ -27,31 +61,70 @@ export interface MonitorView {
   exactness: Exactness;
   records: { drained: number };
   engine: EngineView;
+  table: TableView;
+  /** Chain lengths that inserts joined, against uniform hashing: a new node joins
+   * a chain of 1 + Poisson(2 x entries / buckets). Null before the entry count is known. */
+  chainsExpected: Record<number, number> | null;
+  /** /proc/net/stat/nf_conntrack of ctstorm's own netns; null when unreadable. */
+  kernelStats: KernelStatsView | null;
+  census: CensusState;
 }
 
 export type Subscriber = (view: MonitorView) => void;
 
 const monotonicNs = (): number => Number(process.hrtime.bigint());
+const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
+/** settle() waits at most this long (a storm may never leave the ring empty). */
+const SETTLE_MS = 2000;
+
+function readStats(read: () => KernelStats): KernelStats | null {
+  try {
+    return read();
+  } catch {
+    return null; // no conntrack stat file in this netns: the view says null
+  }
+}
+
+function churn(rows: readonly NetnsProtoCounts[]): number {
+  return rows.reduce((n, r) => n + r.inserts + r.destroys, 0);
+}
 
 export class Monitor {
   readonly source: Source;
   private readonly engine: Engine;
   private readonly clockNs: () => number;
+  private readonly readTable: () => TableInfo;
+  private readonly readKernelStats: () => KernelStats;
+  private readonly censusIntervalMs: number;
   private readonly startNs: number;
   private readonly subscribers = new Set<Subscriber>();
   private readonly batchListeners = new Set<(batch: RecordBatch) => void>();
   private readonly loop: Promise<void>;
   private readonly timer: NodeJS.Timeout;
   private drained = 0;
+  private pollsStarted = 0;
+  private readonly settleWaiters = new Set<{ after: number; resolve: () => void }>();
   private closed = false;
   private failure: unknown;
-  private latest: MonitorView | undefined;
+  private readonly statsAtStart: KernelStats | null;
+  private statsBefore: { at: number; stats: KernelStats } | null;
+  private statsPerSecond: KernelStats = {};
+  private baseline: Map<number, number> | null = null;
+  private censusState: CensusState = { last: null, pending: 'no census yet', churnDuring: 0 };
+  private censusRunning: Promise<CensusView | null> | null = null;
+  private lastCensusMs = 0;
 
   constructor(options: MonitorOptions = {}) {
     this.source = options.source ?? openSource(options);
-    this.engine = new Engine(options.engine);
+    this.readTable = options.readTable ?? readTable;
+    this.readKernelStats = options.readKernelStats ?? readConntrackStat;
+    const table = this.readTable();
+    this.engine = new Engine({ buckets: table.buckets, ...options.engine });
     this.clockNs = options.clockNs ?? monotonicNs;
+    this.censusIntervalMs = (options.censusIntervalSeconds ?? DEFAULT_CENSUS_INTERVAL_SECONDS) * 1000;
     this.startNs = this.clockNs();
+    this.statsAtStart = readStats(this.readKernelStats);
+    this.statsBefore = this.statsAtStart && { at: performance.now(), stats: this.statsAtStart };
     this.loop = this.drain();
     this.timer = setInterval(() => this.tick(), options.tickMs ?? 1000);
     this.timer.unref?.();
@@ -61,16 +134,58 @@ export class Monitor {
   view(): MonitorView {
     if (this.failure !== undefined) throw this.failure;
     const counters = this.source.counters();
-    this.latest = {
+    const table = this.readTable();
+    const engine = this.engine.view(this.clockNs());
+    const growth = new Map(engine.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows['10s'].netPerSecond]));
+    const fill = tableFill({
+      max: table.max,
+      baseline: this.baseline,
+      censusNetns: this.censusState.last?.netns ?? [],
+      counters: counters.netns,
+      growth,
+    });
+    const stats = readStats(this.readKernelStats);
+    return {
       mode: this.source.mode,
       hooks: this.source.hooks,
       uptimeSeconds: (this.clockNs() - this.startNs) / 1e9,
       counters,
       exactness: exactness(this.source.mode, counters),
       records: { drained: this.drained },
-      engine: this.engine.view(this.clockNs()),
+      engine,
+      table: { ...table, fill },
+      chainsExpected: fill.total === null ? null : expectedJoins(fill.total, table.buckets, engine.chains.inserts),
+      kernelStats: stats && this.statsAtStart ? { sinceStart: sinceStart(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
+      census: { ...this.censusState },
     };
-    return this.latest;
+  }
+
+  /** Walks the whole table now (one walk at a time: a second caller shares the
+   * first's). Null while the table is not located (no insert seen yet) or when
+   * this source cannot. */
+  census(): Promise<CensusView | null> {
+    this.censusRunning ??= this.runCensus().finally(() => {
+      this.censusRunning = null;
+    });
+    return this.censusRunning;
+  }
+
+  /** Resolves once everything the kernel wrote before the call is drained: a poll
+   * started after it came back with room to spare (the ring was empty). At most
+   * SETTLE_MS; at once when closed. */
+  settle(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, SETTLE_MS);
+      const waiter = { after: this.pollsStarted, resolve: done };
+      this.settleWaiters.add(waiter);
+      const waiters = this.settleWaiters;
+      function done(): void {
+        clearTimeout(timer);
+        waiters.delete(waiter);
+        resolve();
+      }
+    });
   }
 
   /** Calls fn with a new view every tick; returns the unsubscribe function. */
@@ -92,29 +207,92 @@ export class Monitor {
       clearInterval(this.timer);
       await this.loop;
       await this.source.close();
+      await this.censusRunning;
     }
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async runCensus(): Promise<CensusView | null> {
+    if (!this.source.census || this.closed) {
+      this.censusState.pending = 'this source has no census';
+      return null;
+    }
+    try {
+      const before = this.source.counters().netns;
+      const result: Census | undefined = await this.source.census(this.readTable().buckets);
+      if (!result) {
+        if (!this.closed) this.censusState.pending = 'the table is not located yet: the census needs one insert seen since start';
+        return null;
+      }
+      const after = this.source.counters().netns;
+      const view = censusView(result, new Date());
+      this.baseline = fillBaseline(result.netns, before);
+      this.censusState = { last: view, pending: null, churnDuring: churn(after) - churn(before) };
+      this.lastCensusMs = performance.now();
+      return view;
+    } catch (err) {
+      if (this.closed) return null;
+      this.censusState.pending = `census failed: ${errorLine(err)}`;
+      return null;
+    }
   }
 
   private async drain(): Promise<void> {
     try {
       while (!this.closed) {
+        const started = ++this.pollsStarted;
         const batch = await this.source.poll(100);
-        if (batch.count === 0) continue;
-        this.drained += batch.count;
-        this.engine.ingest(batch);
-        for (const fn of this.batchListeners) fn(batch);
+        if (batch.count > 0) {
+          this.drained += batch.count;
+          this.engine.ingest(batch);
+          for (const fn of this.batchListeners) fn(batch);
+        }
+        if ((batch.count + 1) * RECORD_SIZE > batch.bytes.byteLength) continue; // full: more may wait
+        for (const w of this.settleWaiters) if (w.after < started) w.resolve();
       }
     } catch (err) {
       this.failure = err;
       this.closed = true;
       clearInterval(this.timer);
+    } finally {
+      for (const w of this.settleWaiters) w.resolve();
     }
   }
 
   private tick(): void {
-    if (this.closed || this.subscribers.size === 0) return;
+    if (this.closed) return;
+    this.engine.advance(this.clockNs());
+    const now = performance.now();
+    const stats = readStats(this.readKernelStats);
+    if (stats && this.statsBefore) {
+      const seconds = (now - this.statsBefore.at) / 1000;
+      if (seconds > 0) this.statsPerSecond = statRates(this.statsBefore.stats, stats, seconds);
+    }
+    this.statsBefore = stats && { at: now, stats };
+    const due = this.censusState.last === null || (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
+    if (due && !this.censusRunning) void this.census();
+    if (this.subscribers.size === 0) return;
     const view = this.view();
     for (const fn of this.subscribers) fn(view);
   }
+}
+
+function sinceStart(start: KernelStats, now: KernelStats): KernelStats {
+  const out: KernelStats = {};
+  for (const [name, value] of Object.entries(now)) out[name] = name === 'entries' ? value : value - (start[name] ?? 0);
+  return out;
+}
+
+/** Of `inserts` chain lengths joined (two per insert), how many of each length
+ * uniform hashing predicts: 1 + Poisson(2 x entries / buckets). */
+function expectedJoins(entries: number, buckets: number, inserts: number): Record<number, number> | null {
+  if (buckets <= 0) return null;
+  const mean = (2 * entries) / buckets;
+  const out: Record<number, number> = {};
+  for (let k = 0; k < 64; k++) {
+    const p = poissonPmf(mean, k);
+    if (k > mean && p * 2 * inserts < 0.5) break;
+    out[k + 1] = p * 2 * inserts;
+  }
+  return out;
 }

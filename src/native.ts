@@ -33,13 +33,42 @@ export interface NativeProbeOptions {
   debug: boolean;
 }
 
+/** What a census found (bpf/census.c, struct ctstorm_census). */
+export interface NativeCensus {
+  done: boolean;
+  buckets: number;
+  bucketsWalked: number;
+  /** Hash nodes: two per entry, one for a NAT clash entry. */
+  nodes: number;
+  entries: number;
+  empty: number;
+  longest: number;
+  /** Chain walks that ended at another bucket's marker: an entry moved meanwhile. */
+  moved: number;
+  readErrors: number;
+  netnsOverflow: number;
+  /** Buckets by chain length (nodes); the last bin holds that length and longer. */
+  histogram: number[];
+  netns: Array<{ cookie: number; inode: number; entries: number }>;
+}
+
 export interface NativeProbe {
   readonly mode: string;
   /** Resolves with the number of bytes (whole records) written into buf. */
   poll(buf: Uint8Array, timeoutMs: number): Promise<number>;
+  /** Reads the counters as they are (see sweep). */
   counters(): NativeCounters;
+  /** Tracepoint mode: reports entries inserted since the last sweep (the drain
+   * sweeps every ~10 ms too). A no-op in the other modes. */
+  sweep(): void;
   /** Deletes one per-netns counter row; true when there was one. */
   deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean;
+  /** Starts a census of a table of this many buckets; false while no insert has
+   * shown where the table is. */
+  censusStart(buckets: number): boolean;
+  /** Up to maxRuns runs of the census program (~2048 steps each); true when done. */
+  censusRun(maxRuns: number): boolean;
+  censusRead(): NativeCensus;
   close(): void;
 }
 

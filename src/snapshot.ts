@@ -1,21 +1,38 @@
-// `ctstorm snapshot`: watch for a while, then one JSON object. The field names
-// are a stable contract (README "Snapshot JSON"): add fields, never rename.
+// `ctstorm snapshot`: watch for a while, then one JSON object rendered from the
+// monitor's view. The field names are a stable contract (README "Snapshot JSON"):
+// add fields, never rename.
 import { release } from 'node:os';
-import { byNetns, exactness, totals, type Counts, type Exactness, type Health } from './counters.js';
+import { byNetns, totals, type Counts, type Exactness, type Health } from './counters.js';
+import type { CensusView } from './engine/census-view.js';
+import type { EngineView, LifetimeRow, StormView, Talker, WindowRates } from './engine/engine.js';
+import type { HotBucketsView } from './engine/hot-buckets.js';
+import { netnsKey, type NetnsFill } from './engine/table-fill.js';
+import type { KernelStats } from './kernel-stats.js';
+import { Monitor, type MonitorOptions, type MonitorView } from './monitor.js';
 import { protoName } from './protocols.js';
 import type { RecordBatch } from './record.js';
-import { openSource, type Mode, type Source, type SourceOptions } from './source.js';
-import { readTable, type TableInfo } from './table.js';
+import type { Mode, Source } from './source.js';
+import type { TableInfo } from './table.js';
 
 export interface Snapshot {
   version: 1;
   mode: Mode;
   kernel: string;
   durationSeconds: number;
-  table: TableInfo;
+  table: TableInfo & {
+    /** Fill of the fullest netns (the kernel checks each netns's count against max). */
+    fillPercent: number | null;
+    /** Seconds until the fullest netns is full at its current growth; null when not growing. */
+    secondsToFull: number | null;
+    fullest: NetnsFill | null;
+    /** Entries in every netns together; null before a census. */
+    totalEntries: number | null;
+  };
   totals: Counts;
   rates: { insertsPerSecond: number; destroysPerSecond: number };
-  netns: Array<Counts & { inode: number; cookie: number; protocols: Array<Counts & { proto: string }> }>;
+  netns: Array<
+    Counts & { inode: number; cookie: number; entries: number | null; protocols: Array<Counts & { proto: string }> }
+  >;
   protocols: Array<Counts & { proto: string }>;
   /** Added after version 1's first cut; safe to ignore. */
   hooks: string;
@@ -23,67 +40,116 @@ export interface Snapshot {
   health: Health;
   /** Whether the counts are exact, and what this kernel cannot verify. */
   exactness: Exactness;
+  windows: WindowRates;
+  lifetimes: LifetimeRow[];
+  top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
+  storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
+  chains: EngineView['chains'] & { expected: Record<number, number> | null };
+  hotBuckets: HotBucketsView;
+  kernelStats: { sinceStart: KernelStats; perSecond: KernelStats } | null;
+  /** With --census: a walk of the whole table at the end (null when it could not
+   * run; `census.pending` says why). */
+  buckets?: CensusView | null;
+  census: { at: string | null; pending: string | null; churnDuring: number };
 }
 
-export interface SnapshotOptions extends SourceOptions {
+export interface SnapshotOptions extends MonitorOptions {
   durationSeconds: number;
+  /** Walk the whole table at the end (the `buckets` field). */
+  census?: boolean;
   /** Called once the probe is attached (its counters start then). */
   onReady?: (source: Source) => void | Promise<void>;
   /** Every drained batch, in order; valid only during the call. */
   onBatch?: (batch: RecordBatch) => void;
   /** Ends the snapshot early; the result covers the time until then. */
   signal?: AbortSignal;
-  /** For tests: where the table size comes from. */
-  readTable?: () => TableInfo;
 }
 
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
+/** The snapshot JSON of a view taken after `seconds` of watching. */
+export function renderSnapshot(view: MonitorView, seconds: number, buckets?: CensusView | null): Snapshot {
+  const sum = totals(view.counters);
+  const fill = view.table.fill;
+  const entries = new Map(fill.netns.map((n) => [netnsKey(n.cookie, n.inode), n.entries]));
+  const e = view.engine;
+  return {
+    version: 1,
+    mode: view.mode as Mode,
+    kernel: release(),
+    durationSeconds: round(seconds, 3),
+    table: {
+      entries: view.table.entries,
+      max: view.table.max,
+      buckets: view.table.buckets,
+      fillPercent: fill.fullest?.fillPercent ?? (fill.known && view.table.max > 0 ? 0 : null),
+      secondsToFull: fill.fullest?.secondsToFull ?? null,
+      fullest: fill.fullest,
+      totalEntries: fill.total,
+    },
+    totals: sum,
+    rates: {
+      insertsPerSecond: round(sum.inserts / seconds, 2),
+      destroysPerSecond: round(sum.destroys / seconds, 2),
+    },
+    netns: byNetns(view.counters).map((n) => ({
+      inode: n.inode,
+      cookie: n.cookie,
+      inserts: n.inserts,
+      destroys: n.destroys,
+      lost: n.lost,
+      entries: fill.known ? (entries.get(netnsKey(n.cookie, n.inode)) ?? 0) : null,
+      protocols: n.protocols.map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
+    })),
+    protocols: [...view.counters.protocols]
+      .sort((a, b) => b.inserts - a.inserts || a.l4proto - b.l4proto)
+      .map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
+    hooks: view.hooks,
+    records: view.records,
+    health: view.counters.health,
+    exactness: view.exactness,
+    windows: e.windows,
+    lifetimes: e.lifetimes,
+    top: e.top,
+    storms: e.storms,
+    chains: { ...e.chains, expected: view.chainsExpected },
+    hotBuckets: e.hotBuckets,
+    kernelStats: view.kernelStats,
+    ...(buckets !== undefined ? { buckets } : {}),
+    census: { at: view.census.last?.at ?? null, pending: view.census.pending, churnDuring: view.census.churnDuring },
+  };
+}
+
 export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> {
-  const source = openSource(options);
+  const monitor = new Monitor(options);
   // The probe's counters start at zero when it attaches, and every record drained
   // from here on was emitted since then: counters and records cover one window.
   const t0 = performance.now();
+  const stopBatches = options.onBatch ? monitor.onBatch(options.onBatch) : undefined;
   try {
-    await options.onReady?.(source);
+    await options.onReady?.(monitor.source);
     const deadline = t0 + options.durationSeconds * 1000;
-    let drained = 0;
-    for (let now = t0; now < deadline && !options.signal?.aborted; now = performance.now()) {
-      const batch = await source.poll(Math.min(100, deadline - now));
-      drained += batch.count;
-      options.onBatch?.(batch);
-    }
+    await sleepUntil(deadline, options.signal);
+    const buckets = options.census ? await monitor.census() : undefined;
+    // Records the kernel wrote before this moment are drained before the view.
+    await monitor.settle();
     const seconds = (performance.now() - t0) / 1000;
-    const delta = source.counters();
-    const sum = totals(delta);
-    return {
-      version: 1,
-      mode: source.mode,
-      kernel: release(),
-      durationSeconds: round(seconds, 3),
-      table: (options.readTable ?? readTable)(),
-      totals: sum,
-      rates: {
-        insertsPerSecond: round(sum.inserts / seconds, 2),
-        destroysPerSecond: round(sum.destroys / seconds, 2),
-      },
-      netns: byNetns(delta).map((n) => ({
-        inode: n.inode,
-        cookie: n.cookie,
-        inserts: n.inserts,
-        destroys: n.destroys,
-        lost: n.lost,
-        protocols: n.protocols.map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
-      })),
-      protocols: delta.protocols
-        .sort((a, b) => b.inserts - a.inserts || a.l4proto - b.l4proto)
-        .map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
-      hooks: source.hooks,
-      records: { drained },
-      health: delta.health,
-      exactness: exactness(source.mode, delta),
-    };
+    return renderSnapshot(monitor.view(), seconds, buckets);
   } finally {
-    await source.close();
+    stopBatches?.();
+    await monitor.close();
   }
+}
+
+function sleepUntil(deadline: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+    signal?.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }

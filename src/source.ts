@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { CtstormError } from './errors.js';
 import { healthFromArray, type KernelCounters, type NetnsProtoCounts } from './counters.js';
-import { loadNative, type NativeBinding, type NativeProbe } from './native.js';
+import { loadNative, type NativeBinding, type NativeCensus, type NativeProbe } from './native.js';
 import { RECORD_SIZE, RecordBatch } from './record.js';
 import { conntrackLoaded, readTable } from './table.js';
 import { liveNetnsInodes } from './netns-live.js';
@@ -33,8 +33,20 @@ export interface Source {
   poll(timeoutMs: number): Promise<RecordBatch>;
   /** Exact counters since the probe was loaded. */
   counters(): KernelCounters;
+  /** Walks the whole hash table of `buckets` chains in the kernel (BPF source
+   * only). Undefined while no insert has shown where the table is, or when the
+   * source closed meanwhile. One at a time. */
+  census?(buckets: number): Promise<Census | undefined>;
   close(): Promise<void>;
 }
+
+export interface Census extends NativeCensus {
+  /** Wall time the walk took. */
+  seconds: number;
+}
+
+/** Census program runs (~2048 steps each) between yields to the event loop. */
+const CENSUS_RUNS_PER_SLICE = 16;
 
 export interface SourceOptions {
   mode?: ModeChoice;
@@ -139,6 +151,7 @@ class BpfSource implements Source {
   private readonly buffer: Uint8Array;
   private inflight: Promise<unknown> | undefined;
   private closed = false;
+  private censusRunning = false;
   private readonly netnsRows = new NetnsRows();
 
   constructor(
@@ -165,6 +178,7 @@ class BpfSource implements Source {
   }
 
   counters(): KernelCounters {
+    this.probe.sweep(); // tracepoint mode: count what was inserted since the drain's last sweep
     const raw = this.probe.counters();
     const gone = new Set<NetnsProtoCounts>();
     for (const r of this.netnsRows.toRetire(raw.netns, Date.now(), this.liveNetns)) {
@@ -180,6 +194,24 @@ class BpfSource implements Source {
       health: healthFromArray(raw.health, raw.missedRuns),
       missesVisible: raw.missesVisible,
     };
+  }
+
+  async census(buckets: number): Promise<Census | undefined> {
+    if (this.closed) return undefined;
+    if (this.censusRunning) throw new CtstormError('a census is already running', 'wait for it to finish', 'EBUSY');
+    this.censusRunning = true;
+    try {
+      if (!this.probe.censusStart(buckets)) return undefined;
+      const t0 = performance.now();
+      for (;;) {
+        if (this.closed) return undefined;
+        if (this.probe.censusRun(CENSUS_RUNS_PER_SLICE)) break;
+        await new Promise((resolve) => setImmediate(resolve)); // keep the event loop (and the drain) going
+      }
+      return { ...this.probe.censusRead(), seconds: (performance.now() - t0) / 1000 };
+    } finally {
+      this.censusRunning = false;
+    }
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,8 @@
 import { protoName, tcpStateName } from '../protocols.js';
 import { RecordBatch, RecordFlag, RecordType } from '../record.js';
 import { LogHistogram, type Quantiles } from './histogram.js';
+import { HotBuckets, type HotBucketsView } from './hot-buckets.js';
+import { netnsKey } from './table-fill.js';
 import { SecondSlots, SLOT_SECONDS } from './slots.js';
 import { SpaceSaving } from './space-saving.js';
 import { DEFAULT_STORM_CONFIG, StormDetector, type Storm, type StormConfig } from './storms.js';
@@ -26,10 +28,24 @@ export interface EngineOptions {
   /** Length of a top-talker epoch, in seconds. */
   topEpochSeconds?: number;
   storms?: StormConfig;
+  /** The table's bucket count (nf_conntrack_buckets), for the hot-bucket test. */
+  buckets?: number;
 }
 
 export interface StormView extends Omit<Storm, 'netns'> {
   netns: Array<{ cookie: number; inode: number; inserts: number }>;
+  /** The peers that dominate the storm's inserts (heavy hitters from the epoch
+   * its onset fell in until its end). */
+  sources: Talker[];
+  destinations: Talker[];
+}
+
+/** Peers kept per storm. */
+const STORM_PEERS = 5;
+
+interface StormPeers {
+  sources: SpaceSaving<number | string>;
+  destinations: SpaceSaving<number | string>;
 }
 
 export interface Rates {
@@ -81,6 +97,9 @@ export interface EngineView {
     /** Walks that stopped before the end: their lengths are floors. */
     capped: number;
   };
+  /** Buckets that took far more inserts than uniform hashing explains, in the
+   * last complete top-talker epoch. */
+  hotBuckets: HotBucketsView;
 }
 
 class Churn {
@@ -152,9 +171,14 @@ export class Engine {
   private readonly topEpochSeconds: number;
   private epoch = -1;
   private readonly storms: StormDetector;
+  private readonly hot: HotBuckets;
   private stormTicked = -1;
   /** The first second any record came from: the storm baseline starts there. */
   private firstSecond = Infinity;
+  /** Peers of the storm running now, and of past storms by start second. */
+  private stormPeers: StormPeers | null = null;
+  private readonly pastPeers = new Map<number, { sources: Talker[]; destinations: Talker[] }>();
+  private readonly topCapacity: number;
   private sources: SpaceSaving<number | string>;
   private destinations: SpaceSaving<number | string>;
   private lastSources: SpaceSaving<number | string>;
@@ -162,8 +186,10 @@ export class Engine {
 
   constructor(options: EngineOptions = {}) {
     const k = options.topCapacity ?? 100;
+    this.topCapacity = k;
     this.topEpochSeconds = options.topEpochSeconds ?? 10;
     this.storms = new StormDetector(options.storms ?? DEFAULT_STORM_CONFIG);
+    this.hot = new HotBuckets(options.buckets ?? 1 << 18);
     this.sources = new SpaceSaving(k);
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);
@@ -185,13 +211,24 @@ export class Engine {
     }
   }
 
-  view(nowNs: number): EngineView {
+  /** Moves time on: closes top-talker epochs and feeds complete seconds to the
+   * storm detector. The monitor calls it every tick, so storms are followed as
+   * they happen even when nobody asks for a view. */
+  advance(nowNs: number): void {
     const now = Math.floor(nowNs / 1e9);
     this.rotate(now);
     this.tickStorms(now - STORM_GRACE_SECONDS);
+  }
+
+  view(nowNs: number): EngineView {
+    const now = Math.floor(nowNs / 1e9);
+    this.advance(nowNs);
     const stormView = (st: Storm): StormView => ({
       ...st,
       netns: st.netns.map(({ key, inserts }) => ({ ...this.netnsOfKey(key), inserts })),
+      ...(st.endSeconds === null && this.stormPeers
+        ? this.peersOf(this.stormPeers)
+        : (this.pastPeers.get(st.startSeconds) ?? { sources: [], destinations: [] })),
     });
     const current = this.storms.current();
     return {
@@ -226,20 +263,27 @@ export class Engine {
         histogram: Object.fromEntries([...this.chainBins].flatMap((n, len) => (n > 0 ? [[len, n]] : []))),
         capped: this.capped,
       },
+      hotBuckets: this.hot.view(),
     };
   }
 
   private onInsert(batch: RecordBatch, i: number, sec: number): void {
     this.rotate(sec);
-    if (batch.l3proto(i) === AF_INET) {
-      this.sources.add(batch.origSrcV4(i));
-      // address * 2^16 + port: unique, below 2^48.
-      this.destinations.add(batch.origDstV4(i) * 65536 + batch.origDport(i));
-    } else {
-      this.sources.add(batch.origAddress(i, 'src'));
-      this.destinations.add(`${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`);
+    // IPv4 keys are numbers (destination: address * 2^16 + port, below 2^48).
+    const v4 = batch.l3proto(i) === AF_INET;
+    const src = v4 ? batch.origSrcV4(i) : batch.origAddress(i, 'src');
+    const dst = v4 ? batch.origDstV4(i) * 65536 + batch.origDport(i) : `${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`;
+    this.sources.add(src);
+    this.destinations.add(dst);
+    if (this.stormPeers) {
+      this.stormPeers.sources.add(src);
+      this.stormPeers.destinations.add(dst);
     }
     const flags = batch.flags(i);
+    if (flags & RecordFlag.buckets) {
+      this.hot.add(batch.bucketOrig(i));
+      this.hot.add(batch.bucketReply(i));
+    }
     if (!(flags & RecordFlag.chain)) return;
     const co = batch.chainOrig(i);
     const cr = batch.chainReply(i);
@@ -293,8 +337,34 @@ export class Engine {
         if (n > 0) byNetns.set(key, n);
       }
       this.storms.tick(sec, this.total.inserts.at(sec), this.total.destroys.at(sec), byNetns);
+      this.followStormPeers();
     }
     this.stormTicked = Math.max(this.stormTicked, last);
+  }
+
+  /** Starts a storm's peer sketches at its onset, seeded with the current epoch's
+   * (the onset's records came in before the detector, which lags, saw it), and
+   * keeps them with the storm when it ends. */
+  private followStormPeers(): void {
+    const current = this.storms.current();
+    if (current && !this.stormPeers) {
+      this.stormPeers = { sources: new SpaceSaving(this.topCapacity), destinations: new SpaceSaving(this.topCapacity) };
+      this.stormPeers.sources.merge(this.sources);
+      this.stormPeers.destinations.merge(this.destinations);
+    } else if (!current && this.stormPeers) {
+      const ended = this.storms.past()[0];
+      if (ended) this.pastPeers.set(ended.startSeconds, this.peersOf(this.stormPeers));
+      this.stormPeers = null;
+      const kept = new Set(this.storms.past().map((st) => st.startSeconds));
+      for (const start of this.pastPeers.keys()) if (!kept.has(start)) this.pastPeers.delete(start);
+    }
+  }
+
+  private peersOf(p: StormPeers): { sources: Talker[]; destinations: Talker[] } {
+    return {
+      sources: p.sources.top(STORM_PEERS).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
+      destinations: p.destinations.top(STORM_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+    };
   }
 
   private netnsOfKey(key: number): { cookie: number; inode: number } {
@@ -309,10 +379,12 @@ export class Engine {
     if (epoch === this.epoch + 1) {
       [this.lastSources, this.sources] = [this.sources, this.lastSources];
       [this.lastDestinations, this.destinations] = [this.destinations, this.lastDestinations];
+      this.hot.endEpoch();
     } else {
       // The epoch just before this one saw no insert.
       this.lastSources.clear();
       this.lastDestinations.clear();
+      this.hot.endEpoch(true);
     }
     this.sources.clear();
     this.destinations.clear();
@@ -328,7 +400,7 @@ export class Engine {
   private netnsChurn(batch: RecordBatch, i: number): Churn {
     const cookie = batch.netnsCookie(i);
     const inode = batch.netns(i);
-    const key = cookie !== 0 ? cookie : -inode; // no cookie before 5.12: the inode
+    const key = netnsKey(cookie, inode);
     let c = this.byNetns.get(key);
     if (!c) this.byNetns.set(key, (c = Object.assign(new Churn(), { cookie, inode })));
     return c;

@@ -23,16 +23,18 @@ export class SpaceSaving<K> {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
   }
 
-  add(key: K, n = 1): void {
+  /** Counts n events of key; `error`: how far n itself may be over (merging). */
+  add(key: K, n = 1, error = 0): void {
     this.total += n;
     const at = this.index.get(key);
     if (at !== undefined) {
       this.heap[at]!.count += n;
+      this.heap[at]!.error += error;
       this.down(at);
       return;
     }
     if (this.heap.length < this.capacity) {
-      this.heap.push({ key, count: n, error: 0 });
+      this.heap.push({ key, count: n, error });
       this.index.set(key, this.heap.length - 1);
       this.up(this.heap.length - 1);
       return;
@@ -40,9 +42,15 @@ export class SpaceSaving<K> {
     // Replace the smallest: the newcomer inherits its count as possible error.
     const min = this.heap[0]!;
     this.index.delete(min.key);
-    this.heap[0] = { key, count: min.count + n, error: min.count };
+    this.heap[0] = { key, count: min.count + n, error: min.count + error };
     this.index.set(key, 0);
     this.down(0);
+  }
+
+  /** Adds another summary's counts (its errors carried over). The summary of
+   * both streams, with error bound at most the sum of the two bounds. */
+  merge(other: SpaceSaving<K>): void {
+    for (const h of other.heap) this.add(h.key, h.count, h.error); // counts sum to the total
   }
 
   /** The largest counts, biggest first. */

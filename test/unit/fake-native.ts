@@ -48,6 +48,7 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
       const i = Math.min(this.reads++, script.counters.length - 1);
       return script.counters[i]!;
     }
+    sweep(): void {}
     deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean {
       if (script.deleteFails) return false;
       state.deleted.push({ cookie, inode, l4proto });
