@@ -8,6 +8,9 @@ import { CtstormError, errorLine } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { takeSnapshot } from './snapshot.js';
 import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
+import { bucketsChart, bucketsWait } from './buckets.js';
+import type { KernelStats } from './kernel-stats.js';
+import type { Snapshot } from './snapshot.js';
 import type { TableInfo } from './table.js';
 import { watch } from './watch.js';
 
@@ -23,12 +26,17 @@ const USAGE = `usage: ctstorm <command> [options]
 commands
   watch       live view of conntrack churn, redrawn every second (Ctrl-C ends)
   snapshot    watch for --duration seconds, then print one summary
+  buckets     walk the whole hash table once: chain lengths against uniform
+              hashing, entries per netns
   modes       which attach modes this kernel allows, and why not the others
 
 options
   --mode <m>          auto (default), ${MODES.join(', ')}
-  --duration <s>      snapshot length in seconds (required for snapshot)
-  --json              snapshot/modes: print JSON
+  --duration <s>      snapshot length in seconds (required for snapshot);
+                      buckets: how long to wait for the insert that locates
+                      the table (default 10)
+  --census            snapshot: add a whole-table census at the end ("buckets")
+  --json              snapshot/buckets/modes: print JSON
   --interval <s>      watch refresh period (default 1)
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
@@ -41,6 +49,9 @@ export interface CliIO {
   /** For tests: a stand-in for the compiled addon and the sysctl files. */
   native?: NativeBinding;
   readTable?: () => TableInfo;
+  readKernelStats?: () => KernelStats;
+  /** Terminal columns for watch; undefined when stdout is not a terminal. */
+  columns?: () => number | undefined;
   signal?: AbortSignal;
 }
 
@@ -48,6 +59,7 @@ const options = {
   mode: { type: 'string' },
   duration: { type: 'string' },
   json: { type: 'boolean' },
+  census: { type: 'boolean' },
   interval: { type: 'string' },
   'ring-bytes': { type: 'string' },
   debug: { type: 'boolean' },
@@ -106,14 +118,24 @@ function ringBytes(raw: string | undefined): number | undefined {
   return value;
 }
 
-function summary(s: Awaited<ReturnType<typeof takeSnapshot>>): string {
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+function summary(s: Snapshot): string {
+  const t = s.table;
+  const fullest = t.fullest
+    ? `fullest netns ${t.fullest.inode}: ${fmt(t.fullest.entries)} / ${fmt(t.max)} (${t.fillPercent?.toFixed(1) ?? '-'}%), ${t.secondsToFull === null ? 'not growing' : `full in ${t.secondsToFull.toFixed(0)} s`}; ${fmt(t.totalEntries ?? 0)} entries in all netns`
+    : `per-netns entries unknown (${s.census.pending ?? 'no census'}); ${fmt(t.entries)} / ${fmt(t.max)} in ctstorm's netns`;
   const lines = [
     `mode ${s.mode} on ${s.kernel}, ${s.durationSeconds} s`,
-    `table ${s.table.entries} / ${s.table.max} entries in this netns, ${s.table.buckets} buckets`,
+    `table ${fullest}, ${fmt(t.buckets)} buckets`,
     `inserts ${s.totals.inserts} (${s.rates.insertsPerSecond}/s), destroys ${s.totals.destroys} (${s.rates.destroysPerSecond}/s), lost ${s.totals.lost}`,
   ];
   for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${p.inserts} inserts, ${p.destroys} destroys`);
-  for (const n of s.netns.slice(0, 10)) lines.push(`  netns ${n.inode}: ${n.inserts} inserts, ${n.destroys} destroys`);
+  for (const n of s.netns.slice(0, 10)) {
+    lines.push(`  netns ${n.inode}: ${n.inserts} inserts, ${n.destroys} destroys${n.entries === null ? '' : `, ${n.entries} entries`}`);
+  }
+  if (s.storms.current) lines.push(`storm running: peak ${fmt(s.storms.current.peakPerSecond)} inserts/s`);
+  if (s.storms.past.length > 0) lines.push(`${s.storms.past.length} storm(s) ended during the snapshot`);
   lines.push(s.exactness.exact ? 'counts exact' : 'counts NOT exact:');
   for (const note of s.exactness.notes) lines.push(`  ${note}`);
   return lines.join('\n');
@@ -132,7 +154,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       io.out(USAGE);
       return 0;
     }
-    if (command === undefined) throw usageError('no command given', 'use: ctstorm watch, ctstorm snapshot --duration 5 --json, or ctstorm modes');
+    if (command === undefined) throw usageError('no command given', 'use: ctstorm watch, ctstorm snapshot --duration 5 --json, ctstorm buckets, or ctstorm modes');
     if (extra.length > 0) throw usageError(`unexpected argument "${extra[0]}"`);
     const common = {
       mode: mode(values.mode),
@@ -141,18 +163,36 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       native: io.native,
     };
     const signal = io.signal ?? new AbortController().signal;
+    const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats };
+    // One line on stderr the moment the probe counts, so a script knows when to start.
+    const attached = (mode: string): void => io.err(`ctstorm: attached in ${mode} mode, counting`);
 
     switch (command) {
       case 'snapshot': {
         const durationSeconds = seconds('duration', values.duration);
-        const snap = await takeSnapshot({ ...common, durationSeconds, signal, readTable: io.readTable });
+        const snap = await takeSnapshot({
+          ...common,
+          ...monitor,
+          durationSeconds,
+          census: values.census ?? false,
+          signal,
+          onReady: (source) => attached(source.mode),
+        });
         io.out(values.json ? JSON.stringify(snap) : summary(snap));
         return 0;
       }
       case 'watch': {
         const intervalSeconds = seconds('interval', values.interval, 1, MIN_INTERVAL_SECONDS);
-        const clear = process.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
-        await watch({ ...common, intervalSeconds, signal, write: (frame) => io.out(clear + frame) });
+        const columns = io.columns ?? (() => (process.stdout.isTTY ? process.stdout.columns : undefined));
+        // A terminal is redrawn in place; a pipe gets frames one after another.
+        const write = (frame: string): void => io.out(columns() !== undefined ? `\x1b[H\x1b[2J${frame}` : `${frame}\n`);
+        await watch({ ...common, ...monitor, intervalSeconds, signal, write, columns, onReady: (m) => attached(m.source.mode) });
+        return 0;
+      }
+      case 'buckets': {
+        const waitSeconds = seconds('duration', values.duration, 10);
+        const census = await bucketsWait({ ...common, ...monitor, waitSeconds, signal, onReady: (m) => attached(m.source.mode) });
+        io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? process.stdout.columns ?? 80));
         return 0;
       }
       case 'modes': {
@@ -162,7 +202,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
       }
       default:
-        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, modes');
+        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, modes');
     }
   } catch (err) {
     io.err(`ctstorm: ${errorLine(err)}`);

@@ -74,6 +74,8 @@ export type Subscriber = (view: MonitorView) => void;
 
 const monotonicNs = (): number => Number(process.hrtime.bigint());
 const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
+/** CensusState.pending of a source that cannot walk the table. */
+export const NO_CENSUS = 'this source cannot walk the table';
 /** settle() waits at most this long (a storm may never leave the ring empty). */
 const SETTLE_MS = 2000;
 
@@ -105,12 +107,14 @@ export class Monitor {
   private pollsStarted = 0;
   private readonly settleWaiters = new Set<{ after: number; resolve: () => void }>();
   private closed = false;
+  private released = false;
+  private paused: { reached: Promise<void>; signal: () => void; resume: () => void } | undefined;
   private failure: unknown;
   private readonly statsAtStart: KernelStats | null;
   private statsBefore: { at: number; stats: KernelStats } | null;
   private statsPerSecond: KernelStats = {};
   private baseline: Map<number, number> | null = null;
-  private censusState: CensusState = { last: null, pending: 'no census yet', churnDuring: 0 };
+  private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
 
@@ -202,19 +206,21 @@ export class Monitor {
 
   /** Stops draining and detaches; rethrows a drain failure, if any. */
   async close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      clearInterval(this.timer);
-      await this.loop;
+    this.closed = true; // also set by a failure, which leaves the source open until here
+    clearInterval(this.timer);
+    this.resumeDrain();
+    await this.loop;
+    if (!this.released) {
+      this.released = true;
       await this.source.close();
-      await this.censusRunning;
     }
+    await this.censusRunning;
     if (this.failure !== undefined) throw this.failure;
   }
 
   private async runCensus(): Promise<CensusView | null> {
     if (!this.source.census || this.closed) {
-      this.censusState.pending = 'this source has no census';
+      this.censusState.pending = NO_CENSUS;
       return null;
     }
     try {
@@ -237,9 +243,34 @@ export class Monitor {
     }
   }
 
+  /** Stops draining (and so, in tracepoint mode, sweeping) until resumeDrain():
+   * resolves once no poll is in flight. For tests that need the ring or the
+   * sweep's map to fill. */
+  async pauseDrain(): Promise<void> {
+    if (this.paused) return this.paused.reached;
+    let reached!: () => void;
+    const p = { reached: new Promise<void>((r) => (reached = r)), signal: reached, resume: (): void => undefined };
+    this.paused = p;
+    return p.reached;
+  }
+
+  resumeDrain(): void {
+    const p = this.paused;
+    this.paused = undefined;
+    p?.resume();
+  }
+
   private async drain(): Promise<void> {
     try {
       while (!this.closed) {
+        const p = this.paused;
+        if (p) {
+          await new Promise<void>((resume) => {
+            p.resume = resume;
+            p.signal();
+          });
+          continue;
+        }
         const started = ++this.pollsStarted;
         const batch = await this.source.poll(100);
         if (batch.count > 0) {
@@ -251,15 +282,32 @@ export class Monitor {
         for (const w of this.settleWaiters) if (w.after < started) w.resolve();
       }
     } catch (err) {
-      this.failure = err;
-      this.closed = true;
-      clearInterval(this.timer);
+      this.fail(err);
     } finally {
       for (const w of this.settleWaiters) w.resolve();
     }
   }
 
+  /** Resolves when the drain loop ends: close(), or a failure (close() rethrows it). */
+  get ended(): Promise<void> {
+    return this.loop;
+  }
+
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    this.closed = true;
+    clearInterval(this.timer);
+  }
+
   private tick(): void {
+    try {
+      this.tickOnce();
+    } catch (err) {
+      this.fail(err); // a failed counter read or subscriber ends the monitor like a failed drain
+    }
+  }
+
+  private tickOnce(): void {
     if (this.closed) return;
     this.engine.advance(this.clockNs());
     const now = performance.now();

@@ -1,50 +1,35 @@
-// Drains a source in the background and keeps the records of one netns, so a
-// test can act, then wait for exactly what it expects to see.
+// Keeps the records of one netns from a Monitor (the one drain loop), so a test
+// can act, then wait for exactly what it expects to see.
 import { afterAll, beforeAll } from 'vitest';
-import { byNetns, openSource, type CtRecord, type ModeChoice, type NetnsCounts, type Source, type SourceOptions } from '../../src/index.js';
+import { byNetns, Monitor, type CtRecord, type ModeChoice, type NetnsCounts, type Source, type SourceOptions } from '../../src/index.js';
 import type { NetnsPair } from './netns.js';
 
 export class Recorder {
   readonly records: CtRecord[] = [];
-  private stopped = false;
-  private paused: (() => void) | undefined;
-  private pausing: Promise<void> | undefined;
-  private loop: Promise<void> | undefined;
-  readonly source: Source;
+  readonly monitor: Monitor;
 
   constructor(
     private readonly inode: number,
     mode: ModeChoice,
     options: Omit<SourceOptions, 'mode'> = {},
   ) {
-    this.source = openSource({ ...options, mode });
-    this.loop = this.run();
+    this.monitor = new Monitor({ ...options, mode, censusIntervalSeconds: 0 });
+    this.monitor.onBatch((batch) => {
+      for (let i = 0; i < batch.count; i++) if (batch.netns(i) === inode) this.records.push(batch.decode(i));
+    });
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      if (this.pausing) {
-        await new Promise<void>((resume) => {
-          this.paused!();
-          this.paused = resume;
-        });
-        continue;
-      }
-      for (const r of await this.source.poll(50)) if (r.netns === this.inode) this.records.push(r);
-    }
+  get source(): Source {
+    return this.monitor.source;
   }
 
   /** Stops draining (and so, in tracepoint mode, sweeping) until resume(). */
   async pause(): Promise<void> {
-    this.pausing = new Promise<void>((r) => (this.paused = r));
-    await this.pausing;
+    await this.monitor.pauseDrain();
   }
 
   resume(): void {
-    const resume = this.paused;
-    this.pausing = undefined;
-    this.paused = undefined;
-    resume?.();
+    this.monitor.resumeDrain();
   }
 
   of(type: 'insert' | 'destroy'): CtRecord[] {
@@ -57,10 +42,7 @@ export class Recorder {
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
-    this.resume();
-    await this.loop;
-    await this.source.close();
+    await this.monitor.close();
   }
 }
 

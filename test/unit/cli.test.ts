@@ -2,7 +2,7 @@
 // errors with non-zero exits for bad input.
 import { describe, expect, it } from 'vitest';
 import { main, type CliIO } from '../../src/cli.js';
-import type { NativeCounters } from '../../src/native.js';
+import type { NativeCensus, NativeCounters } from '../../src/native.js';
 import { fakeNative, type FakeScript } from './fake-native.js';
 
 const zero: NativeCounters = { protocols: [], netns: [], health: [0, 0, 0, 0, 0, 0, 0, 0], missedRuns: 0, missesVisible: true };
@@ -21,12 +21,17 @@ const after: NativeCounters = {
   missesVisible: true,
 };
 const table = () => ({ entries: 18, max: 262144, buckets: 262144 });
+const kernelStats = () => ({ entries: 18, drop: 0, early_drop: 0, insert_failed: 0 });
+const census: NativeCensus = {
+  done: true, buckets: 262144, bucketsWalked: 262144, nodes: 80, entries: 40, empty: 262064, longest: 1,
+  moved: 0, readErrors: 0, netnsOverflow: 0, histogram: [262064, 80], netns: [{ cookie: 4097, inode: 4026532000, entries: 40 }],
+};
 
 async function run(argv: string[], script: FakeScript = { counters: [after] }) {
   const out: string[] = [];
   const err: string[] = [];
   const native = fakeNative(script);
-  const io: CliIO = { out: (t) => out.push(t), err: (t) => err.push(t), native, readTable: table };
+  const io: CliIO = { out: (t) => out.push(t), err: (t) => err.push(t), native, readTable: table, readKernelStats: kernelStats };
   const code = await main(argv, io);
   return { code, out, err, native };
 }
@@ -36,7 +41,7 @@ describe('ctstorm snapshot', () => {
     // The fake answers every counters() call with the same reading: a snapshot that
     // still subtracted a start reading would report zeros.
     const { code, out, err, native } = await run(['snapshot', '--duration', '0.2', '--json']);
-    expect(err).toEqual([]);
+    expect(err).toEqual(['ctstorm: attached in fentry mode, counting']);
     expect(code).toBe(0);
     expect(out).toHaveLength(1);
     const s = JSON.parse(out[0]!);
@@ -66,6 +71,31 @@ describe('ctstorm snapshot', () => {
     expect(native.closed).toBe(1);
   });
 
+  it('adds the engine\'s view (windows, lifetimes, top, storms, chains, kernel statistics) and, with --census, the table walk', async () => {
+    const { code, out } = await run(['snapshot', '--duration', '0.05', '--json', '--census'], { counters: [after], census });
+    expect(code).toBe(0);
+    const s = JSON.parse(out[0]!);
+    for (const key of ['windows', 'lifetimes', 'top', 'storms', 'chains', 'hotBuckets', 'kernelStats', 'census']) expect(s).toHaveProperty(key);
+    expect(s.windows['10s']).toEqual({ insertsPerSecond: 0, destroysPerSecond: 0, netPerSecond: 0 });
+    expect(s.kernelStats.sinceStart).toEqual({ entries: 18, drop: 0, early_drop: 0, insert_failed: 0 });
+    expect(s.buckets).toMatchObject({ buckets: 262144, nodes: 80, entries: 40, longest: 1, chains: [{ length: 0, buckets: 262064 }, { length: 1, buckets: 80 }] });
+    // The census's 40 entries carried forward by 30 - 12 TCP counted since... it ran after the
+    // counters read 18, so the netns holds 40 now; the other netns balanced (5 - 5).
+    expect(s.netns.map((n: { inode: number; entries: number }) => [n.inode, n.entries])).toEqual([[4026532000, 40], [4026532111, 0]]);
+    expect(s.table).toMatchObject({ totalEntries: 40, fullest: { inode: 4026532000, entries: 40 } });
+    expect(s.table.fillPercent).toBeCloseTo((100 * 40) / 262144, 9);
+    expect(s.table.secondsToFull).toBe(null); // not growing: no records
+  });
+
+  it('without a census: per-netns entries are null, and the fill is unknown', async () => {
+    const { out } = await run(['snapshot', '--duration', '0.05', '--json']);
+    const s = JSON.parse(out[0]!);
+    expect(s.netns.every((n: { entries: unknown }) => n.entries === null)).toBe(true);
+    expect(s.table).toMatchObject({ fillPercent: null, secondsToFull: null, fullest: null, totalEntries: null });
+    expect(s.buckets).toBeUndefined();
+    expect(s.census.pending).toMatch(/^no census yet/);
+  });
+
   it('says the counts are inexact, and why, when the probe\'s health says so', async () => {
     const lossy: NativeCounters = { ...after, health: [0, 5, 0, 0, 0, 0, 0, 0], missedRuns: 2, missesVisible: false };
     const { code, out } = await run(['snapshot', '--duration', '0.05', '--json', '--mode', 'tracepoint'], { counters: [lossy] });
@@ -87,6 +117,29 @@ describe('ctstorm snapshot', () => {
     });
     expect(code).toBe(0);
     expect(JSON.parse(out[0]!).mode).toBe('kprobe');
+  });
+});
+
+describe('ctstorm buckets', () => {
+  it('charts the census against uniform hashing', async () => {
+    const { code, out, err } = await run(['buckets'], { counters: [after], census });
+    expect([code, err]).toEqual([0, ['ctstorm: attached in fentry mode, counting']]);
+    expect(out[0]).toContain('census of 262,144 buckets');
+    expect(out[0]).toMatch(/^\s+1\s+80\s+0\.03%\s+80\s+0\.03%/m);
+    expect(out[0]).toContain('every chain walked to its own end');
+  });
+
+  it('--json prints the census view', async () => {
+    const { out } = await run(['buckets', '--json'], { counters: [after], census });
+    expect(JSON.parse(out[0]!)).toMatchObject({ buckets: 262144, nodes: 80, entries: 40, emptyExpected: expect.any(Number) });
+  });
+
+  it('no insert to locate the table within --duration: one line naming the fix, exit 1', async () => {
+    const { code, out, err, native } = await run(['buckets', '--duration', '0.3'], { counters: [after] });
+    expect(code).toBe(1);
+    expect(out).toEqual([]);
+    expect(err[1]).toMatch(/^ctstorm: no conntrack insert in 0.3 s, and the census finds the table through one; make one connection/);
+    expect(native.closed).toBe(1);
   });
 });
 

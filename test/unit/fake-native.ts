@@ -1,6 +1,6 @@
 // A stand-in for the compiled addon: scripted counters and record batches, and
 // modes that "the kernel" refuses with a given errno.
-import type { NativeBinding, NativeCounters, NativeProbe, NativeProbeOptions } from '../../src/native.js';
+import type { NativeBinding, NativeCensus, NativeCounters, NativeProbe, NativeProbeOptions } from '../../src/native.js';
 import { RECORD_SIZE, RECORD_VERSION } from '../../src/record.js';
 
 export interface FakeScript {
@@ -15,6 +15,10 @@ export interface FakeScript {
   pollError?: Error;
   /** deleteNetnsRow() answers false (the kernel had no such row). */
   deleteFails?: boolean;
+  /** What a census finds; absent: the table is never located. censusRuns: how
+   * many censusRun() calls it takes. */
+  census?: NativeCensus;
+  censusRuns?: number;
 }
 
 export interface DeletedRow {
@@ -49,6 +53,17 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
       return script.counters[i]!;
     }
     sweep(): void {}
+    private censusLeft = 0;
+    censusStart(): boolean {
+      this.censusLeft = script.censusRuns ?? 1;
+      return script.census !== undefined;
+    }
+    censusRun(): boolean {
+      return --this.censusLeft <= 0;
+    }
+    censusRead(): NativeCensus {
+      return script.census!;
+    }
     deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean {
       if (script.deleteFails) return false;
       state.deleted.push({ cookie, inode, l4proto });

@@ -1,95 +1,110 @@
-import { describe, expect, it, vi } from 'vitest';
-import { healthFromArray } from '../../src/counters.js';
-import type { NativeCounters } from '../../src/native.js';
+// The watch screen from a monitor's view (fake addon, fake clock), and watch()'s
+// lifecycle: a failed drain ends it with that error and detaches.
+import { describe, expect, it } from 'vitest';
+import { Monitor, type MonitorView } from '../../src/monitor.js';
+import type { NativeCensus, NativeCounters } from '../../src/native.js';
+import { openSource } from '../../src/source.js';
 import { renderFrame, watch } from '../../src/watch.js';
 import { fakeNative } from './fake-native.js';
 import { buildRecords, ipv4, type RawRecord } from './records.js';
 
-// watch() reads the table size from /proc; a unit test must not depend on the host.
-vi.mock('../../src/table.js', () => ({
-  conntrackLoaded: () => true,
-  readTable: () => ({ entries: 10, max: 262144, buckets: 65536 }),
-}));
+const S = 1_000_000_000n;
+const table = () => ({ entries: 10, max: 1000, buckets: 1024 });
+const stats = () => ({ drop: 0, early_drop: 0, insert_failed: 0, entries: 10 });
+const noCensus = undefined;
 
-const health = healthFromArray([]);
+const counters = (inserts: number, destroys = 0, missedRuns = 0): NativeCounters => ({
+  protocols: inserts > 0 ? [{ l4proto: 17, inserts, destroys, lost: 4 }] : [],
+  netns: inserts > 0 ? [{ cookie: 9, inode: 4026532009, l4proto: 17, inserts, destroys, lost: 4 }] : [],
+  health: [],
+  missedRuns,
+  missesVisible: true,
+});
+
+const insert = (sec: bigint, sport: number): RawRecord => ({
+  type: 'insert', l4proto: 17, tsNs: sec * S, netns: 4026532009, netnsCookie: 9n,
+  buckets: [sport % 1024, (sport * 7) % 1024], chain: [1, 1],
+  orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport, dport: 53 },
+  reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 53, dport: sport },
+});
+
+/** A view after 200 inserts in second 100 (and none since), seen at second 101. */
+async function viewOf(c: NativeCounters, census: NativeCensus | undefined = noCensus, atSecond = 101n): Promise<MonitorView> {
+  const records = Array.from({ length: 200 }, (_, i) => insert(100n, 1000 + i));
+  const native = fakeNative({ counters: [c], batches: [buildRecords(records)], census });
+  const monitor = new Monitor({
+    source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
+    clockNs: () => Number(atSecond * S),
+    readTable: table,
+    readKernelStats: stats,
+    tickMs: 3_600_000,
+  });
+  const seen = new Promise<void>((r) => monitor.onBatch(() => r()));
+  await seen;
+  if (census) await monitor.census();
+  const v = monitor.view();
+  await monitor.close();
+  return v;
+}
+
+const census: NativeCensus = {
+  done: true, buckets: 1024, bucketsWalked: 1024, nodes: 440, entries: 220, empty: 700, longest: 3,
+  moved: 0, readErrors: 0, netnsOverflow: 0, histogram: [700, 250, 70, 4], netns: [{ cookie: 9, inode: 4026532009, entries: 20 }],
+};
 
 describe('watch frame', () => {
-  it('says nothing of exactness while the counts are exact, and why not when they are not', () => {
-    const counters = (h: typeof health) => ({ protocols: [], netns: [], health: h, missesVisible: true });
-    const frame = (h: typeof health) =>
-      renderFrame({ source: { mode: 'fentry', hooks: '' }, table: { entries: 0, max: 1, buckets: 1 }, seconds: 1, before: counters(health), now: counters(h), drainedRecords: 0 });
-    expect(frame(health)).not.toContain('exact');
-    const lines = frame({ ...health, missedRuns: 3 }).split('\n');
+  it('says nothing of exactness while the counts are exact, and why not when they are not', async () => {
+    const exact = renderFrame(await viewOf(counters(200)), { width: Infinity, unicode: false, drainedPerSecond: 0 });
+    expect(exact).not.toContain('exact');
+    const lines = renderFrame(await viewOf(counters(200, 0, 3)), { width: Infinity, unicode: false, drainedPerSecond: 0 }).split('\n');
     const at = lines.indexOf('counts NOT exact:');
     expect(at).toBeGreaterThan(0);
     expect(lines[at + 1]).toBe('  the kernel skipped 3 runs of the probe (recursion or kprobe misses): events in them were not counted');
   });
 
-  it('shows fill, rates per second over the interval, lost records and top netns', () => {
-    const frame = renderFrame({
-      source: { mode: 'tracepoint', hooks: 'tp hooks' },
-      table: { entries: 131072, max: 262144, buckets: 65536 },
-      seconds: 2,
-      before: {
-        protocols: [{ l4proto: 17, inserts: 100, destroys: 0, lost: 0 }],
-        netns: [{ cookie: 1, inode: 7, l4proto: 17, inserts: 100, destroys: 0, lost: 0 }],
-        health,
-        missesVisible: true,
-      },
-      now: {
-        protocols: [{ l4proto: 17, inserts: 5100, destroys: 3000, lost: 4 }],
-        netns: [
-          { cookie: 1, inode: 7, l4proto: 17, inserts: 1100, destroys: 1000, lost: 0 },
-          { cookie: 2, inode: 9, l4proto: 17, inserts: 4000, destroys: 2000, lost: 4 },
-        ],
-        health,
-        missesVisible: true,
-      },
-      drainedRecords: 16000,
-    });
-    expect(frame).toContain('131,072 / 262,144 entries in this netns (50.0% full), 65,536 buckets');
-    expect(frame).toContain('2,500 inserts/s   1,500 destroys/s');
-    expect(frame).toContain('8,000 drained/s   4 lost since start');
-    const rows = frame.split('\n').slice(-2).map((l) => l.trim().split(/\s+/));
-    expect(rows).toEqual([
-      ['9', '2,000', '1,000'],
-      ['7', '500', '500'],
-    ]);
+  it('before a census: the own netns from the sysctl, the others named unknown', async () => {
+    const frame = renderFrame(await viewOf(counters(200)), { width: Infinity, unicode: false, drainedPerSecond: 1234.4 });
+    expect(frame).toContain("10 / 1,000 entries in ctstorm's netns (1.0%); other netns unknown until the census");
+    expect(frame).toContain('1,234 drained/s - 4 lost - since start 200 inserts, 0 destroys');
+    // 200 inserts in the last complete second: the 1 s window; 20/s over 10 s.
+    expect(frame).toMatch(/inserts\/s\s+200\s+20\s+3\s+/);
+    expect(frame).toContain('top peers by inserts, last 10 s');
+  });
+
+  it('after a census: the fullest netns with its fill bar, total entries, and its row in top netns', async () => {
+    const v = await viewOf(counters(200), census);
+    // census 20 entries, counted +200 since: the census ran after the counters read 200,
+    // so its baseline is 20 - 200 and the netns holds 20 now.
+    expect(v.table.fill.fullest).toMatchObject({ inode: 4026532009, entries: 20, fillPercent: 2 });
+    const frame = renderFrame(v, { width: Infinity, unicode: true, drainedPerSecond: 0 });
+    expect(frame).toContain('fullest   netns 4026532009  20 / 1,000');
+    expect(frame).toContain('20 entries in all netns');
+    expect(frame).toMatch(/4026532009\s+20\s+0\s+20\s+2\.0%/);
+  });
+
+  it('cuts every line to a narrow terminal and puts peers in one column', async () => {
+    // At second 111 the inserts of second 100 are the last complete 10 s epoch's.
+    const frame = renderFrame(await viewOf(counters(200), noCensus, 111n), { width: 40, unicode: true, drainedPerSecond: 0 });
+    for (const line of frame.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
+    expect(frame).toContain('  sources\n    10.0.0.1 200');
+  });
+
+  it('draws ASCII only when not a terminal', async () => {
+    const frame = renderFrame(await viewOf(counters(200)), { width: Infinity, unicode: false, drainedPerSecond: 0 });
+    expect(/[^\x00-\x7f]/.test(frame)).toBe(false);
   });
 });
 
-const counters = (inserts: number): NativeCounters => ({
-  protocols: inserts > 0 ? [{ l4proto: 17, inserts, destroys: 0, lost: 0 }] : [],
-  netns: inserts > 0 ? [{ cookie: 1, inode: 7, l4proto: 17, inserts, destroys: 0, lost: 0 }] : [],
-  health: [],
-  missedRuns: 0,
-  missesVisible: true,
-});
-
-const inserts = (n: number): Uint8Array => {
-  const one: RawRecord = {
-    type: 'insert', l4proto: 17, netns: 7, netnsCookie: 1n,
-    orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport: 1, dport: 53 },
-    reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 53, dport: 1 },
-  };
-  return buildRecords(new Array<RawRecord>(n).fill(one));
-};
-
-/** The numbers a frame shows before "inserts/s" and before "drained/s". */
-function rates(frame: string): { inserts: number; drained: number } {
-  const num = (re: RegExp): number => Number(re.exec(frame)![1]!.replaceAll(',', ''));
-  return { inserts: num(/churn\s+([\d,]+) inserts\/s/), drained: num(/records\s+([\d,]+) drained\/s/) };
-}
-
 describe('watch()', () => {
+  const monitorIO = { readTable: table, readKernelStats: stats, liveNetns: () => new Set<number>() };
+
   it('a rejected poll ends the watch with that error and closes the probe', async () => {
     const boom = new Error('ring buffer poll failed: EBADF');
     const native = fakeNative({ counters: [counters(0)], pollError: boom });
-    const frames: string[] = [];
     const never = new AbortController(); // only the failure can end this watch
     const guard = setTimeout(() => never.abort(), 2000);
     try {
-      await expect(watch({ native, intervalSeconds: 0.05, signal: never.signal, write: (f) => frames.push(f) })).rejects.toBe(boom);
+      await expect(watch({ native, ...monitorIO, intervalSeconds: 0.05, signal: never.signal, write: () => undefined })).rejects.toBe(boom);
     } finally {
       clearTimeout(guard);
     }
@@ -100,11 +115,12 @@ describe('watch()', () => {
 
   it('a poll that fails after some batches still ends the watch with its error', async () => {
     const boom = new Error('late failure');
-    const native = fakeNative({ counters: [counters(0)], batches: [inserts(3), inserts(2)], pollError: boom });
+    const records = buildRecords([insert(1n, 1), insert(1n, 2)]);
+    const native = fakeNative({ counters: [counters(0)], batches: [records, records], pollError: boom });
     const stop = new AbortController();
     const guard = setTimeout(() => stop.abort(), 2000);
     try {
-      await expect(watch({ native, intervalSeconds: 0.05, signal: stop.signal, write: () => undefined })).rejects.toBe(boom);
+      await expect(watch({ native, ...monitorIO, intervalSeconds: 0.05, signal: stop.signal, write: () => undefined })).rejects.toBe(boom);
     } finally {
       clearTimeout(guard);
     }
@@ -112,12 +128,8 @@ describe('watch()', () => {
     expect(native.closed).toBe(1);
   });
 
-  it('shows records drained per second over each interval, not since start', async () => {
-    // Interval 1 drains 300 records, interval 2 drains 100; the probe's insert
-    // counters move by the same numbers, so each frame's drained/s must equal its
-    // inserts/s (the same count over the same seconds). A total that is not reset
-    // would show 400 records in frame 2: four times its inserts/s.
-    const script = { counters: [counters(0), counters(300), counters(400)], batches: [inserts(300)] };
+  it('draws a frame every interval until aborted, counting the records drained since start', async () => {
+    const script = { counters: [counters(300)], batches: [buildRecords(Array.from({ length: 300 }, (_, i) => insert(1n, i)))] };
     const native = fakeNative(script);
     const stop = new AbortController();
     const frames: string[] = [];
@@ -125,25 +137,20 @@ describe('watch()', () => {
     try {
       await watch({
         native,
+        ...monitorIO,
         intervalSeconds: 0.05,
         signal: stop.signal,
         write: (frame) => {
           frames.push(frame);
-          // The fake's idle poll waits 20 ms, well inside the next 50 ms interval.
-          if (frames.length === 1) script.batches.push(inserts(100));
-          if (frames.length === 2) stop.abort();
+          if (frames.length === 1) script.batches.push(buildRecords([insert(1n, 7)]));
+          if (frames.length === 3) stop.abort();
         },
       });
     } finally {
       clearTimeout(guard);
     }
-    expect(frames).toHaveLength(2);
-    const [first, second] = frames.map(rates);
-    expect(first!.inserts).toBeGreaterThan(0);
-    expect(first!.drained).toBe(first!.inserts);
-    expect(second!.inserts).toBeGreaterThan(0);
-    expect(second!.drained).toBe(second!.inserts);
-    expect(frames[1]).toContain('400 inserts, 0 destroys'); // since start
+    expect(frames).toHaveLength(3);
+    expect(frames[2]).toContain('since start 301 inserts');
     expect(native.closed).toBe(1);
   });
 });

@@ -1,0 +1,77 @@
+// `ctstorm buckets`: one census of the whole hash table, told as a chart of
+// chain lengths against uniform hashing, and the entries of every netns.
+import type { CensusView } from './engine/census-view.js';
+import { CtstormError } from './errors.js';
+import { Monitor, NO_CENSUS, type MonitorOptions } from './monitor.js';
+
+export interface BucketsOptions extends MonitorOptions {
+  /** How long to wait for the insert that shows where the table is. */
+  waitSeconds: number;
+  signal?: AbortSignal;
+  onReady?: (monitor: Monitor) => void;
+}
+
+const RETRY_MS = 200;
+
+/** Attaches, waits until an insert has located the table, walks it once. */
+export async function bucketsWait(options: BucketsOptions): Promise<CensusView> {
+  const monitor = new Monitor({ ...options, censusIntervalSeconds: 0 });
+  try {
+    options.onReady?.(monitor);
+    const deadline = performance.now() + options.waitSeconds * 1000;
+    for (;;) {
+      const census = await monitor.census();
+      if (census) return census;
+      const why = monitor.view().census.pending ?? '';
+      if (why.startsWith('census failed')) throw new CtstormError(why, 'run with --debug for the libbpf log', 'ECENSUS');
+      if (why === NO_CENSUS) throw new CtstormError(why, 'use a BPF mode: ctstorm modes', 'ECENSUS');
+      if (options.signal?.aborted) throw new CtstormError('interrupted before the table was located', 'let it run until one conntrack entry is created', 'EINTR');
+      if (performance.now() >= deadline) {
+        throw new CtstormError(
+          `no conntrack insert in ${options.waitSeconds} s, and the census finds the table through one`,
+          'make one connection through conntrack (any netns), or wait longer: --duration 60',
+          'ENOTLOCATED',
+        );
+      }
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  } finally {
+    await monitor.close();
+  }
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** The census as text: one row per chain length, a bar for the buckets found and
+ * the count uniform hashing predicts beside it. */
+export function bucketsChart(c: CensusView, columns: number): string {
+  const lines = [
+    `census of ${fmt(c.buckets)} buckets in ${(c.seconds * 1000).toFixed(0)} ms: ${fmt(c.nodes)} nodes, ${fmt(c.entries)} entries, mean chain ${c.meanChain.toFixed(3)} nodes`,
+    '',
+    `${'chain'.padStart(5)} ${'buckets'.padStart(11)} ${'share'.padStart(7)}   ${'uniform'.padStart(11)} ${'share'.padStart(7)}`,
+  ];
+  const barWidth = Math.max(0, Math.min(40, columns - 48));
+  const top = Math.max(1, ...c.chains.map((r) => Math.max(r.buckets, r.expected)));
+  const pct = (n: number): string => `${((100 * n) / Math.max(1, c.buckets)).toFixed(2)}%`;
+  c.chains.forEach((r, i) => {
+    const label = i === c.chains.length - 1 && r.length === 128 ? `${r.length}+` : String(r.length);
+    const bar = '#'.repeat(Math.round((r.buckets / top) * barWidth));
+    const mark = Math.min(barWidth, Math.round((r.expected / top) * barWidth));
+    // The bar is what the table holds; '|' marks where uniform hashing would end it.
+    const drawn = barWidth > 0 ? `  ${(bar.padEnd(barWidth).slice(0, mark) + '|' + bar.padEnd(barWidth).slice(mark + 1)).trimEnd()}` : '';
+    lines.push(`${label.padStart(5)} ${fmt(r.buckets).padStart(11)} ${pct(r.buckets).padStart(7)}   ${fmt(r.expected).padStart(11)} ${pct(r.expected).padStart(7)}${drawn}`);
+  });
+  lines.push('', `longest chain ${c.longest} · empty buckets ${fmt(c.empty)} (uniform: ${fmt(c.emptyExpected)})`);
+  if (c.netns.length > 0) {
+    lines.push('entries by netns (inode: entries)');
+    for (const n of c.netns.slice(0, 10)) lines.push(`  ${n.inode}: ${fmt(n.entries)}`);
+    if (c.netns.length > 10) lines.push(`  ... ${c.netns.length - 10} more (--json lists all)`);
+  }
+  const unsure = c.moved + c.readErrors + c.netnsOverflow;
+  lines.push(
+    unsure === 0
+      ? 'every chain walked to its own end: exact for the moment of the walk'
+      : `the table changed during the walk: ${c.moved} chains moved, ${c.readErrors} reads failed, ${c.netnsOverflow} entries without a netns row`,
+  );
+  return lines.join('\n');
+}
