@@ -20,3 +20,5 @@ export type { HotBucketsView, HotBucket } from './engine/hot-buckets.js';
 export { bucketsWait, bucketsChart } from './buckets.js';
 export type { Census } from './source.js';
 export { renderSnapshot } from './snapshot.js';
+export { DEFAULT_STORM_CONFIG } from './engine/storms.js';
+export type { StormConfig } from './engine/storms.js';

@@ -349,6 +349,11 @@ export class Engine {
     const current = this.storms.current();
     if (current && !this.stormPeers) {
       this.stormPeers = { sources: new SpaceSaving(this.topCapacity), destinations: new SpaceSaving(this.topCapacity) };
+      // The detector lags by the grace seconds: the onset may lie in the epoch before.
+      if (Math.floor(current.startSeconds / this.topEpochSeconds) < this.epoch) {
+        this.stormPeers.sources.merge(this.lastSources);
+        this.stormPeers.destinations.merge(this.lastDestinations);
+      }
       this.stormPeers.sources.merge(this.sources);
       this.stormPeers.destinations.merge(this.destinations);
     } else if (!current && this.stormPeers) {

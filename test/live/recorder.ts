@@ -1,7 +1,7 @@
 // Keeps the records of one netns from a Monitor (the one drain loop), so a test
 // can act, then wait for exactly what it expects to see.
 import { afterAll, beforeAll } from 'vitest';
-import { byNetns, Monitor, type CtRecord, type ModeChoice, type NetnsCounts, type Source, type SourceOptions } from '../../src/index.js';
+import { byNetns, Monitor, type CtRecord, type ModeChoice, type MonitorOptions, type NetnsCounts, type Source } from '../../src/index.js';
 import type { NetnsPair } from './netns.js';
 
 export class Recorder {
@@ -11,9 +11,9 @@ export class Recorder {
   constructor(
     private readonly inode: number,
     mode: ModeChoice,
-    options: Omit<SourceOptions, 'mode'> = {},
+    options: Omit<MonitorOptions, 'mode'> = {},
   ) {
-    this.monitor = new Monitor({ ...options, mode, censusIntervalSeconds: 0 });
+    this.monitor = new Monitor({ censusIntervalSeconds: 0, ...options, mode });
     this.monitor.onBatch((batch) => {
       for (let i = 0; i < batch.count; i++) if (batch.netns(i) === inode) this.records.push(batch.decode(i));
     });
@@ -48,7 +48,7 @@ export class Recorder {
 
 /** Call inside a per-mode describe block: before its tests, empties the pair's
  * table and starts a Recorder in that mode; after them, closes it. */
-export function useRecorder(pair: NetnsPair, mode: ModeChoice, options: Omit<SourceOptions, 'mode'> = {}): () => Recorder {
+export function useRecorder(pair: NetnsPair, mode: ModeChoice, options: Omit<MonitorOptions, 'mode'> = {}): () => Recorder {
   let rec: Recorder | undefined;
   beforeAll(async () => {
     await pair.empty();

@@ -2,6 +2,7 @@
 // timeout and are reaped by the kernel (GC, or a table dump that evicts expired
 // entries), with no flush.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LogHistogram, QUANTILE_RELATIVE_ERROR } from '../../src/engine/histogram.js';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
@@ -45,6 +46,13 @@ describe.skipIf(skip !== undefined)('destroy on timeout', () => {
       // in jiffies, so an entry refreshed late in a tick expires up to 1/HZ (<= 10 ms) early.
       for (const r of destroys) expect(r.lifetimeNs).toBeGreaterThanOrEqual(1e9 - 10e6);
       expect(pair.count()).toBe(0);
+      // The engine's UDP lifetimes are these (nothing else on a test machine times
+      // out UDP entries): the same count, each in the bucket its lifetime falls in.
+      const expected = new LogHistogram();
+      for (const r of destroys) expected.add(r.lifetimeNs! / 1e9);
+      const lifetimes = rec().monitor.view().engine.lifetimes.find((l) => l.proto === 'udp');
+      expect(lifetimes).toMatchObject({ ...expected.summary(), predating: 0 });
+      expect(lifetimes!.p50).toBeGreaterThanOrEqual(1 / (1 + QUANTILE_RELATIVE_ERROR));
     });
   });
 });

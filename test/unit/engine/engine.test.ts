@@ -136,6 +136,20 @@ describe('Engine', () => {
     expect(v.windows['60s'].netPerSecond * 60).toBeCloseTo(net, 6);
   });
 
+  it('names the peers of a storm whose onset fell in the epoch before its detection', () => {
+    const e = new Engine();
+    const quiet: RawRecord[] = [];
+    for (let s = 1000n; s < 1058n; s++) quiet.push(rec('insert', s * S));
+    e.ingest(batch(quiet));
+    e.view(Number(1058n * S));
+    const peer = { src: ipv4(10, 9, 9, 9), dst: ipv4(10, 0, 0, 80), sport: 1000, dport: 8080 };
+    // One loud second, 1059: the last of its epoch; detected at 1061, in the next one.
+    e.ingest(batch(Array.from({ length: 3000 }, (_, k) => rec('insert', 1059n * S + BigInt(k), { orig: peer }))));
+    const current = e.view(Number(1061n * S)).storms.current!;
+    expect(current).toMatchObject({ startSeconds: 1059, inserts: 3000 });
+    expect(current.sources[0]).toEqual({ address: '10.9.9.9', inserts: 3000, error: 0 });
+  });
+
   it('detects a storm from the records and names the namespace behind it', () => {
     const e = new Engine();
     const quiet: RawRecord[] = [];
@@ -143,16 +157,23 @@ describe('Engine', () => {
     e.ingest(batch(quiet));
     expect(e.view(Number(1060n * S)).storms).toMatchObject({ current: null, past: [], baselinePerSecond: 100 });
     const storm: RawRecord[] = [];
-    for (let s = 1060n; s < 1065n; s++) for (let k = 0; k < 5000; k++) storm.push(rec('insert', s * S + BigInt(k), { netnsCookie: 42n, netns: 4026533333 }));
+    const peer = { src: ipv4(10, 9, 9, 9), dst: ipv4(10, 0, 0, 80), sport: 1000, dport: 8080 };
+    for (let s = 1060n; s < 1065n; s++) for (let k = 0; k < 5000; k++) storm.push(rec('insert', s * S + BigInt(k), { netnsCookie: 42n, netns: 4026533333, orig: peer }));
     e.ingest(batch(storm));
     expect(e.view(Number(1061n * S)).storms.current).toBeNull(); // 1060 still in its grace second
     const during = e.view(Number(1063n * S)).storms.current!;
     expect(during).toMatchObject({ startSeconds: 1060, endSeconds: null, peakPerSecond: 5000 });
     expect(during.netns).toEqual([{ cookie: 42, inode: 4026533333, inserts: 10000 }]);
+    // Peers: the storm's epoch (1060-1069) so far, exact here (one source, one destination).
+    expect(during.sources).toEqual([{ address: '10.9.9.9', inserts: 25000, error: 0 }]);
+    expect(during.destinations).toEqual([{ address: '10.0.0.80', port: 8080, inserts: 25000, error: 0 }]);
     const after = e.view(Number(1070n * S)).storms;
     expect(after.current).toBeNull();
     expect(after.past).toEqual([
-      expect.objectContaining({ startSeconds: 1060, endSeconds: 1064, durationSeconds: 5, inserts: 25000, peakPerSecond: 5000 }),
+      expect.objectContaining({
+        startSeconds: 1060, endSeconds: 1064, durationSeconds: 5, inserts: 25000, peakPerSecond: 5000,
+        sources: [{ address: '10.9.9.9', inserts: 25000, error: 0 }],
+      }),
     ]);
     expect(after.baselinePerSecond).toBeCloseTo(100 * Math.exp(-1 / 60), 6); // frozen through the storm, then one quiet second
   });
