@@ -27,8 +27,8 @@ function syntheticBatch() {
     v.setBigUint64(at + Offset.lifetimeNs, BigInt(i) * 1_000_000n, true);
     v.setUint32(at + Offset.netnsIno, 4026532000 + (i % 5), true);
     v.setBigUint64(at + Offset.netnsCookie, BigInt(1 + (i % 5)), true);
-    v.setUint32(at + Offset.bucketOrig, i * 7919, true);
-    v.setUint32(at + Offset.bucketReply, i * 104729, true);
+    v.setUint32(at + Offset.bucketOrig, (i * 7919) % 262144, true);
+    v.setUint32(at + Offset.bucketReply, (i * 104729) % 262144, true);
     v.setUint16(at + Offset.chainOrig, 1 + (i % 4), true);
     v.setUint16(at + Offset.chainReply, 1, true);
     v.setUint32(at + Offset.orig + TupleOffset.src, 0x0a000000 + (i % 1000), false);

@@ -179,6 +179,8 @@ export class Engine {
   private stormPeers: StormPeers | null = null;
   private readonly pastPeers = new Map<number, { sources: Talker[]; destinations: Talker[] }>();
   private readonly topCapacity: number;
+  private readonly batchSources = new Map<number | string, number>();
+  private readonly batchDestinations = new Map<number | string, number>();
   private sources: SpaceSaving<number | string>;
   private destinations: SpaceSaving<number | string>;
   private lastSources: SpaceSaving<number | string>;
@@ -196,6 +198,23 @@ export class Engine {
     this.lastDestinations = new SpaceSaving(k);
   }
 
+  /** Adds the peers counted since the last flush to the sketches: weighted
+   * Space-Saving keeps its bounds, and a storm's few peers cost a few updates a
+   * batch instead of one per record. */
+  private flushTalkers(): void {
+    const peers = this.stormPeers;
+    for (const [key, n] of this.batchSources) {
+      this.sources.add(key, n);
+      peers?.sources.add(key, n);
+    }
+    for (const [key, n] of this.batchDestinations) {
+      this.destinations.add(key, n);
+      peers?.destinations.add(key, n);
+    }
+    this.batchSources.clear();
+    this.batchDestinations.clear();
+  }
+
   /** Adds every record of a batch. */
   ingest(batch: RecordBatch): void {
     for (let i = 0; i < batch.count; i++) {
@@ -209,6 +228,7 @@ export class Engine {
       if (type === RecordType.insert) this.onInsert(batch, i, sec);
       else this.onDestroy(batch, i, sec, l4);
     }
+    this.flushTalkers();
   }
 
   /** Moves time on: closes top-talker epochs and feeds complete seconds to the
@@ -270,15 +290,13 @@ export class Engine {
   private onInsert(batch: RecordBatch, i: number, sec: number): void {
     this.rotate(sec);
     // IPv4 keys are numbers (destination: address * 2^16 + port, below 2^48).
+    // Source as int32 (a small integer to V8, no boxing); counted per batch first
+    // and added to the sketches once per distinct peer (flushTalkers).
     const v4 = batch.l3proto(i) === AF_INET;
-    const src = v4 ? batch.origSrcV4(i) : batch.origAddress(i, 'src');
+    const src = v4 ? batch.origSrcV4(i) | 0 : batch.origAddress(i, 'src');
     const dst = v4 ? batch.origDstV4(i) * 65536 + batch.origDport(i) : `${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`;
-    this.sources.add(src);
-    this.destinations.add(dst);
-    if (this.stormPeers) {
-      this.stormPeers.sources.add(src);
-      this.stormPeers.destinations.add(dst);
-    }
+    this.batchSources.set(src, (this.batchSources.get(src) ?? 0) + 1);
+    this.batchDestinations.set(dst, (this.batchDestinations.get(dst) ?? 0) + 1);
     const flags = batch.flags(i);
     if (flags & RecordFlag.buckets) {
       this.hot.add(batch.bucketOrig(i));
@@ -381,6 +399,7 @@ export class Engine {
   private rotate(sec: number): void {
     const epoch = Math.floor(sec / this.topEpochSeconds);
     if (epoch <= this.epoch) return;
+    this.flushTalkers(); // what was counted belongs to the epoch that ends
     if (epoch === this.epoch + 1) {
       [this.lastSources, this.sources] = [this.sources, this.lastSources];
       [this.lastDestinations, this.destinations] = [this.destinations, this.lastDestinations];
@@ -412,7 +431,7 @@ export class Engine {
   }
 
   private addressOf(key: number | string): string {
-    return typeof key === 'number' ? ipv4(key) : key;
+    return typeof key === 'number' ? ipv4(key >>> 0) : key;
   }
 
   private endpointOf(key: number | string): { address: string; port: number } {

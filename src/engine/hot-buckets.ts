@@ -13,6 +13,8 @@
 import { poissonThreshold } from './poisson.js';
 
 export const HOT_BUCKET_FALSE_ALARM = 1e-6;
+/** Buckets counted at most (64 MiB of counts). */
+export const MAX_BUCKETS = 1 << 24;
 /** Hot buckets reported per epoch at most (the hottest first). */
 export const HOT_BUCKETS_KEPT = 10;
 
@@ -43,7 +45,12 @@ export class HotBuckets {
   }
 
   add(bucket: number): void {
-    if (bucket >= this.size) this.grow(bucket + 1);
+    if (bucket >= this.size) {
+      // A bucket past the size given: the table was resized. Grow to it, up to a
+      // bound on memory (the kernel's own hash is never this large in practice).
+      if (bucket >= MAX_BUCKETS) return;
+      this.grow(bucket + 1);
+    }
     this.counts[bucket]!++;
     this.hits++;
   }

@@ -40,9 +40,11 @@ export class SpaceSaving<K> {
       return;
     }
     // Replace the smallest: the newcomer inherits its count as possible error.
-    const min = this.heap[0]!;
+    const min = this.heap[0]!; // reused in place: no allocation per replacement
     this.index.delete(min.key);
-    this.heap[0] = { key, count: min.count + n, error: min.count + error };
+    min.error = min.count + error;
+    min.count += n;
+    min.key = key;
     this.index.set(key, 0);
     this.down(0);
   }
