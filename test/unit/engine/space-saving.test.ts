@@ -57,6 +57,35 @@ describe('SpaceSaving', () => {
     expect(top.slice(0, 3).map((h) => h.key)).toEqual([0, 1, 2]);
   });
 
+  it('keeps its bounds with weighted adds (per-batch counts) and when merging two summaries', () => {
+    const k = 50;
+    const stream = zipfStream(5000, 100_000, 9);
+    const a = new SpaceSaving<number>(k);
+    const b = new SpaceSaving<number>(k);
+    const truth = new Map<number, number>();
+    // Two halves, each added as per-batch counts of 4096 events, as the engine does.
+    stream.forEach((key) => truth.set(key, (truth.get(key) ?? 0) + 1));
+    const addBatches = (ss: SpaceSaving<number>, part: number[]): void => {
+      for (let at = 0; at < part.length; at += 4096) {
+        const counts = new Map<number, number>();
+        for (const key of part.slice(at, at + 4096)) counts.set(key, (counts.get(key) ?? 0) + 1);
+        for (const [key, n] of counts) ss.add(key, n);
+      }
+    };
+    addBatches(a, stream.slice(0, 50_000));
+    addBatches(b, stream.slice(50_000));
+    a.merge(b);
+    expect(a.total).toBe(stream.length);
+    const reported = new Set(a.top().map((h) => h.key));
+    // Every key above the sum of both bounds is kept; every count is bracketed.
+    for (const [key, count] of truth) if (count > stream.length / k) expect(reported.has(key)).toBe(true);
+    for (const h of a.top()) {
+      const real = truth.get(h.key)!;
+      expect(h.count).toBeGreaterThanOrEqual(real);
+      expect(h.count - h.error).toBeLessThanOrEqual(real);
+    }
+  });
+
   it('refuses a capacity below one', () => {
     expect(() => new SpaceSaving(0)).toThrow(RangeError);
   });

@@ -1,0 +1,52 @@
+// Entries per netns: a census count carried forward by exact counters; the
+// fullest netns, its fill and seconds to full.
+import { describe, expect, it } from 'vitest';
+import { fillBaseline, netnsKey, tableFill } from '../../../src/engine/table-fill.js';
+import { censusView } from '../../../src/engine/census-view.js';
+
+const row = (cookie: number, inode: number, l4proto: number, inserts: number, destroys: number) => ({ cookie, inode, l4proto, inserts, destroys, lost: 0 });
+
+describe('tableFill', () => {
+  it('is unknown before a census', () => {
+    expect(tableFill({ max: 100, baseline: null, censusNetns: [], counters: [row(1, 11, 6, 5, 0)], growth: new Map() })).toEqual({
+      known: false, total: null, netns: [], fullest: null,
+    });
+  });
+
+  it('carries the census forward by inserts minus destroys of every protocol, per netns', () => {
+    // At the census: netns A had 50 entries and counters +30 (tcp) -10 (udp); B had 7, no counters yet.
+    const atCensus = [row(1, 11, 6, 30, 0), row(1, 11, 17, 0, 10)];
+    const baseline = fillBaseline([{ cookie: 1, inode: 11, entries: 50 }, { cookie: 2, inode: 22, entries: 7 }], atCensus);
+    // Since: A +5 tcp; B +3 -1; C (new, no cookie: kernel before 5.12) +4.
+    const now = [row(1, 11, 6, 35, 0), row(1, 11, 17, 0, 10), row(2, 22, 17, 3, 1), row(0, 33, 17, 4, 0)];
+    const growth = new Map([[netnsKey(1, 11), 2], [netnsKey(2, 22), -1]]);
+    const fill = tableFill({ max: 100, baseline, censusNetns: [{ cookie: 1, inode: 11 }, { cookie: 2, inode: 22 }], counters: now, growth });
+    expect(fill.total).toBe(55 + 9 + 4);
+    expect(fill.netns.map((n) => [n.inode, n.entries])).toEqual([[11, 55], [22, 9], [33, 4]]);
+    expect(fill.fullest).toEqual({ cookie: 1, inode: 11, entries: 55, fillPercent: 55, netPerSecond: 2, secondsToFull: 22.5 });
+    expect(fill.netns[1]!.secondsToFull).toBeNull(); // shrinking
+  });
+
+  it('no limit (max 0): no fill and no seconds to full', () => {
+    const fill = tableFill({ max: 0, baseline: new Map([[netnsKey(1, 11), 10]]), censusNetns: [{ cookie: 1, inode: 11 }], counters: [], growth: new Map([[netnsKey(1, 11), 5]]) });
+    expect(fill.fullest).toMatchObject({ entries: 10, fillPercent: null, secondsToFull: null });
+  });
+});
+
+describe('censusView', () => {
+  it('sets the histogram beside Poisson(nodes / buckets)', () => {
+    const v = censusView(
+      {
+        done: true, buckets: 1000, bucketsWalked: 1000, nodes: 2000, entries: 1000, empty: 140, longest: 3,
+        moved: 0, readErrors: 0, netnsOverflow: 0, histogram: [140, 270, 270, 320, ...new Array<number>(125).fill(0)], netns: [{ cookie: 1, inode: 5, entries: 1000 }], seconds: 0.01,
+      },
+      new Date(0),
+    );
+    expect(v.meanChain).toBe(2);
+    expect(v.emptyExpected).toBeCloseTo(1000 * Math.exp(-2), 9);
+    // Rows go on while uniform hashing still expects half a bucket: P(X = 7) * 1000 = 3.4, P(X = 9) * 1000 = 0.19.
+    expect(v.chains.map((r) => r.length)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(v.chains[3]).toEqual({ length: 3, buckets: 320, expected: expect.closeTo(1000 * ((8 * Math.exp(-2)) / 6), 9) });
+    expect(v.at).toBe('1970-01-01T00:00:00.000Z');
+  });
+});
