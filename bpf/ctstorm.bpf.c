@@ -22,7 +22,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by userspace between open and load. */
-const volatile __u32 conntrack_obj_size = 0; /* 0: take it from BTF */
 /* Chain steps followed at most per direction, up to CTSTORM_MAX_WALK (0: that).
  * Tests lower it to drive the capped path: a real table cannot grow chains past
  * the walk on kernels that limit them. */
@@ -561,7 +560,7 @@ int BPF_KPROBE(kprobe_conntrack_free, struct nf_conn *ct)
 static __always_inline bool is_conntrack_cache(struct kmem_cache *s)
 {
 	char name[16] = {};
-	__u32 want = conntrack_obj_size ? conntrack_obj_size : bpf_core_type_size(struct nf_conn);
+	__u32 want = bpf_core_type_size(struct nf_conn);
 
 	if (conntrack_cache)
 		return (__u64)s == conntrack_cache;

@@ -1,5 +1,6 @@
-// Record sources. The BPF source is the only one today; a netlink source will
-// implement the same interface (ROADMAP: reliability and fallbacks).
+// Record sources. The BPF source is the only one today; a netlink (ctnetlink
+// events) source for kernels where no BPF mode loads can implement the same
+// interface (census is optional for that reason).
 import { existsSync, readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { CtstormError } from './errors.js';

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { CHAIN_BINS } from '../../src/engine/engine.js';
+import { MAX_CHAIN_WALK } from '../../src/source.js';
 import { healthFromArray } from '../../src/counters.js';
 import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
 
@@ -25,7 +27,7 @@ function headerFacts(): Record<string, number> {
   }
   const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED'];
   consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_NEVER_HASHED',
-    'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_MAX');
+    'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_MAX', 'CTSTORM_MAX_WALK', 'CTSTORM_CHAIN_BINS');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "ctstorm.h"\nint main(void) {\nprintf("{");\n${lines.join('\n')}\nprintf("\\"size\\": %zu, \\"tupleSize\\": %zu}", sizeof(struct ctstorm_record), sizeof(struct ctstorm_tuple));\nreturn 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), 'ctstorm-layout-'));
@@ -80,6 +82,11 @@ describe('record layout', () => {
       insertUnpaired: 100 + c.CTSTORM_H_INSERT_UNPAIRED!,
       missedRuns: 42,
     });
+  });
+
+  it('shares the chain walk limit and the chain-length bins with the engine and the census', () => {
+    expect(c.CTSTORM_MAX_WALK).toBe(MAX_CHAIN_WALK);
+    expect(c.CTSTORM_CHAIN_BINS).toBe(CHAIN_BINS);
   });
 
   it('names every slot of enum ctstorm_health, no more', () => {
