@@ -21,8 +21,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by userspace between open and load. */
-/* Chain steps followed at most per direction, up to CTSTORM_MAX_WALK (0: that).
+/* Set by userspace between open and load: chain steps followed at most per
+ * direction, up to CTSTORM_MAX_WALK (0: that).
  * Tests lower it to drive the capped path: a real table cannot grow chains past
  * the walk on kernels that limit them. */
 const volatile __u32 chain_walk_limit = 0;
