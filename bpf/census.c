@@ -4,20 +4,28 @@
  * table_base). Included by ctstorm.bpf.c, so one object holds both.
  *
  * Never attached: userspace runs it with BPF_PROG_TEST_RUN again and again. A
- * run walks whole buckets for about CENSUS_STEPS steps and keeps its place in
- * .bss, so no run holds the RCU read lock for long. A run ends at a bucket's
- * end when it can (a node kept from one run to the next may have been freed and
- * reused meanwhile: the walk then ends at another bucket's marker, counted in
- * `moved`, or at a failed read).
- * Without bpf_loop (5.17+), so it runs on 5.10 too: each step is a global
- * function, checked once by the verifier. */
+ * run walks whole buckets, about CENSUS_SOFT_STEPS steps and never more than
+ * CENSUS_STEPS, and keeps its place in .bss: between runs the place is always a
+ * bucket's start, never a node (a node may be freed once the run's RCU read
+ * section ends). Without bpf_loop (5.17+), so it runs on 5.10 too: each step is
+ * a global function, checked once by the verifier.
+ *
+ * Like the kernel's own lookup (____nf_conntrack_find), a chain is trusted only
+ * when it ends at its own bucket's marker: the slab is SLAB_TYPESAFE_BY_RCU, so a
+ * node can be freed and reused in another chain (or, on 5.10, put on a per-CPU
+ * dying list) while the walk is on it. A bucket's counts are staged and committed
+ * at its marker; a foreign marker walks the bucket again. */
 
-/* Steps (a node or a bucket end) per run at most; after the soft limit a run ends
- * at the next bucket end. Chains longer than the difference are carried over. */
+/* Steps per run at most; after the soft limit a run ends at the next bucket end.
+ * A bucket takes at most (CENSUS_RETRIES + 1) walks of 1 + CENSUS_MAX_CHAIN + 1
+ * steps (head, nodes, marker) and CENSUS_MAX_CHAIN commits, 1288 steps: it
+ * always fits in what is left after the soft limit. */
 #define CENSUS_STEPS 2048
-#define CENSUS_SOFT_STEPS 1536
-/* A chain longer than this is a walk gone astray (the kernel keeps them < ~80). */
-#define CENSUS_MAX_CHAIN 1024
+#define CENSUS_SOFT_STEPS 700
+/* A longer chain is a walk gone astray (the kernel keeps them under ~80). */
+#define CENSUS_MAX_CHAIN 256
+/* Walks of one bucket that met a foreign marker before it is taken as it is. */
+#define CENSUS_RETRIES 3
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -29,36 +37,77 @@ struct {
 /* Set by userspace before the first run of a census. */
 __u64 census_base = 0;
 __u32 census_buckets = 0;
-/* Where the walk is: the bucket, and the value to follow next (0: the bucket's
- * head is still to read). */
+/* Count NAT clash entries per netns (tracepoint mode, whose counters include
+ * them while they live; fentry and kprobe count their insert when freed). */
+__u32 census_count_clash = 0;
+
+/* Where the walk is. census_cursor: the value to follow next, 0 when the bucket's
+ * head is still to read. Once its marker was met (census_committing), the
+ * bucket's staged entries are committed one a step, census_commit so far. */
 __u32 census_bucket = 0;
 __u64 census_cursor = 0;
 __u32 census_chain = 0;
+__u32 census_retries = 0;
+__u32 census_committing = 0;
+__u32 census_commit = 0;
 __u32 census_done = 0;
+/* This bucket's entries, by netns, until its marker says the chain was whole. */
+__u32 census_staged = 0;
+struct ctstorm_census_key census_stage[CENSUS_MAX_CHAIN] = {};
+__u32 census_staged_clash = 0;
+
 struct ctstorm_census census_out = {};
 __u64 census_hist[CTSTORM_CHAIN_BINS + 1] = {};
 
-static __always_inline void census_count_entry(__u64 node)
+/* Stages the entry a node belongs to, if the node stands for it: its original
+ * node, or the reply node of a NAT clash entry (in the table by that alone; its
+ * original node is a fake, unhashed one). */
+static __always_inline void census_stage_node(__u64 node)
 {
 	struct nf_conntrack_tuple_hash *h = (void *)node;
 	__u8 dir = BPF_CORE_READ(h, tuple.dst.dir);
 	struct nf_conn *ct;
 	struct netns_id ns;
-	struct ctstorm_census_key key = {};
-	__u64 one = 1, *n;
+	__u32 i = census_staged;
 
 	/* Offsets of the two nodes in the running kernel's struct nf_conn (CO-RE,
 	 * constant indexes: a variable one would scale by the local struct's size). */
 	ct = (void *)(node - (dir ? node_of(NULL, 1) : node_of(NULL, 0)));
 	if (dir) {
-		/* A NAT clash entry is in the table by its reply node alone. */
 		if (!(BPF_CORE_READ(ct, status) & IPS_NAT_CLASH))
 			return;
+		census_staged_clash++;
+		if (!census_count_clash)
+			return;
 	}
-	census_out.entries++;
+	if (i >= CENSUS_MAX_CHAIN)
+		return;
 	ns = ct_netns(ct);
-	key.netns_cookie = ns.cookie;
-	key.netns_ino = ns.ino;
+	census_stage[i].netns_cookie = ns.cookie;
+	census_stage[i].netns_ino = ns.ino;
+	census_stage[i].pad = 0;
+	census_staged = i + 1;
+}
+
+static __always_inline void census_restart_bucket(void)
+{
+	census_cursor = 0;
+	census_chain = 0;
+	census_staged = 0;
+	census_staged_clash = 0;
+	census_committing = 0;
+	census_commit = 0;
+}
+
+/* Adds one staged entry to its netns's row. */
+static __always_inline void census_commit_one(__u32 i)
+{
+	struct ctstorm_census_key key;
+	__u64 one = 1, *n;
+
+	if (i >= CENSUS_MAX_CHAIN)
+		return;
+	key = census_stage[i];
 	n = bpf_map_lookup_elem(&census_netns, &key);
 	if (n)
 		(*n)++;
@@ -66,56 +115,88 @@ static __always_inline void census_count_entry(__u64 node)
 		census_out.netns_overflow++;
 }
 
-/* One step: read a bucket's head, follow one node, or close a bucket at its end
- * marker. `step` is the run's step count. Returns 1 when the run should end: the
- * census is done, or a bucket just ended past the soft limit. */
+/* The bucket is whole (or given up on): its counts join the totals. */
+static __always_inline int census_end_bucket(int step)
+{
+	__u32 idx = census_chain;
+
+	if (idx > CTSTORM_CHAIN_BINS)
+		idx = CTSTORM_CHAIN_BINS;
+	census_hist[idx]++;
+	census_out.nodes += census_chain;
+	census_out.entries += census_staged;
+	census_out.nat_clash += census_staged_clash;
+	if (!census_chain)
+		census_out.empty++;
+	if (census_chain > census_out.longest)
+		census_out.longest = census_chain;
+	census_out.buckets_walked++;
+	census_bucket++;
+	census_restart_bucket();
+	census_retries = 0;
+	if (census_bucket >= census_buckets)
+		census_done = 1;
+	return census_done || step >= CENSUS_SOFT_STEPS;
+}
+
+/* One step: read a bucket's head, follow one node, check the end marker, or
+ * commit one staged entry. `step` is the run's step count. Returns 1 when the
+ * run should end: the census is done, or a bucket just ended past the soft limit. */
 __noinline int census_step(int step)
 {
 	__u64 v = census_cursor, next = 0, marker = (__u64)census_bucket << 1 | 1;
-	__u32 idx;
+	__u32 c = census_commit;
 
 	if (census_done || census_bucket >= census_buckets) {
 		census_done = 1;
 		return 1;
 	}
+	if (census_committing) {
+		if (c < census_staged) {
+			census_commit_one(c);
+			census_commit = c + 1;
+			return 0;
+		}
+		return census_end_bucket(step);
+	}
 	if (!v) {
 		if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(census_base + 8 * (__u64)census_bucket)) || !v) {
+			/* Not a bucket of a table: skipped, kept out of the histogram. */
 			census_out.read_errors++;
-			v = marker;
+			census_bucket++;
+			census_restart_bucket();
+			if (census_bucket >= census_buckets)
+				census_done = 1;
+			return census_done;
 		}
-		census_chain = 0;
+		census_restart_bucket();
 		census_cursor = v;
 		return 0;
 	}
 	if (v & 1) {
-		if (v != marker)
-			census_out.moved++;
-		idx = census_chain;
-		if (idx > CTSTORM_CHAIN_BINS)
-			idx = CTSTORM_CHAIN_BINS;
-		census_hist[idx]++;
-		if (!census_chain)
-			census_out.empty++;
-		if (census_chain > census_out.longest)
-			census_out.longest = census_chain;
-		census_out.buckets_walked++;
-		census_bucket++;
-		census_cursor = 0;
-		if (census_bucket >= census_buckets)
-			census_done = 1;
-		return census_done || step >= CENSUS_SOFT_STEPS;
-	}
-	census_out.nodes++;
-	census_chain++;
-	census_count_entry(v);
-	if (census_chain >= CENSUS_MAX_CHAIN) {
+		if (v == marker) {
+			census_committing = 1;
+			return 0;
+		}
+		/* Another bucket's marker, or a dying list's: an entry moved under the
+		 * walk. Walk the bucket again, a few times; then take it as it is. */
 		census_out.moved++;
-		census_cursor = marker;
+		if (++census_retries <= CENSUS_RETRIES) {
+			census_restart_bucket();
+			return 0;
+		}
+		census_committing = 1;
+		return 0;
+	}
+	census_chain++;
+	census_stage_node(v);
+	if (census_chain >= CENSUS_MAX_CHAIN) {
+		census_cursor = marker ^ 2; /* not this bucket's marker: the retry path */
 		return 0;
 	}
 	if (bpf_probe_read_kernel(&next, sizeof(next), (void *)v) || !next) {
 		census_out.read_errors++;
-		next = marker;
+		next = marker ^ 2;
 	}
 	census_cursor = next;
 	return 0;
@@ -126,7 +207,10 @@ int census(void *ctx)
 {
 	for (int i = 0; i < CENSUS_STEPS; i++) {
 		if (census_step(i))
-			break;
+			return 0;
 	}
+	/* Out of steps inside a bucket (cannot happen with the limits above): never
+	 * keep a node across runs; the next run walks the bucket again. */
+	census_restart_bucket();
 	return 0;
 }

@@ -308,7 +308,7 @@ static __always_inline void learn_table(const struct ctstorm_record *r, struct n
 {
 	__u64 po = (__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.pprev);
 	__u64 pr = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
-	__u64 base = po - 8 * (__u64)r->bucket_orig;
+	__u64 base = po - 8 * (__u64)r->bucket_orig, head = 0;
 
 	/* Both nodes first in their chains, both giving one array: in tracepoint
 	 * mode, which holds no bucket lock, a chain changing under the walk could
@@ -316,6 +316,12 @@ static __always_inline void learn_table(const struct ctstorm_record *r, struct n
 	if (!(r->flags & CTSTORM_F_BUCKETS) || bo.nodes || bo.capped || br.nodes || br.capped)
 		return;
 	if (!(po >> 32) || (po & 7) || pr - 8 * (__u64)r->bucket_reply != base)
+		return;
+	/* And each head holds its node right now (read again: the walk's reads were
+	 * earlier, and in tracepoint mode the object may have been reused since). */
+	if (bpf_probe_read_kernel(&head, sizeof(head), (void *)po) || head != node_of(ct, 0))
+		return;
+	if (bpf_probe_read_kernel(&head, sizeof(head), (void *)pr) || head != node_of(ct, 1))
 		return;
 	if (table_base != base)
 		table_base = base;

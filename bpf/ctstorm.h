@@ -99,9 +99,10 @@ struct ctstorm_census {
 	__u64 entries;
 	__u64 empty;          /* buckets with no node */
 	__u64 longest;        /* nodes in the longest chain */
-	__u64 moved;          /* walks that ended in another bucket's marker (an entry moved meanwhile) */
-	__u64 read_errors;    /* reads that failed: the walk left that bucket */
+	__u64 moved;          /* bucket walks that ended at another bucket's marker (an entry moved): walked again */
+	__u64 read_errors;    /* reads that failed: the bucket was skipped, or its chain cut short */
 	__u64 netns_overflow; /* entries whose netns found no room in census_netns */
+	__u64 nat_clash;      /* NAT clash entries (in the table by their reply node) */
 };
 
 struct ctstorm_census_key {

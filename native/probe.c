@@ -31,6 +31,8 @@ struct ct_probe {
 	struct ring_buffer *rb;
 	struct drain_state drain;
 	int ncpus;
+	uint64_t census_base_seen;    /* table_base when a census last started */
+	uint32_t census_buckets_seen; /* the bucket count then */
 };
 
 static const char *mode_names[CT_MODE_COUNT] = { "fentry", "kprobe", "tracepoint" };
@@ -378,29 +380,66 @@ int ct_probe_sweep(struct ct_probe *p)
 	return bpf_prog_test_run_opts(bpf_program__fd(p->skel->progs.sweep), &run) ? -errno : 0;
 }
 
+/* Deletes every row of a hash map: keys first (get_next_key from the previous
+ * key, not from the start each time), then the deletes. */
+static int clear_hash(int fd, size_t key_size, size_t max)
+{
+	uint8_t *keys = calloc(max ? max : 1, key_size);
+	size_t n = 0;
+	int rc = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	while (n < max && !bpf_map_get_next_key(fd, n ? keys + (n - 1) * key_size : NULL, keys + n * key_size))
+		n++;
+	for (size_t i = 0; i < n; i++) {
+		if (bpf_map_delete_elem(fd, keys + i * key_size) && errno != ENOENT) {
+			rc = -errno;
+			break;
+		}
+	}
+	free(keys);
+	return rc;
+}
+
 int ct_probe_census_start(struct ct_probe *p, uint32_t buckets)
 {
-	struct ctstorm_census_key key, next;
-	int fd = bpf_map__fd(p->skel->maps.census_netns);
 	struct ctstorm_bpf__bss *b = p->skel->bss;
+	uint64_t base = b->table_base;
+	int rc;
 
-	if (!b->table_base)
-		return -ENOENT;
 	if (!buckets)
 		return -EINVAL;
-	/* Delete every row: get_next_key(NULL) restarts from the first each time. */
-	while (!bpf_map_get_next_key(fd, NULL, &next)) {
-		key = next;
-		if (bpf_map_delete_elem(fd, &key))
-			return -errno;
+	if (!base)
+		return -ENOENT;
+	/* A base is paired with the bucket count seen when it was first used. The
+	 * same base with another count: the table was resized (the old array freed)
+	 * and no insert has shown the new one yet. */
+	if (base != p->census_base_seen) {
+		p->census_base_seen = base;
+		p->census_buckets_seen = buckets;
+	} else if (buckets != p->census_buckets_seen) {
+		__sync_val_compare_and_swap(&b->table_base, base, 0);
+		p->census_base_seen = 0;
+		return -ESTALE;
 	}
+	rc = clear_hash(bpf_map__fd(p->skel->maps.census_netns), sizeof(struct ctstorm_census_key),
+			bpf_map__max_entries(p->skel->maps.census_netns));
+	if (rc)
+		return rc;
 	memset(&b->census_out, 0, sizeof(b->census_out));
 	memset(b->census_hist, 0, sizeof(b->census_hist));
-	b->census_base = b->table_base;
+	b->census_base = base;
 	b->census_buckets = buckets;
+	b->census_count_clash = p->mode == CT_MODE_TRACEPOINT;
 	b->census_bucket = 0;
 	b->census_cursor = 0;
 	b->census_chain = 0;
+	b->census_retries = 0;
+	b->census_staged = 0;
+	b->census_staged_clash = 0;
+	b->census_committing = 0;
+	b->census_commit = 0;
 	b->census_done = 0;
 	return 0;
 }
@@ -409,12 +448,19 @@ int ct_probe_census_run(struct ct_probe *p, int max_runs, bool *done)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, run);
 	int fd = bpf_program__fd(p->skel->progs.census);
+	struct ctstorm_bpf__bss *b = p->skel->bss;
 
-	for (int i = 0; i < max_runs && !p->skel->bss->census_done; i++) {
+	for (int i = 0; i < max_runs && !b->census_done; i++) {
 		if (bpf_prog_test_run_opts(fd, &run))
 			return -errno;
 	}
-	*done = p->skel->bss->census_done;
+	*done = b->census_done;
+	/* An insert showed another array meanwhile: the table was resized under the
+	 * walk, whose counts are of a freed array. */
+	if (b->table_base != b->census_base) {
+		*done = true;
+		return -ESTALE;
+	}
 	return 0;
 }
 

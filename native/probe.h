@@ -77,9 +77,10 @@ int ct_probe_delete_netns(struct ct_probe *p, uint64_t cookie, uint32_t ino, uin
 
 /* The census: a walk of the whole hash table in the kernel (bpf/census.c). JS
  * thread, one census at a time. start: -ENOENT while no insert has shown where
- * the table is. run: up to max_runs program runs (~2048 steps each); *done once
- * every bucket was walked. read: fills up to cap netns rows, returns how many
- * there are. */
+ * the table is, -ESTALE when the table was resized since and no insert has shown
+ * the new one. run: up to max_runs program runs (700-2048 steps each); *done
+ * once every bucket was walked; -ESTALE when the table was resized under the
+ * walk. read: fills up to cap netns rows, returns how many there are. */
 struct ct_census {
 	uint64_t base;
 	uint32_t buckets;

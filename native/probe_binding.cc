@@ -249,30 +249,33 @@ Napi::Value Probe::DeleteNetnsRow(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, rc == 0);
 }
 
-// censusStart(buckets): false while no insert has shown where the table is.
+// censusStart(buckets): "started", "not-located" (no insert has shown where the
+// table is) or "resized" (the table was resized and no insert has shown the new one).
 Napi::Value Probe::CensusStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "censusStart(buckets) expected");
   int rc = ct_probe_census_start(probe_, info[0].As<Napi::Number>().Uint32Value());
-  if (rc == -ENOENT) return Napi::Boolean::New(env, false);
+  if (rc == -ENOENT) return Napi::String::New(env, "not-located");
+  if (rc == -ESTALE) return Napi::String::New(env, "resized");
   if (rc) throw ErrnoError(env, rc, std::string("starting the census failed: ") + strerror(-rc));
-  return Napi::Boolean::New(env, true);
+  return Napi::String::New(env, "started");
 }
 
-// censusRun(maxRuns): true once every bucket was walked.
+// censusRun(maxRuns): "running", "done", or "resized" (under the walk: its counts are void).
 Napi::Value Probe::CensusRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "censusRun(maxRuns) expected");
   bool done = false;
   int rc = ct_probe_census_run(probe_, info[0].As<Napi::Number>().Int32Value(), &done);
+  if (rc == -ESTALE) return Napi::String::New(env, "resized");
   if (rc) throw ErrnoError(env, rc, std::string("running the census failed: ") + strerror(-rc));
-  return Napi::Boolean::New(env, done);
+  return Napi::String::New(env, done ? "done" : "running");
 }
 
 // censusRead(): { done, buckets, bucketsWalked, nodes, entries, empty, longest,
-//   moved, readErrors, netnsOverflow, histogram: number[], netns: [{cookie, inode, entries}] }
+//   moved, readErrors, netnsOverflow, natClash, histogram: number[], netns: [{cookie, inode, entries}] }
 Napi::Value Probe::CensusRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
@@ -296,6 +299,7 @@ Napi::Value Probe::CensusRead(const Napi::CallbackInfo& info) {
   o.Set("moved", num(c.totals.moved));
   o.Set("readErrors", num(c.totals.read_errors));
   o.Set("netnsOverflow", num(c.totals.netns_overflow));
+  o.Set("natClash", num(c.totals.nat_clash));
   Napi::Array hist = Napi::Array::New(env, CTSTORM_CHAIN_BINS + 1);
   for (uint32_t k = 0; k <= CTSTORM_CHAIN_BINS; k++) hist.Set(k, num(c.histogram[k]));
   o.Set("histogram", hist);

@@ -28,7 +28,7 @@ export async function bucketsWait(options: BucketsOptions): Promise<CensusView> 
       if (options.signal?.aborted) throw new CtstormError('interrupted before the table was located', 'let it run until one conntrack entry is created', 'EINTR');
       if (performance.now() >= deadline) {
         throw new CtstormError(
-          `no conntrack insert in ${options.waitSeconds} s, and the census finds the table through one`,
+          `no census in ${options.waitSeconds} s (${why})`,
           'make one connection through conntrack (any netns), or wait longer: --duration 60',
           'ENOTLOCATED',
         );

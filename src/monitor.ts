@@ -10,7 +10,7 @@ import { fillBaseline, netnsKey, tableFill, type TableFill } from './engine/tabl
 import { errorLine } from './errors.js';
 import { readConntrackStat, statRates, type KernelStats } from './kernel-stats.js';
 import { RECORD_SIZE, type RecordBatch } from './record.js';
-import { openSource, type Census, type Source, type SourceOptions } from './source.js';
+import { openSource, type Source, type SourceOptions } from './source.js';
 import { readTable, type TableInfo } from './table.js';
 
 export interface MonitorOptions extends SourceOptions {
@@ -76,6 +76,9 @@ const monotonicNs = (): number => Number(process.hrtime.bigint());
 const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
 /** CensusState.pending of a source that cannot walk the table. */
 export const NO_CENSUS = 'this source cannot walk the table';
+/** A census whose walks met moved entries in more than this share of the buckets
+ * is not used (a busy table moves a few; a stale address moves nearly all). */
+const MAX_MOVED_FRACTION = 0.01;
 /** settle() waits at most this long (a storm may never leave the ring empty). */
 const SETTLE_MS = 2000;
 
@@ -165,8 +168,9 @@ export class Monitor {
   }
 
   /** Walks the whole table now (one walk at a time: a second caller shares the
-   * first's). Null while the table is not located (no insert seen yet) or when
-   * this source cannot. */
+   * first's). Null while the table is not located (no insert seen yet, or none
+   * since a resize) or when this source cannot; `view().census.pending` says why.
+   * A walk that met too many moved chains is returned but not counted from. */
   census(): Promise<CensusView | null> {
     this.censusRunning ??= this.runCensus().finally(() => {
       this.censusRunning = null;
@@ -225,13 +229,29 @@ export class Monitor {
     }
     try {
       const before = this.source.counters().netns;
-      const result: Census | undefined = await this.source.census(this.readTable().buckets);
-      if (!result) {
-        if (!this.closed) this.censusState.pending = 'the table is not located yet: the census needs one insert seen since start';
+      const buckets = this.readTable().buckets;
+      const result = await this.source.census(buckets);
+      if (result === 'closed') return null;
+      if (result === 'not-located' || result === 'resized') {
+        this.censusState.pending =
+          result === 'resized'
+            ? 'the table was resized: the census waits for an insert to show the new one'
+            : 'the table is not located yet: the census needs one insert seen since start';
+        return null;
+      }
+      if (this.readTable().buckets !== buckets) {
+        this.censusState.pending = 'the table was resized during the census: the next one runs at the next tick';
         return null;
       }
       const after = this.source.counters().netns;
       const view = censusView(result, new Date());
+      // A walk that kept meeting moved entries, or unreadable buckets: not a
+      // table to count from (a stale address); the previous baseline stays.
+      if (result.readErrors > 0 || result.moved > MAX_MOVED_FRACTION * result.buckets) {
+        this.censusState.pending = `the last census met ${result.moved} moved chains and ${result.readErrors} unreadable buckets: not used for the per-netns counts; the next one runs at the next tick`;
+        this.lastCensusMs = 0;
+        return view; // still worth showing (`ctstorm buckets`), not worth counting from
+      }
       this.baseline = fillBaseline(result.netns, before);
       this.censusState = { last: view, pending: null, churnDuring: churn(after) - churn(before) };
       this.lastCensusMs = performance.now();

@@ -43,10 +43,13 @@ export interface NativeCensus {
   entries: number;
   empty: number;
   longest: number;
-  /** Chain walks that ended at another bucket's marker: an entry moved meanwhile. */
+  /** Bucket walks that met another bucket's marker (an entry moved meanwhile):
+   * each was walked again, up to 3 times. */
   moved: number;
   readErrors: number;
   netnsOverflow: number;
+  /** NAT clash entries (in the table by their reply node alone). */
+  natClash: number;
   /** Buckets by chain length (nodes); the last bin holds that length and longer. */
   histogram: number[];
   netns: Array<{ cookie: number; inode: number; entries: number }>;
@@ -63,11 +66,13 @@ export interface NativeProbe {
   sweep(): void;
   /** Deletes one per-netns counter row; true when there was one. */
   deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean;
-  /** Starts a census of a table of this many buckets; false while no insert has
-   * shown where the table is. */
-  censusStart(buckets: number): boolean;
-  /** Up to maxRuns runs of the census program (~2048 steps each); true when done. */
-  censusRun(maxRuns: number): boolean;
+  /** Starts a census of a table of this many buckets: "not-located" while no
+   * insert has shown where the table is, "resized" when it was resized since and
+   * no insert has shown the new one. */
+  censusStart(buckets: number): 'started' | 'not-located' | 'resized';
+  /** Up to maxRuns runs of the census program (700-2048 steps each): "resized"
+   * when the table was resized under the walk (its counts are void). */
+  censusRun(maxRuns: number): 'running' | 'done' | 'resized';
   censusRead(): NativeCensus;
   close(): void;
 }

@@ -35,9 +35,8 @@ export interface Source {
   /** Exact counters since the probe was loaded. */
   counters(): KernelCounters;
   /** Walks the whole hash table of `buckets` chains in the kernel (BPF source
-   * only). Undefined while no insert has shown where the table is, or when the
-   * source closed meanwhile. One at a time. */
-  census?(buckets: number): Promise<Census | undefined>;
+   * only). One at a time. */
+  census?(buckets: number): Promise<CensusOutcome>;
   close(): Promise<void>;
 }
 
@@ -45,6 +44,11 @@ export interface Census extends NativeCensus {
   /** Wall time the walk took. */
   seconds: number;
 }
+
+/** A census, or why there is none: no insert has shown where the table is yet,
+ * the table was resized (before or during the walk) and no insert has shown the
+ * new one, or the source closed. */
+export type CensusOutcome = Census | 'not-located' | 'resized' | 'closed';
 
 /** Census program runs (~2048 steps each) between yields to the event loop. */
 const CENSUS_RUNS_PER_SLICE = 16;
@@ -197,16 +201,19 @@ class BpfSource implements Source {
     };
   }
 
-  async census(buckets: number): Promise<Census | undefined> {
-    if (this.closed) return undefined;
+  async census(buckets: number): Promise<CensusOutcome> {
+    if (this.closed) return 'closed';
     if (this.censusRunning) throw new CtstormError('a census is already running', 'wait for it to finish', 'EBUSY');
     this.censusRunning = true;
     try {
-      if (!this.probe.censusStart(buckets)) return undefined;
+      const started = this.probe.censusStart(buckets);
+      if (started !== 'started') return started;
       const t0 = performance.now();
       for (;;) {
-        if (this.closed) return undefined;
-        if (this.probe.censusRun(CENSUS_RUNS_PER_SLICE)) break;
+        if (this.closed) return 'closed';
+        const state = this.probe.censusRun(CENSUS_RUNS_PER_SLICE);
+        if (state === 'resized') return state;
+        if (state === 'done') break;
         await new Promise((resolve) => setImmediate(resolve)); // keep the event loop (and the drain) going
       }
       return { ...this.probe.censusRead(), seconds: (performance.now() - t0) / 1000 };

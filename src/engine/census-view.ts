@@ -26,12 +26,14 @@ export interface CensusView {
   chains: ChainRow[];
   /** Entries per netns at the census, most first. */
   netns: Array<{ cookie: number; inode: number; entries: number }>;
-  /** Chain walks that ended at another bucket's marker (an entry moved during
-   * the walk), failed reads, netns the census map had no room for: all 0 on a
-   * quiet table, where the counts are exact. */
+  /** Bucket walks that met another bucket's marker (an entry moved during the
+   * walk; the bucket was walked again), unreadable buckets or nodes, entries the
+   * census map had no room for: all 0 on a quiet table, where the counts are exact. */
   moved: number;
   readErrors: number;
   netnsOverflow: number;
+  /** NAT clash entries (in the table by their reply node alone). */
+  natClash: number;
 }
 
 export function censusView(c: NativeCensus & { seconds: number }, at: Date): CensusView {
@@ -63,5 +65,6 @@ export function censusView(c: NativeCensus & { seconds: number }, at: Date): Cen
     moved: c.moved,
     readErrors: c.readErrors,
     netnsOverflow: c.netnsOverflow,
+    natClash: c.natClash,
   };
 }

@@ -54,12 +54,12 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
     }
     sweep(): void {}
     private censusLeft = 0;
-    censusStart(): boolean {
+    censusStart(): 'started' | 'not-located' {
       this.censusLeft = script.censusRuns ?? 1;
-      return script.census !== undefined;
+      return script.census !== undefined ? 'started' : 'not-located';
     }
-    censusRun(): boolean {
-      return --this.censusLeft <= 0;
+    censusRun(): 'running' | 'done' {
+      return --this.censusLeft <= 0 ? 'done' : 'running';
     }
     censusRead(): NativeCensus {
       return script.census!;

@@ -49,7 +49,7 @@ async function viewOf(c: NativeCounters, census: NativeCensus | undefined = noCe
 
 const census: NativeCensus = {
   done: true, buckets: 1024, bucketsWalked: 1024, nodes: 440, entries: 220, empty: 700, longest: 3,
-  moved: 0, readErrors: 0, netnsOverflow: 0, histogram: [700, 250, 70, 4], netns: [{ cookie: 9, inode: 4026532009, entries: 20 }],
+  moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [700, 250, 70, 4], netns: [{ cookie: 9, inode: 4026532009, entries: 20 }],
 };
 
 describe('watch frame', () => {

@@ -6,6 +6,7 @@
 // modes walk the chain at the insert itself and must report exactly that; with the
 // walk limited to one node they must flag as capped exactly the entries whose
 // chains go past it. Destroys carry the buckets their insert saw.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CtRecord } from '../../src/index.js';
@@ -95,6 +96,47 @@ describe('hash chains in a 512-bucket table, VM only', () => {
           }
         });
         await flushAndCheckBuckets(pair, rec(), inserts);
+      });
+    });
+
+    describe('census', () => {
+      const rec = useRecorder(pair, mode);
+
+      it('finds the chains the inserts made, and after a resize waits for an insert to find the new table', async () => {
+        const inserts = await fill(pair, rec());
+        const rootEntries = Number(execFileSync('conntrack', ['-C'], { encoding: 'utf8' }));
+        const census = await rec().monitor.census();
+        expect(census).not.toBeNull();
+        // Nodes per bucket from the inserts' own buckets: the chain-length histogram exactly
+        // (the root netns holds nothing in the guest).
+        expect(rootEntries).toBe(0);
+        const nodes = new Array<number>(buckets).fill(0);
+        for (const r of inserts) {
+          nodes[r.buckets!.orig]!++;
+          nodes[r.buckets!.reply]!++;
+        }
+        const want = new Map<number, number>();
+        for (const n of nodes) want.set(n, (want.get(n) ?? 0) + 1);
+        expect(census!.buckets).toBe(buckets);
+        expect(new Map(census!.chains.filter((c) => c.buckets > 0).map((c) => [c.length, c.buckets]))).toEqual(want);
+        expect(census!.netns).toEqual([{ cookie: expect.any(Number), inode: pair.serverInode, entries: FLOWS }]);
+        expect([census!.nodes, census!.moved, census!.readErrors]).toEqual([2 * FLOWS, 0, 0]);
+
+        // A resize moves every entry to a new array and frees the old one: until an
+        // insert shows the new array, there is no census (never a count of freed memory).
+        write('nf_conntrack_buckets', String(2 * buckets));
+        try {
+          expect(await rec().monitor.census()).toBeNull();
+          expect(rec().monitor.view().census.pending).toMatch(/resized/);
+          await pair.oneway(1, 7310);
+          await until(() => rec().of('insert').length >= FLOWS + 1, 30_000, 'the insert after the resize');
+          const after = await rec().monitor.census();
+          expect(after).toMatchObject({ buckets: 2 * buckets, nodes: 2 * (FLOWS + 1), entries: FLOWS + 1, moved: 0, readErrors: 0 });
+        } finally {
+          write('nf_conntrack_buckets', '1');
+        }
+        pair.flush();
+        await until(() => rec().of('destroy').length >= FLOWS + 1, 30_000, 'destroys on flush');
       });
     });
 

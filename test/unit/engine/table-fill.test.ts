@@ -38,7 +38,7 @@ describe('censusView', () => {
     const v = censusView(
       {
         done: true, buckets: 1000, bucketsWalked: 1000, nodes: 2000, entries: 1000, empty: 140, longest: 3,
-        moved: 0, readErrors: 0, netnsOverflow: 0, histogram: [140, 270, 270, 320, ...new Array<number>(125).fill(0)], netns: [{ cookie: 1, inode: 5, entries: 1000 }], seconds: 0.01,
+        moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [140, 270, 270, 320, ...new Array<number>(125).fill(0)], netns: [{ cookie: 1, inode: 5, entries: 1000 }], seconds: 0.01,
       },
       new Date(0),
     );
