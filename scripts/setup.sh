@@ -10,11 +10,12 @@ packages=(
   iproute2 nftables conntrack
 )
 # `bash scripts/setup.sh test` (npm test) adds what only the tests need: the QEMU
-# kernel matrix, traffic tools, and the kernel's netfilter selftests.
+# kernel matrix, traffic tools, the kernel's netfilter selftests, and promtool
+# (from Debian's prometheus package) to check what /metrics serves.
 if [[ ${1:-} == test ]]; then
   packages+=(
     iptables qemu-system-x86 busybox-static kmod cpio xz-utils hping3
-    linux-source-6.12 socat iputils-ping libcap2-bin
+    linux-source-6.12 socat iputils-ping libcap2-bin prometheus
   )
 fi
 

@@ -9,12 +9,13 @@ import type { NativeBinding } from './native.js';
 import { takeSnapshot } from './snapshot.js';
 import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
 import { bucketsChart, bucketsWait } from './buckets.js';
+import { serve } from './exporter/server.js';
 import type { KernelStats } from './kernel-stats.js';
 import type { Snapshot } from './snapshot.js';
 import type { TableInfo } from './table.js';
 import { watch } from './watch.js';
 
-const VERSION = '0.1.0';
+import { createCollector, VERSION } from './exporter/collector.js';
 /** watch redraws at most ten times a second. */
 const MIN_INTERVAL_SECONDS = 0.1;
 /** A second SIGINT/TERM this soon after the first is the same request (a wrapper such
@@ -28,6 +29,7 @@ commands
   snapshot    watch for --duration seconds, then print one summary
   buckets     walk the whole hash table once: chain lengths against uniform
               hashing, entries per netns
+  serve       Prometheus exporter and churn API over HTTP (Ctrl-C ends)
   modes       which attach modes this kernel allows, and why not the others
 
 options
@@ -38,6 +40,8 @@ options
   --census            snapshot: add a whole-table census at the end ("buckets")
   --json              snapshot/buckets/modes: print JSON
   --interval <s>      watch refresh period (default 1)
+  --listen <h:p>      serve: address to listen on (default 127.0.0.1:9477)
+  --max-netns <n>     serve: netns label values in metrics, the rest "other" (default 20)
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
   -h, --help          this text
@@ -60,6 +64,8 @@ const options = {
   duration: { type: 'string' },
   json: { type: 'boolean' },
   census: { type: 'boolean' },
+  listen: { type: 'string' },
+  'max-netns': { type: 'string' },
   interval: { type: 'string' },
   'ring-bytes': { type: 'string' },
   debug: { type: 'boolean' },
@@ -100,6 +106,23 @@ function seconds(name: string, raw: string | undefined, fallback?: number, min =
     throw usageError(`bad --${name} "${raw}"`, `give seconds as a number above 0 and at most 86400, e.g. --${name} 5`);
   }
   if (value < min) throw usageError(`bad --${name} "${raw}"`, `give at least ${min} seconds`);
+  return value;
+}
+
+function listenAddress(raw: string | undefined): { host: string; port: number } {
+  if (raw === undefined) return { host: '127.0.0.1', port: 9477 };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw usageError(`bad --listen "${raw}"`, 'give host:port, e.g. --listen 127.0.0.1:9477 or --listen [::1]:9477');
+  }
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function count(name: string, raw: string | undefined, fallback: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || value < 1 || value > max) throw usageError(`bad --${name} "${raw}"`, `give a whole number from 1 to ${max}`);
   return value;
 }
 
@@ -195,6 +218,31 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? process.stdout.columns ?? 80));
         return 0;
       }
+      case 'serve': {
+        const listen = listenAddress(values.listen);
+        const maxNetns = count('max-netns', values['max-netns'], 20, 10_000);
+        const collector = createCollector({ ...common, ...monitor, maxNetns });
+        let running: Awaited<ReturnType<typeof serve>> | undefined;
+        try {
+          try {
+            running = await serve(collector, listen);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code ?? String(err);
+            throw new CtstormError(`cannot listen on ${values.listen ?? '127.0.0.1:9477'} (${code})`, 'pick a free address with --listen host:port', 'ELISTEN');
+          }
+          const at = running.address;
+          io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving http://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
+          await new Promise<void>((resolve) => {
+            if (signal.aborted) return resolve();
+            signal.addEventListener('abort', () => resolve(), { once: true });
+            void collector.monitor.ended.then(resolve);
+          });
+        } finally {
+          await running?.close();
+          await collector.close(); // rethrows a drain failure
+        }
+        return 0;
+      }
       case 'modes': {
         const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
         if (values.json) io.out(JSON.stringify(report));
@@ -202,7 +250,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
       }
       default:
-        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, modes');
+        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, modes');
     }
   } catch (err) {
     io.err(`ctstorm: ${errorLine(err)}`);

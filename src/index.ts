@@ -22,3 +22,8 @@ export type { Census } from './source.js';
 export { renderSnapshot } from './snapshot.js';
 export { DEFAULT_STORM_CONFIG } from './engine/storms.js';
 export type { StormConfig } from './engine/storms.js';
+export { createCollector, Collector } from './exporter/collector.js';
+export type { CollectorOptions, CollectorEvents } from './exporter/collector.js';
+export { serve } from './exporter/server.js';
+export type { ServeOptions, RunningServer } from './exporter/server.js';
+export { ctstormMetrics } from './exporter/metrics.js';

@@ -30,6 +30,8 @@ export interface MonitorOptions extends SourceOptions {
 }
 
 export interface KernelStatsView {
+  /** The counters as the kernel has them (since boot, or since the netns was made). */
+  current: KernelStats;
   /** Each counter's growth since the probe attached (`entries`: the value now). */
   sinceStart: KernelStats;
   /** Per second over the last tick. */
@@ -162,7 +164,7 @@ export class Monitor {
       engine,
       table: { ...table, fill },
       chainsExpected: fill.total === null ? null : expectedJoins(fill.total, table.buckets, engine.chains.inserts),
-      kernelStats: stats && this.statsAtStart ? { sinceStart: sinceStart(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
+      kernelStats: stats && this.statsAtStart ? { current: stats, sinceStart: sinceStart(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
       census: { ...this.censusState },
     };
   }

@@ -46,7 +46,7 @@ export interface Snapshot {
   storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
   chains: EngineView['chains'] & { expected: Record<number, number> | null };
   hotBuckets: HotBucketsView;
-  kernelStats: { sinceStart: KernelStats; perSecond: KernelStats } | null;
+  kernelStats: { current: KernelStats; sinceStart: KernelStats; perSecond: KernelStats } | null;
   /** With --census: a walk of the whole table at the end (null when it could not
    * run; `census.pending` says why). */
   buckets?: CensusView | null;

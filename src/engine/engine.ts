@@ -84,6 +84,9 @@ export interface EngineView {
   /** Destroys by the TCP state the entry ended in. */
   tcpStates: Array<{ state: string; destroys: number; destroysPerSecond10s: number }>;
   lifetimes: LifetimeRow[];
+  /** The same lifetimes as cumulative counts at EXPORT_EDGES_SECONDS (the
+   * exporter's histogram buckets, powers of two from 1/1024 s to 2^20 s). */
+  lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
   top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
   storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
   chains: {
@@ -266,6 +269,15 @@ export class Engine {
         .map(([state, c]) => ({ state: tcpStateName(state), destroys: c.destroyTotal, destroysPerSecond10s: c.destroys.sum(now, 10) / 10 }))
         .sort((a, b) => b.destroys - a.destroys),
       lifetimes: this.lifetimeRows(),
+      lifetimeHistograms: [...this.lifetimes]
+        .sort(([a], [b]) => a - b)
+        .map(([key, h]) => ({
+          proto: protoName(key >> 8),
+          ...((key >> 8) === TCP ? { state: tcpStateName(key & 255) } : {}),
+          cumulative: h.exportBuckets(),
+          count: h.count,
+          sum: h.sum,
+        })),
       top: {
         epochSeconds: this.topEpochSeconds,
         sources: this.lastSources.top(10).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),

@@ -91,6 +91,64 @@ describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
     await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
   });
 
+  // Once, in the default mode, like watch: the exporter renders the same view.
+  it('serve: /metrics counts exactly the connections made, promtool finds it clean, the API and the stream answer', async () => {
+    await pair.empty();
+    const run = start(['serve', '--listen', '127.0.0.1:0']);
+    let exited = false;
+    void run.exit.then(() => (exited = true));
+    await until(() => exited || /serving http:\/\/127\.0\.0\.1:\d+\/metrics\n/.test(run.err()), 60_000, 'ctstorm serve to listen');
+    if (exited) throw new Error(`ctstorm serve exited: ${run.err()}`);
+    const base = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(run.err())![1]!;
+    const get = async (path: string, init?: RequestInit) => fetch(`${base}${path}`, init);
+    const metric = async (protocol: string): Promise<number> => {
+      const text = await (await get('/metrics')).text();
+      const line = text.split('\n').find((l) => l.startsWith(`ctstorm_conntrack_inserts_total{netns="${pair.serverInode}",protocol="${protocol}"}`));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+
+    await pair.runClient(9, 4);
+    let tcp = 0;
+    let udp = 0;
+    // Polled (bounded, 30 s): the counters reach exactly 9 and 4 and stay there.
+    for (let i = 0; i < 300 && (tcp !== 9 || udp !== 4); i++) {
+      [tcp, udp] = [await metric('tcp'), await metric('udp')];
+      if (tcp !== 9 || udp !== 4) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect({ tcp, udp }).toEqual({ tcp: 9, udp: 4 });
+
+    const metrics = await (await get('/metrics')).text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    expect([check.error?.message, check.status, check.stdout + check.stderr]).toEqual([undefined, 0, '']);
+
+    const churn = (await (await get('/api/v1/churn')).json()) as { version: number; netns: Array<{ inode: number; inserts: number }> };
+    expect(churn.version).toBe(1);
+    expect(churn.netns.find((n) => n.inode === pair.serverInode)).toMatchObject({ inserts: 13 });
+    expect((await get('/api/v1/storms')).status).toBe(200);
+    expect(await (await get('/healthz')).text()).toBe('ok\n');
+    expect((await get('/nope')).status).toBe(404);
+    expect((await get('/metrics', { method: 'POST' })).status).toBe(405);
+
+    // The stream: a frame at once, then one a second.
+    const stream = await get('/api/v1/stream');
+    expect(stream.headers.get('content-type')).toBe('text/event-stream');
+    const reader = stream.body!.getReader();
+    let text = '';
+    const decoder = new TextDecoder();
+    const deadline = Date.now() + 30_000;
+    while ((text.match(/^event: churn$/gm) ?? []).length < 2 && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    await reader.cancel();
+    expect((text.match(/^event: churn$/gm) ?? []).length).toBeGreaterThanOrEqual(2);
+
+    run.proc.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
   describe.each(testModes())('in %s mode', (mode) => {
     const modeArgs = (): string[] => ['--mode', mode];
     beforeEach(() => pair.empty());

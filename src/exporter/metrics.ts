@@ -1,0 +1,267 @@
+// ctstorm's Prometheus metrics, one function per concern, every sample read from
+// the monitor's view at scrape time. Names follow Prometheus practice: base
+// units, `_total` for counters, `_seconds` for durations. Label values are
+// bounded: netns beyond the top `maxNetns` (by inserts) fold into netns="other".
+import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
+import type { MonitorView } from '../monitor.js';
+import { protoName } from '../protocols.js';
+import { histogramSamples, topAndOther, ViewMetric, type ViewMetricSpec } from './view-metric.js';
+
+export interface MetricsOptions {
+  /** Netns label values kept (the most inserts since start); the rest are "other". Default 20. */
+  maxNetns?: number;
+  /** ctstorm's version, for ctstorm_build_info. */
+  version: string;
+}
+
+export const DEFAULT_MAX_NETNS = 20;
+/** Chain-length buckets of the joined-chain histogram (nodes). */
+const CHAIN_EDGES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96];
+/** The kernel's statistics exported as counters (where the kernel has them). */
+const KERNEL_STATS = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'expect_new', 'expect_create', 'expect_delete', 'search_restart', 'clash_resolve', 'chaintoolong'];
+
+const netnsLabel = (inode: number | 'other'): string => String(inode);
+
+/** Per netns x protocol counter rows, the netns beyond the top folded into "other". */
+function netnsRows(view: MonitorView, maxNetns: number): Array<{ netns: string; protocol: string; inserts: number; destroys: number; lost: number }> {
+  const byNetns = new Map<number, { inode: number; inserts: number }>();
+  for (const r of view.counters.netns) {
+    const cur = byNetns.get(r.inode) ?? { inode: r.inode, inserts: 0 };
+    cur.inserts += r.inserts;
+    byNetns.set(r.inode, cur);
+  }
+  const kept = new Set(topAndOther([...byNetns.values()], maxNetns, (n) => n.inserts, () => null).map((n) => n.inode));
+  const rows = new Map<string, { netns: string; protocol: string; inserts: number; destroys: number; lost: number }>();
+  for (const r of view.counters.netns) {
+    const netns = kept.has(r.inode) ? netnsLabel(r.inode) : 'other';
+    const protocol = protoName(r.l4proto);
+    const key = `${netns}/${protocol}`;
+    const row = rows.get(key) ?? { netns, protocol, inserts: 0, destroys: 0, lost: 0 };
+    row.inserts += r.inserts;
+    row.destroys += r.destroys;
+    row.lost += r.lost;
+    rows.set(key, row);
+  }
+  // Most inserts first, "other" last: stable output for people reading /metrics.
+  return [...rows.values()].sort((a, b) => Number(a.netns === 'other') - Number(b.netns === 'other') || b.inserts - a.inserts || a.protocol.localeCompare(b.protocol));
+}
+
+function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_conntrack_entries',
+      help: 'Conntrack entries per network namespace (census carried forward by exact counters; before the first census, ctstorm\'s own netns only).',
+      type: 'gauge',
+      samples: (v) => {
+        if (!v.table.fill.known) return [{ labels: { netns: 'self' }, value: v.table.entries }];
+        const rows = topAndOther(v.table.fill.netns, o.maxNetns, (n) => n.entries, (rest) => ({
+          ...rest[0]!, inode: -1, entries: rest.reduce((n, r) => n + r.entries, 0),
+        }));
+        return rows.map((n) => ({ labels: { netns: n.inode === -1 ? 'other' : netnsLabel(n.inode) }, value: n.entries }));
+      },
+    },
+    {
+      name: 'ctstorm_conntrack_entries_all',
+      help: 'Conntrack entries in every network namespace together (what the table costs in memory); absent before the first census.',
+      type: 'gauge',
+      samples: (v) => (v.table.fill.total === null ? [] : [{ value: v.table.fill.total }]),
+    },
+    { name: 'ctstorm_conntrack_limit', help: 'nf_conntrack_max: the limit each netns\'s own count is checked against.', type: 'gauge', samples: (v) => [{ value: v.table.max }] },
+    { name: 'ctstorm_conntrack_buckets', help: 'nf_conntrack_buckets: hash chains of the table.', type: 'gauge', samples: (v) => [{ value: v.table.buckets }] },
+    {
+      name: 'ctstorm_conntrack_fill_ratio',
+      help: 'Entries over the limit in the fullest netns (the one that drops first); absent before the first census or without a limit.',
+      type: 'gauge',
+      samples: (v) => {
+        const f = v.table.fill.fullest;
+        if (!v.table.fill.known || v.table.max <= 0) return [];
+        return [{ labels: { netns: f ? netnsLabel(f.inode) : 'none' }, value: f ? f.entries / v.table.max : 0 }];
+      },
+    },
+    {
+      name: 'ctstorm_conntrack_seconds_to_full',
+      help: 'Seconds until the fullest netns reaches the limit at its net growth over the last 10 s; absent when not growing.',
+      type: 'gauge',
+      samples: (v) => {
+        const f = v.table.fill.fullest;
+        return f?.secondsToFull == null ? [] : [{ labels: { netns: netnsLabel(f.inode) }, value: f.secondsToFull }];
+      },
+    },
+  ];
+}
+
+function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_conntrack_inserts_total',
+      help: 'Entries inserted into the conntrack table since ctstorm started, exact (in-kernel counters).',
+      type: 'counter',
+      samples: (v) => netnsRows(v, o.maxNetns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.inserts })),
+    },
+    {
+      name: 'ctstorm_conntrack_destroys_total',
+      help: 'Entries destroyed (that were in the table) since ctstorm started, exact (in-kernel counters).',
+      type: 'counter',
+      samples: (v) => netnsRows(v, o.maxNetns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.destroys })),
+    },
+    {
+      name: 'ctstorm_records_lost_total',
+      help: 'Insert and destroy records the ring buffer could not take (the counters above still include them).',
+      type: 'counter',
+      samples: (v) => v.counters.protocols.map((p) => ({ labels: { protocol: protoName(p.l4proto) }, value: p.lost })),
+    },
+    {
+      name: 'ctstorm_conntrack_inserts_per_second',
+      help: 'Inserts per second over the window (1s, 10s, 60s exact; ewma: 10 s time constant).',
+      type: 'gauge',
+      samples: (v) => Object.entries(v.engine.windows).map(([window, r]) => ({ labels: { window }, value: r.insertsPerSecond })),
+    },
+    {
+      name: 'ctstorm_conntrack_destroys_per_second',
+      help: 'Destroys per second over the window (1s, 10s, 60s exact; ewma: 10 s time constant).',
+      type: 'gauge',
+      samples: (v) => Object.entries(v.engine.windows).map(([window, r]) => ({ labels: { window }, value: r.destroysPerSecond })),
+    },
+  ];
+}
+
+function lifetimeMetrics(): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_entry_lifetime_seconds',
+      help: 'Lifetime of entries destroyed while ctstorm watched, by protocol and final TCP state (entries inserted before it started are not included).',
+      type: 'histogram',
+      samples: (v) =>
+        v.engine.lifetimeHistograms.flatMap((h) =>
+          histogramSamples({ protocol: h.proto, state: h.state ?? '' }, EXPORT_EDGES_SECONDS, h.cumulative, h.count, h.sum),
+        ),
+    },
+    {
+      name: 'ctstorm_entries_predating_total',
+      help: 'Entries destroyed that were inserted before ctstorm started (no lifetime).',
+      type: 'counter',
+      samples: (v) => v.engine.lifetimes.map((l) => ({ labels: { protocol: l.proto, state: l.state ?? '' }, value: l.predating })),
+    },
+  ];
+}
+
+function chainMetrics(): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_chain_length_joined',
+      help: 'Hash chain length (nodes) each insert joined, both directions of each insert.',
+      type: 'histogram',
+      samples: (v) => {
+        const hist = v.engine.chains.histogram;
+        let count = 0;
+        let sum = 0;
+        for (const [len, n] of Object.entries(hist)) {
+          count += n;
+          sum += Number(len) * n;
+        }
+        const cumulative = CHAIN_EDGES.map((le) => Object.entries(hist).reduce((acc, [len, n]) => acc + (Number(len) <= le ? n : 0), 0));
+        return histogramSamples({}, CHAIN_EDGES, cumulative, count, sum);
+      },
+    },
+    { name: 'ctstorm_chain_longest', help: 'Longest chain an insert joined since ctstorm started (nodes).', type: 'gauge', samples: (v) => [{ value: v.engine.chains.longest }] },
+    {
+      name: 'ctstorm_chain_collisions_total',
+      help: 'Inserts that joined a chain already holding another entry.',
+      type: 'counter',
+      samples: (v) => [{ value: v.engine.chains.collisions }],
+    },
+    {
+      name: 'ctstorm_hot_buckets',
+      help: 'Buckets that took far more inserts in the last 10 s than uniform hashing explains (false alarm <= 1e-6 per epoch).',
+      type: 'gauge',
+      samples: (v) => [{ value: v.engine.hotBuckets.buckets.length }],
+    },
+    {
+      name: 'ctstorm_census_duration_seconds',
+      help: 'How long the last census (walk of the whole table) took; absent before the first.',
+      type: 'gauge',
+      samples: (v) => (v.census.last ? [{ value: v.census.last.seconds }] : []),
+    },
+  ];
+}
+
+function stormMetrics(): ViewMetricSpec[] {
+  return [
+    { name: 'ctstorm_storm_active', help: '1 while an insert storm runs.', type: 'gauge', samples: (v) => [{ value: v.engine.storms.current ? 1 : 0 }] },
+    {
+      name: 'ctstorm_storms_total',
+      help: 'Insert storms that started since ctstorm started (running one included).',
+      type: 'counter',
+      samples: (v) => [{ value: v.engine.storms.past.length + (v.engine.storms.current ? 1 : 0) }],
+    },
+    {
+      name: 'ctstorm_storm_baseline_inserts_per_second',
+      help: 'The storm detector\'s baseline: EWMA of inserts/s over a minute, frozen during a storm.',
+      type: 'gauge',
+      samples: (v) => [{ value: v.engine.storms.baselinePerSecond }],
+    },
+  ];
+}
+
+function kernelMetrics(): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_kernel_conntrack_stat_total',
+      help: 'The kernel\'s conntrack statistics (/proc/net/stat/nf_conntrack of ctstorm\'s netns, CPUs summed), as the kernel counts them.',
+      type: 'counter',
+      samples: (v) => {
+        const k = v.kernelStats?.current;
+        if (!k) return [];
+        return KERNEL_STATS.filter((s) => s in k).map((stat) => ({ labels: { stat }, value: k[stat]! }));
+      },
+    },
+  ];
+}
+
+function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_build_info',
+      help: 'ctstorm\'s version and the attach mode it runs in (value 1).',
+      type: 'gauge',
+      samples: (v) => [{ labels: { version: o.version, mode: v.mode }, value: 1 }],
+    },
+    { name: 'ctstorm_records_drained_total', help: 'Records drained from the ring buffer.', type: 'counter', samples: (v) => [{ value: v.records.drained }] },
+    {
+      name: 'ctstorm_probe_health_total',
+      help: 'The probe\'s health counters (see the README: untracked, neverHashed, missedRuns, ...).',
+      type: 'counter',
+      samples: (v) => Object.entries(v.counters.health).map(([kind, value]) => ({ labels: { kind }, value })),
+    },
+    {
+      name: 'ctstorm_counts_exact',
+      help: '1 while ctstorm knows of no event it failed to count; 0 otherwise (snapshot\'s exactness.notes say why).',
+      type: 'gauge',
+      samples: (v) => [{ value: v.exactness.exact ? 1 : 0 }],
+    },
+    { name: 'ctstorm_uptime_seconds', help: 'Seconds since the probe attached.', type: 'gauge', samples: (v) => [{ value: v.uptimeSeconds }] },
+  ];
+}
+
+/** Every ctstorm metric, reading the view from `view` (called once per metric a scrape: cache it). */
+export function ctstormMetrics(view: () => MonitorView, options: MetricsOptions): ViewMetric[] {
+  const o: Required<MetricsOptions> = { maxNetns: options.maxNetns ?? DEFAULT_MAX_NETNS, version: options.version };
+  const specs = [
+    ...tableMetrics(o),
+    ...churnMetrics(o),
+    ...lifetimeMetrics(),
+    ...chainMetrics(),
+    ...stormMetrics(),
+    ...kernelMetrics(),
+    ...healthMetrics(o),
+  ];
+  return specs.map((spec) => new ViewMetric(spec, view));
+}
+
+/** For tests and documentation: the metric names. */
+export function metricNames(): string[] {
+  const dummy = (): MonitorView => {
+    throw new Error('not for sampling');
+  };
+  return ctstormMetrics(dummy, { version: '' }).map((m) => m.name);
+}
