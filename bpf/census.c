@@ -163,6 +163,7 @@ __noinline int census_step(int step)
 		if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(census_base + 8 * (__u64)census_bucket)) || !v) {
 			/* Not a bucket of a table: skipped, kept out of the histogram. */
 			census_out.read_errors++;
+			census_out.buckets_walked++;
 			census_bucket++;
 			census_restart_bucket();
 			if (census_bucket >= census_buckets)

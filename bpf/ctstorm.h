@@ -94,7 +94,7 @@ enum ctstorm_health {
 
 /* What the census found (census.c); userspace reads it from .bss. */
 struct ctstorm_census {
-	__u64 buckets_walked;
+	__u64 buckets_walked; /* every bucket once, unreadable ones included */
 	__u64 nodes;          /* hash nodes: two per entry (one for a NAT clash entry) */
 	__u64 entries;
 	__u64 empty;          /* buckets with no node */

@@ -75,13 +75,36 @@ const options = {
 
 const usageError = (problem: string, fix = 'see: ctstorm --help'): CtstormError => new CtstormError(problem, fix, 'EUSAGE');
 
+const NEGATIVE_FIX: Record<string, string> = { 'ring-bytes': 'use a power of two between 4096 and 1073741824' };
+
+/** The options each command takes (besides --help and --version). */
+const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
+  watch: ['mode', 'interval', 'ring-bytes', 'debug'],
+  snapshot: ['mode', 'duration', 'json', 'census', 'ring-bytes', 'debug'],
+  buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
+  serve: ['mode', 'listen', 'max-netns', 'ring-bytes', 'debug'],
+  modes: ['json', 'ring-bytes', 'debug'],
+};
+
+/** A flag given to a command it does not apply to is a usage error, not ignored. */
+function checkApplies(command: string, given: Record<string, unknown>): void {
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed) return;
+  for (const name of Object.keys(given)) {
+    if (name === 'help' || name === 'version' || given[name] === undefined) continue;
+    if (!allowed.includes(name as keyof typeof options)) {
+      throw usageError(`option --${name} does not apply to ${command}`, `${command} takes: ${allowed.map((o) => `--${o}`).join(', ')}`);
+    }
+  }
+}
+
 function parse(argv: string[]): ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>> {
   // parseArgs reads "--duration -1" as a flag with no value: name the bad value instead.
   argv.forEach((arg, i) => {
     const name = arg.startsWith('--') ? arg.slice(2) : undefined;
     const next = argv[i + 1];
     if (name && options[name as keyof typeof options]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
-      throw usageError(`bad --${name} "${next}"`, `give --${name} a value above 0`);
+      throw usageError(`bad --${name} "${next}"`, NEGATIVE_FIX[name] ?? `give --${name} a value above 0`);
     }
   });
   try {
@@ -102,7 +125,7 @@ function seconds(name: string, raw: string | undefined, fallback?: number, min =
     throw usageError(`--${name} is required`, `give it in seconds, e.g. --${name} 5`);
   }
   const value = Number(raw);
-  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(value) || value <= 0 || value > 86400) {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(raw.trim()) || !Number.isFinite(value) || value <= 0 || value > 86400) {
     throw usageError(`bad --${name} "${raw}"`, `give seconds as a number above 0 and at most 86400, e.g. --${name} 5`);
   }
   if (value < min) throw usageError(`bad --${name} "${raw}"`, `give at least ${min} seconds`);
@@ -179,6 +202,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     }
     if (command === undefined) throw usageError('no command given', 'use: ctstorm watch, ctstorm snapshot --duration 5 --json, ctstorm buckets, or ctstorm modes');
     if (extra.length > 0) throw usageError(`unexpected argument "${extra[0]}"`);
+    checkApplies(command, values);
     const common = {
       mode: mode(values.mode),
       ringBytes: ringBytes(values['ring-bytes']),

@@ -91,7 +91,7 @@ export function exactness(mode: string, c: Pick<KernelCounters, 'health' | 'miss
   if (h.missedRuns > 0) {
     notes.push(
       mode === 'tracepoint'
-        ? `the kernel skipped ${h.missedRuns} nested runs of the slab tracepoints (of any cache: conntrack events among them were not counted)`
+        ? `the kernel skipped ${h.missedRuns} nested runs of the slab tracepoints (of any cache): conntrack events may have been among them`
         : `the kernel skipped ${h.missedRuns} runs of the probe (recursion or kprobe misses): events in them were not counted`,
     );
   }

@@ -128,10 +128,10 @@ export class Monitor {
     this.readTable = options.readTable ?? readTable;
     this.readKernelStats = options.readKernelStats ?? readConntrackStat;
     const table = this.readTable();
-    this.engine = new Engine({ buckets: table.buckets, ...options.engine });
     this.clockNs = options.clockNs ?? monotonicNs;
-    this.censusIntervalMs = (options.censusIntervalSeconds ?? DEFAULT_CENSUS_INTERVAL_SECONDS) * 1000;
     this.startNs = this.clockNs();
+    this.engine = new Engine({ buckets: table.buckets, startNs: this.startNs, ...options.engine });
+    this.censusIntervalMs = (options.censusIntervalSeconds ?? DEFAULT_CENSUS_INTERVAL_SECONDS) * 1000;
     this.statsAtStart = readStats(this.readKernelStats);
     this.statsBefore = this.statsAtStart && { at: performance.now(), stats: this.statsAtStart };
     this.loop = this.drain();
@@ -243,6 +243,11 @@ export class Monitor {
       }
       if (this.readTable().buckets !== buckets) {
         this.censusState.pending = 'the table was resized during the census: the next one runs at the next tick';
+        return null;
+      }
+      if (result.bucketsWalked !== result.buckets) {
+        this.censusState.pending = `the census walked ${result.bucketsWalked} of ${result.buckets} buckets: not used; the next one runs at the next tick`;
+        this.lastCensusMs = 0;
         return null;
       }
       const after = this.source.counters().netns;

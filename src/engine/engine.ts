@@ -30,6 +30,9 @@ export interface EngineOptions {
   storms?: StormConfig;
   /** The table's bucket count (nf_conntrack_buckets), for the hot-bucket test. */
   buckets?: number;
+  /** When watching started (the probe's clock, ns): windows longer than what was
+   * watched so far are rates over the seconds watched. */
+  startNs?: number;
 }
 
 export interface StormView extends Omit<Storm, 'netns'> {
@@ -121,10 +124,13 @@ class Churn {
     }
   }
 
-  windows(now: number): WindowRates {
+  /** `first`: the first whole second being watched; a window longer than what
+   * was watched is divided by the seconds watched, not by its length. */
+  windows(now: number, first = -Infinity): WindowRates {
     const rates = (window: number): Rates => {
-      const i = this.inserts.sum(now, window) / window;
-      const d = this.destroys.sum(now, window) / window;
+      const seconds = Math.max(1, Math.min(window, now - first));
+      const i = this.inserts.sum(now, window) / seconds;
+      const d = this.destroys.sum(now, window) / seconds;
       return { insertsPerSecond: i, destroysPerSecond: d, netPerSecond: i - d };
     };
     const ewma = (slots: SecondSlots): number => {
@@ -175,6 +181,8 @@ export class Engine {
   private epoch = -1;
   private readonly storms: StormDetector;
   private readonly hot: HotBuckets;
+  /** The first whole second watched. */
+  private readonly firstWatched: number;
   private stormTicked = -1;
   /** The first second any record came from: the storm baseline starts there. */
   private firstSecond = Infinity;
@@ -195,6 +203,7 @@ export class Engine {
     this.topEpochSeconds = options.topEpochSeconds ?? 10;
     this.storms = new StormDetector(options.storms ?? DEFAULT_STORM_CONFIG);
     this.hot = new HotBuckets(options.buckets ?? 1 << 18);
+    this.firstWatched = options.startNs === undefined ? -Infinity : Math.ceil(options.startNs / 1e9);
     this.sources = new SpaceSaving(k);
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);
@@ -257,13 +266,13 @@ export class Engine {
     return {
       atSeconds: now,
       totals: { inserts: this.total.insertTotal, destroys: this.total.destroyTotal },
-      windows: this.total.windows(now),
+      windows: this.total.windows(now, this.firstWatched),
       insertsSeries: this.total.inserts.series(now, SLOT_SECONDS),
       protocols: [...this.byProto]
         .sort(([, a], [, b]) => b.insertTotal - a.insertTotal)
-        .map(([l4, c]) => ({ proto: protoName(l4), windows: c.windows(now) })),
+        .map(([l4, c]) => ({ proto: protoName(l4), windows: c.windows(now, this.firstWatched) })),
       netns: [...this.byNetns.values()]
-        .map((c) => ({ cookie: c.cookie, inode: c.inode, inserts: c.insertTotal, destroys: c.destroyTotal, windows: c.windows(now) }))
+        .map((c) => ({ cookie: c.cookie, inode: c.inode, inserts: c.insertTotal, destroys: c.destroyTotal, windows: c.windows(now, this.firstWatched) }))
         .sort((a, b) => b.windows['10s'].insertsPerSecond - a.windows['10s'].insertsPerSecond || b.inserts - a.inserts),
       tcpStates: [...this.endStates]
         .map(([state, c]) => ({ state: tcpStateName(state), destroys: c.destroyTotal, destroysPerSecond10s: c.destroys.sum(now, 10) / 10 }))

@@ -156,6 +156,12 @@ describe('bad input', () => {
     ['unknown command', ['frobnicate'], /^ctstorm: unknown command "frobnicate"/],
     ['no command', [], /^ctstorm: no command given; use: ctstorm watch/],
     ['bad ring size', ['snapshot', '--duration', '1', '--ring-bytes', '5000'], /^ctstorm: bad --ring-bytes "5000"/],
+    ['negative ring size names the rule', ['watch', '--ring-bytes', '-1'], /^ctstorm: bad --ring-bytes "-1"; use a power of two between 4096 and 1073741824$/],
+    ['an option of another command', ['watch', '--json'], /^ctstorm: option --json does not apply to watch; watch takes: --mode, --interval, --ring-bytes, --debug$/],
+    ['census outside snapshot', ['watch', '--census'], /^ctstorm: option --census does not apply to watch/],
+    ['interval on snapshot', ['snapshot', '--duration', '1', '--interval', '2'], /^ctstorm: option --interval does not apply to snapshot/],
+    ['bad listen address', ['serve', '--listen', 'localhost'], /^ctstorm: bad --listen "localhost"; give host:port/],
+    ['bad max-netns', ['serve', '--max-netns', '0'], /^ctstorm: bad --max-netns "0"; give a whole number from 1 to 10000$/],
   ];
   for (const [name, argv, want] of cases) {
     it(`${name}: one line, exit 2, nothing loaded`, async () => {

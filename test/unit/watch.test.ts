@@ -32,13 +32,15 @@ const insert = (sec: bigint, sport: number): RawRecord => ({
 async function viewOf(c: NativeCounters, census: NativeCensus | undefined = noCensus, atSecond = 101n): Promise<MonitorView> {
   const records = Array.from({ length: 200 }, (_, i) => insert(100n, 1000 + i));
   const native = fakeNative({ counters: [c], batches: [buildRecords(records)], census });
+  let clock = 30n * S; // watching since second 30
   const monitor = new Monitor({
     source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
-    clockNs: () => Number(atSecond * S),
+    clockNs: () => Number(clock),
     readTable: table,
     readKernelStats: stats,
     tickMs: 3_600_000,
   });
+  clock = atSecond * S;
   const seen = new Promise<void>((r) => monitor.onBatch(() => r()));
   await seen;
   if (census) await monitor.census();

@@ -47,6 +47,16 @@ describe('Engine', () => {
     expect(later.windows['60s'].insertsPerSecond).toBe(500 / 60);
   });
 
+  it('gives a window longer than what was watched as a rate over the seconds watched', () => {
+    const e = new Engine({ startNs: Number(100n * S + 200_000_000n) }); // watching from 100.2 s
+    const records: RawRecord[] = [];
+    for (let s = 101n; s < 105n; s++) for (let k = 0; k < 10; k++) records.push(rec('insert', s * S + BigInt(k)));
+    e.ingest(batch(records));
+    const w = e.view(Number(105n * S)).windows;
+    // Seconds 101-104 watched whole: 40 inserts over 4 s, in the 10 s and 60 s windows alike.
+    expect([w['1s'].insertsPerSecond, w['10s'].insertsPerSecond, w['60s'].insertsPerSecond]).toEqual([10, 10, 10]);
+  });
+
   it('splits by protocol, netns (by cookie) and final TCP state', () => {
     const e = new Engine();
     e.ingest(
