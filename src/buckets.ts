@@ -46,11 +46,13 @@ const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
  * the count uniform hashing predicts beside it. */
 export function bucketsChart(c: CensusView, columns: number): string {
   const lines = [
-    `census of ${fmt(c.buckets)} buckets in ${(c.seconds * 1000).toFixed(0)} ms: ${fmt(c.nodes)} nodes, ${fmt(c.entries)} entries, mean chain ${c.meanChain.toFixed(3)} nodes`,
+    `census: ${fmt(c.buckets)} buckets, ${fmt(c.entries)} entries, ${fmt(c.nodes)} nodes`,
+    `         mean chain ${c.meanChain.toFixed(3)} nodes, walked in ${(c.seconds * 1000).toFixed(0)} ms`,
     '',
     `${'chain'.padStart(5)} ${'buckets'.padStart(11)} ${'share'.padStart(7)}   ${'uniform'.padStart(11)} ${'share'.padStart(7)}`,
   ];
-  const barWidth = Math.max(0, Math.min(40, columns - 48));
+  // 47 columns of numbers, two of space, the bar and its '|' mark: within `columns`.
+  const barWidth = Math.max(0, Math.min(40, columns - 47 - 3));
   const top = Math.max(1, ...c.chains.map((r) => Math.max(r.buckets, r.expected)));
   const pct = (n: number): string => `${((100 * n) / Math.max(1, c.buckets)).toFixed(2)}%`;
   c.chains.forEach((r, i) => {
@@ -58,9 +60,12 @@ export function bucketsChart(c: CensusView, columns: number): string {
     const bar = '#'.repeat(Math.round((r.buckets / top) * barWidth));
     const mark = Math.min(barWidth, Math.round((r.expected / top) * barWidth));
     // The bar is what the table holds; '|' marks where uniform hashing would end it.
-    const drawn = barWidth > 0 ? `  ${(bar.padEnd(barWidth).slice(0, mark) + '|' + bar.padEnd(barWidth).slice(mark + 1)).trimEnd()}` : '';
+    const cells = bar.padEnd(barWidth + 1).split('');
+    cells[mark] = '|';
+    const drawn = barWidth > 0 ? `  ${cells.join('').trimEnd()}` : '';
     lines.push(`${label.padStart(5)} ${fmt(r.buckets).padStart(11)} ${pct(r.buckets).padStart(7)}   ${fmt(r.expected).padStart(11)} ${pct(r.expected).padStart(7)}${drawn}`);
   });
+  if (barWidth > 0) lines.push('  bars: # buckets found, | where uniform hashing ends the bar');
   lines.push('', `longest chain ${c.longest} · empty buckets ${fmt(c.empty)} (uniform: ${fmt(c.emptyExpected)})`);
   if (c.netns.length > 0) {
     lines.push('entries by netns (inode: entries)');

@@ -54,8 +54,9 @@ export interface CliIO {
   native?: NativeBinding;
   readTable?: () => TableInfo;
   readKernelStats?: () => KernelStats;
-  /** Terminal columns for watch; undefined when stdout is not a terminal. */
+  /** Terminal columns and rows for watch; undefined when stdout is not a terminal. */
   columns?: () => number | undefined;
+  rows?: () => number | undefined;
   signal?: AbortSignal;
 }
 
@@ -233,13 +234,14 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         const columns = io.columns ?? (() => (process.stdout.isTTY ? process.stdout.columns : undefined));
         // A terminal is redrawn in place; a pipe gets frames one after another.
         const write = (frame: string): void => io.out(columns() !== undefined ? `\x1b[H\x1b[2J${frame}` : `${frame}\n`);
-        await watch({ ...common, ...monitor, intervalSeconds, signal, write, columns, onReady: (m) => attached(m.source.mode) });
+        const rows = io.rows ?? (() => (process.stdout.isTTY ? process.stdout.rows : undefined));
+        await watch({ ...common, ...monitor, intervalSeconds, signal, write, columns, rows, onReady: (m) => attached(m.source.mode) });
         return 0;
       }
       case 'buckets': {
         const waitSeconds = seconds('duration', values.duration, 10);
         const census = await bucketsWait({ ...common, ...monitor, waitSeconds, signal, onReady: (m) => attached(m.source.mode) });
-        io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? process.stdout.columns ?? 80));
+        io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? (process.stdout.isTTY ? process.stdout.columns : 80)));
         return 0;
       }
       case 'serve': {

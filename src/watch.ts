@@ -14,6 +14,11 @@ export interface FrameOptions {
   drainedPerSecond: number;
   /** Rows of top netns and peers shown. */
   topN?: number;
+  /** Terminal rows: sections that do not fit are left out, most important first
+   * kept. Infinity (default) when not a terminal. */
+  height?: number;
+  /** Wall clock (ms) for the census's age; Date.now() by default. */
+  nowMs?: number;
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -60,14 +65,19 @@ function tableLines(v: MonitorView, o: FrameOptions): string[] {
   } else if (!fill.fullest) {
     lines.push(`table     empty in every netns · limit ${fmt(t.max)} per netns`);
   } else {
+    // The numbers first: on a narrow terminal the bar is what gets cut.
     const f = fill.fullest;
-    const pct = f.fillPercent === null ? 'no limit' : `${f.fillPercent.toFixed(1)}%`;
+    const pct = f.fillPercent === null ? 'no limit' : `${f.fillPercent.toFixed(1)}% full`;
     const full = f.secondsToFull === null ? 'not growing' : `full in ${duration(f.secondsToFull)}`;
-    const barWidth = Math.max(10, Math.min(30, o.width - 70));
-    lines.push(`fullest   netns ${f.inode}  ${fmt(f.entries)} / ${fmt(t.max)} ${bar(f.fillPercent === null ? 0 : f.fillPercent / 100, barWidth, o.unicode)} ${pct} · ${full}`);
+    const barWidth = Math.max(10, Math.min(30, o.width - 75));
+    lines.push(`fullest   ${pct}, ${full}: netns ${f.inode} ${fmt(f.entries)} / ${fmt(t.max)} ${bar(f.fillPercent === null ? 0 : f.fillPercent / 100, barWidth, o.unicode)}`);
   }
   const total = fill.total === null ? 'unknown' : fmt(fill.total);
-  lines.push(`          ${total} entries in all netns · ${fmt(t.entries)} in ctstorm's · ${fmt(t.buckets)} buckets`);
+  const last = v.census.last;
+  const census = last
+    ? ` · census ${duration(Math.max(0, ((o.nowMs ?? Date.now()) - Date.parse(last.at)) / 1000))} ago${v.census.churnDuring ? ` (±${fmt(v.census.churnDuring)})` : ''}`
+    : '';
+  lines.push(`          ${total} entries in all netns · ${fmt(t.entries)} in ctstorm's · ${fmt(t.buckets)} buckets${census}`);
   return lines;
 }
 
@@ -92,7 +102,7 @@ function kernelLines(v: MonitorView): string[] {
   if (!k) return ['kernel    no /proc/net/stat/nf_conntrack in this netns'];
   const names = ['drop', 'early_drop', 'insert_failed', 'chaintoolong', 'clash_resolve', 'search_restart'];
   const shown = names.filter((n) => n in k.sinceStart).map((n) => `${n} ${fmt(k.perSecond[n] ?? 0)}/s (${fmt(k.sinceStart[n] ?? 0)})`);
-  return [`kernel    ${shown.join(' · ')}   [ctstorm's netns, per second (since start)]`];
+  return [`kernel    in ctstorm's netns, per second (since start): ${shown.join(' · ')}`];
 }
 
 function stormLine(s: StormView, now: number, running: boolean): string {
@@ -132,7 +142,7 @@ function peerLines(v: MonitorView, o: FrameOptions): string[] {
   const n = o.topN ?? 5;
   const src = top.sources.slice(0, n).map(peer);
   const dst = top.destinations.slice(0, n).map(peer);
-  const title = `top peers by inserts, last ${top.epochSeconds} s`;
+  const title = `top peers by inserts, in the last complete ${top.epochSeconds} s`;
   if (src.length === 0) return [title, '  (no inserts)'];
   const colWidth = Math.max(...src.map((s) => s.length), 'sources'.length) + 3;
   if (o.width < colWidth + 30) return [title, '  sources', ...src.map((s) => `    ${s}`), '  destinations', ...dst.map((s) => `    ${s}`)];
@@ -160,11 +170,11 @@ function chainLines(v: MonitorView): string[] {
     .slice(0, 6)
     .map(([len, n]) => {
       const ideal = v.chainsExpected?.[Number(len)];
-      return `${len}: ${((100 * n) / joined).toFixed(1)}%${ideal === undefined ? '' : ` (${((100 * ideal) / joined).toFixed(1)})`}`;
+      return `${len}: ${((100 * n) / joined).toFixed(1)}%${ideal === undefined ? '' : ` (${((100 * ideal) / joined).toFixed(1)}%)`}`;
     });
   const hot = v.engine.hotBuckets;
   const lines = [
-    `chains    joined ${cells.join('  ')}   (uniform hashing in brackets)`,
+    `chains    length joined: share of joins (uniform hashing's share): ${cells.join('  ')}`,
     `          longest ${c.longest}${c.capped ? ` (${fmt(c.capped)} walks capped)` : ''} · collisions ${((100 * c.collisions) / c.inserts).toFixed(1)}% of inserts · hot buckets ${hot.buckets.length === 0 ? 'none' : hot.buckets.map((b) => `${b.bucket} (${fmt(b.hits)}, expected ${hot.expectedPerBucket.toFixed(1)})`).join(', ')}`,
   ];
   return lines;
@@ -175,6 +185,7 @@ export function renderFrame(v: MonitorView, o: FrameOptions): string {
   const e = exactness(v.mode, v.counters);
   const totals = v.engine.totals;
   const lost = v.counters.protocols.reduce((n, p) => n + p.lost, 0);
+  // Most important first: on a short terminal the last sections are left out.
   const sections = [
     [`ctstorm watch · mode ${v.mode} · up ${duration(v.uptimeSeconds)} · ${v.hooks}`],
     tableLines(v, o),
@@ -183,17 +194,31 @@ export function renderFrame(v: MonitorView, o: FrameOptions): string {
       `records   ${fmt(o.drainedPerSecond)} drained/s · ${fmt(lost)} lost · since start ${fmt(totals.inserts)} inserts, ${fmt(totals.destroys)} destroys`,
       ...(e.exact ? [] : ['counts NOT exact:', ...e.notes.map((n) => `  ${n}`)]),
     ],
-    kernelLines(v),
     stormLines(v),
+    kernelLines(v),
     netnsLines(v, o),
     peerLines(v, o),
     lifetimeLines(v),
     chainLines(v),
   ];
+  const height = o.height ?? Infinity;
+  const shown: string[][] = [];
+  let used = 0;
+  for (const [i, section] of sections.entries()) {
+    const need = section.length + (shown.length > 0 ? 1 : 0);
+    const left = sections.length - i - 1;
+    // Room for it, and for the line that says what was left out if anything is.
+    if (used + need + (left > 0 ? 2 : 0) > height && i > 0) {
+      shown.push([`(${sections.length - i} more sections: a taller terminal shows them, or: ctstorm snapshot --json)`]);
+      break;
+    }
+    shown.push(section);
+    used += need;
+  }
   // Not a terminal: plain ASCII for logs and pagers.
   const ascii = (line: string): string => (o.unicode ? line : line.replaceAll('·', '-').replaceAll('±', '+/-'));
   const cut = (line: string): string => (line.length > o.width ? `${line.slice(0, Math.max(0, o.width - 1))}${o.unicode ? '…' : '~'}` : line);
-  return sections.map((s) => s.map((line) => cut(ascii(line))).join('\n')).join('\n\n');
+  return shown.map((s) => s.map((line) => cut(ascii(line))).join('\n')).join('\n\n');
 }
 
 export interface WatchOptions extends MonitorOptions {
@@ -202,6 +227,8 @@ export interface WatchOptions extends MonitorOptions {
   write: (frame: string) => void;
   /** Terminal columns, read for every frame; undefined when not a terminal. */
   columns?: () => number | undefined;
+  /** Terminal rows, read for every frame; undefined when not a terminal. */
+  rows?: () => number | undefined;
   /** Called once the probe is attached and counting. */
   onReady?: (monitor: Monitor) => void;
 }
@@ -219,6 +246,7 @@ export async function watch(options: WatchOptions): Promise<void> {
     options.write(
       renderFrame(view, {
         width: columns ?? Infinity,
+        height: options.rows?.() ?? Infinity,
         unicode: columns !== undefined,
         drainedPerSecond: seconds > 0 ? (view.records.drained - before.drained) / seconds : 0,
       }),

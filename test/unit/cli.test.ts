@@ -124,7 +124,7 @@ describe('ctstorm buckets', () => {
   it('charts the census against uniform hashing', async () => {
     const { code, out, err } = await run(['buckets'], { counters: [after], census });
     expect([code, err]).toEqual([0, ['ctstorm: attached in fentry mode, counting']]);
-    expect(out[0]).toContain('census of 262,144 buckets');
+    expect(out[0]).toContain('census: 262,144 buckets, 40 entries, 80 nodes');
     expect(out[0]).toMatch(/^\s+1\s+80\s+0\.03%\s+80\s+0\.03%/m);
     expect(out[0]).toContain('every chain walked to its own end');
   });

@@ -70,7 +70,7 @@ describe('watch frame', () => {
     expect(frame).toContain('1,234 drained/s - 4 lost - since start 200 inserts, 0 destroys');
     // 200 inserts in the last complete second: the 1 s window; 20/s over 10 s.
     expect(frame).toMatch(/inserts\/s\s+200\s+20\s+3\s+/);
-    expect(frame).toContain('top peers by inserts, last 10 s');
+    expect(frame).toContain('top peers by inserts, in the last complete 10 s');
   });
 
   it('after a census: the fullest netns with its fill bar, total entries, and its row in top netns', async () => {
@@ -79,7 +79,7 @@ describe('watch frame', () => {
     // so its baseline is 20 - 200 and the netns holds 20 now.
     expect(v.table.fill.fullest).toMatchObject({ inode: 4026532009, entries: 20, fillPercent: 2 });
     const frame = renderFrame(v, { width: Infinity, unicode: true, drainedPerSecond: 0 });
-    expect(frame).toContain('fullest   netns 4026532009  20 / 1,000');
+    expect(frame).toContain('fullest   2.0% full, full in 49 s: netns 4026532009 20 / 1,000 █');
     expect(frame).toContain('20 entries in all netns');
     expect(frame).toMatch(/4026532009\s+20\s+0\s+20\s+2\.0%/);
   });
@@ -89,6 +89,15 @@ describe('watch frame', () => {
     const frame = renderFrame(await viewOf(counters(200), noCensus, 111n), { width: 40, unicode: true, drainedPerSecond: 0 });
     for (const line of frame.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
     expect(frame).toContain('  sources\n    10.0.0.1 200');
+  });
+
+  it('fits a short terminal: the most important sections first, and says what was left out', async () => {
+    const frame = renderFrame(await viewOf(counters(200)), { width: 100, height: 24, unicode: true, drainedPerSecond: 0 });
+    const lines = frame.split('\n');
+    expect(lines.length).toBeLessThanOrEqual(24);
+    expect(frame).toContain("10 / 1,000 entries in ctstorm's netns"); // the table, first
+    expect(frame).toContain('inserts/s');
+    expect(lines.at(-1)).toMatch(/^\(\d+ more sections: a taller terminal shows them, or: ctstorm snapshot --json\)$/);
   });
 
   it('draws ASCII only when not a terminal', async () => {
