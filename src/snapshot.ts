@@ -43,7 +43,7 @@ export interface Snapshot {
   windows: WindowRates;
   lifetimes: LifetimeRow[];
   top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
-  storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
+  storms: EngineView['storms'];
   chains: EngineView['chains'] & { expected: Record<number, number> | null };
   hotBuckets: HotBucketsView;
   kernelStats: { current: KernelStats; sinceStart: KernelStats; perSecond: KernelStats } | null;

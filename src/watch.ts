@@ -116,7 +116,8 @@ function stormLine(s: StormView, now: number, running: boolean): string {
 function stormLines(v: MonitorView): string[] {
   const st = v.engine.storms;
   const now = v.engine.atSeconds;
-  const lines = [st.current ? `STORM     ${stormLine(st.current, now, true)}` : `storms    none now (baseline ${fmt(st.baselinePerSecond)} inserts/s)`];
+  const learning = st.baselineLearnedSeconds < 60 ? `, learned from ${st.baselineLearnedSeconds} s: a storm already running at the start is taken as normal` : '';
+  const lines = [st.current ? `STORM     ${stormLine(st.current, now, true)}` : `storms    none now (baseline ${fmt(st.baselinePerSecond)} inserts/s${learning})`];
   for (const past of st.past.slice(0, 3)) lines.push(`  past    ${stormLine(past, now, false)}`);
   if (st.past.length > 3) lines.push(`  ... ${st.past.length - 3} more (snapshot --json lists them)`);
   return lines;

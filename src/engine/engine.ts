@@ -91,7 +91,13 @@ export interface EngineView {
    * exporter's histogram buckets, powers of two from 1/1024 s to 2^20 s). */
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
   top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
-  storms: { baselinePerSecond: number; current: StormView | null; past: StormView[] };
+  storms: {
+    baselinePerSecond: number;
+    /** Seconds the baseline has learned from; the detector's time constant is 60 s. */
+    baselineLearnedSeconds: number;
+    current: StormView | null;
+    past: StormView[];
+  };
   chains: {
     /** Inserts with a chain length. */
     inserts: number;
@@ -294,6 +300,7 @@ export class Engine {
       },
       storms: {
         baselinePerSecond: this.storms.baselinePerSecond,
+        baselineLearnedSeconds: this.storms.learnedSeconds,
         current: current ? stormView(current) : null,
         past: this.storms.past().map(stormView),
       },

@@ -59,6 +59,7 @@ interface ActiveStorm extends Storm {
 
 export class StormDetector {
   private baseline: number | undefined;
+  private learned = 0;
   private active: ActiveStorm | undefined;
   private readonly finished: Storm[] = [];
   private readonly alpha: number;
@@ -102,6 +103,14 @@ export class StormDetector {
       return; // the baseline stays frozen while a storm runs
     }
     this.baseline = this.baseline === undefined ? inserts : this.baseline + this.alpha * (inserts - this.baseline);
+    this.learned++;
+  }
+
+  /** Seconds the baseline has learned from (a storm's seconds do not count). Until
+   * about `baselineSeconds`, a storm that was already running at the start is
+   * part of the baseline and not flagged. */
+  get learnedSeconds(): number {
+    return this.learned;
   }
 
   current(): Storm | null {
