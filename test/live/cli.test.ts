@@ -11,6 +11,7 @@ import { liveSkipReason } from './privileges.js';
 import { until } from './wait.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const embedExample = fileURLToPath(new URL('../../examples/embed.mjs', import.meta.url));
 const skip = liveSkipReason();
 const probeObject = fileURLToPath(new URL('../../gen/ctstorm.bpf.o', import.meta.url));
 /** The probe's BPF programs: the global functions in the compiled object's BTF, so a
@@ -146,6 +147,29 @@ describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
 
     run.proc.kill('SIGINT');
     expect(await run.exit).toBe(0);
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('examples/embed.mjs: the app\'s own metrics and ctstorm\'s on one /metrics, nothing left attached', async () => {
+    await pair.empty();
+    const proc = spawn(process.execPath, [embedExample, '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.add(proc);
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    await until(() => /listening on \d+/.test(out) || proc.exitCode !== null, 60_000, 'the example to listen');
+    const port = /listening on (\d+)/.exec(out)![1];
+    await pair.runClient(3, 0);
+    let text = '';
+    const want = `ctstorm_conntrack_inserts_total{netns="${pair.serverInode}",protocol="tcp"} 3`;
+    for (let i = 0; i < 300 && !text.includes(want); i++) {
+      text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      if (!text.includes(want)) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(text).toContain('process_cpu_user_seconds_total'); // the app's
+    expect(text).toContain(want); // ctstorm's, exact
+    proc.kill('SIGINT');
+    expect(await exit).toBe(0);
     await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
   });
 
