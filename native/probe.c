@@ -530,7 +530,7 @@ long ct_probe_drain(struct ct_probe *p, uint8_t *buf, size_t cap, int timeout_ms
 	return (long)p->drain.used;
 }
 
-static void add_counts(struct ct_counts *to, const struct ctstorm_counts *percpu, int ncpus)
+static void add_counts(struct ctstorm_counts *to, const struct ctstorm_counts *percpu, int ncpus)
 {
 	for (int c = 0; c < ncpus; c++) {
 		to->inserts += percpu[c].inserts;
@@ -539,7 +539,7 @@ static void add_counts(struct ct_counts *to, const struct ctstorm_counts *percpu
 	}
 }
 
-int ct_probe_read_protocols(struct ct_probe *p, struct ct_counts *protos)
+int ct_probe_read_protocols(struct ct_probe *p, struct ctstorm_counts *protos)
 {
 	struct ctstorm_counts *percpu = calloc(p->ncpus, sizeof(*percpu));
 	int fd = bpf_map__fd(p->skel->maps.proto_counts), rc = 0;
@@ -702,4 +702,3 @@ void ct_probe_close(struct ct_probe *p)
 _Static_assert(sizeof(struct ctstorm_record) == 136, "record layout changed: update src/record.ts");
 _Static_assert(offsetof(struct ctstorm_record, orig) == 56, "record layout changed");
 _Static_assert(offsetof(struct ctstorm_record, reply) == 92, "record layout changed");
-_Static_assert(CT_HEALTH_SLOTS == CTSTORM_H_MAX, "health slots: native/probe.h and bpf/ctstorm.h disagree");

@@ -29,20 +29,17 @@ struct ct_probe_opts {
 	bool debug;               /* libbpf's log to stderr */
 };
 
-struct ct_counts {
-	uint64_t inserts, destroys, lost;
-};
-
+/* The probe's own structs and sizes (bpf/ctstorm.h): one definition for both sides. */
 struct ct_netns_counts {
 	uint64_t netns_cookie;
 	uint32_t netns_ino;
 	uint8_t l4proto;
-	struct ct_counts c;
+	struct ctstorm_counts c;
 };
 
 #define CT_ERR_LEN 512
-#define CT_PROTO_SLOTS 256
-#define CT_HEALTH_SLOTS 8
+#define CT_PROTO_SLOTS CTSTORM_PROTO_SLOTS
+#define CT_HEALTH_SLOTS CTSTORM_H_MAX
 
 struct ct_probe;
 
@@ -61,7 +58,7 @@ long ct_probe_drain(struct ct_probe *p, uint8_t *buf, size_t cap, int timeout_ms
 int ct_probe_sweep(struct ct_probe *p);
 
 /* JS thread. Sums the CPUs. protos[CT_PROTO_SLOTS], health[CT_HEALTH_SLOTS]. */
-int ct_probe_read_protocols(struct ct_probe *p, struct ct_counts *protos);
+int ct_probe_read_protocols(struct ct_probe *p, struct ctstorm_counts *protos);
 int ct_probe_read_health(struct ct_probe *p, uint64_t *health);
 /* Fills up to cap entries; returns how many there are (may exceed cap), or -errno. */
 long ct_probe_read_netns(struct ct_probe *p, struct ct_netns_counts *out, size_t cap);

@@ -27,10 +27,6 @@ bool ParseMode(const std::string& s, enum ct_mode* out) {
   return false;
 }
 
-uint32_t OptUint(Napi::Object opts, const char* key, uint32_t fallback) {
-  Napi::Value v = opts.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
-}
 
 }  // namespace
 
@@ -110,12 +106,16 @@ Probe::Probe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Probe>(info) {
   if (!ParseMode(info[0].As<Napi::String>().Utf8Value(), &mode_))
     throw Napi::TypeError::New(env, "unknown mode");
   Napi::Object opts = info[1].As<Napi::Object>();
+  // Every size comes from the caller (src/source.ts holds the defaults).
+  for (const char* key : {"ringBytes", "liveEntries", "pendingEntries", "netnsEntries", "chainWalk"}) {
+    if (!opts.Get(key).IsNumber()) throw Napi::TypeError::New(env, std::string("Probe options: ") + key + " (a number) expected");
+  }
   ct_probe_opts o{};
-  o.ring_bytes = OptUint(opts, "ringBytes", 16u << 20);
-  o.live_entries = OptUint(opts, "liveEntries", 1u << 19);
-  o.pending_entries = OptUint(opts, "pendingEntries", 0);
-  o.netns_entries = OptUint(opts, "netnsEntries", 0);
-  o.chain_walk = OptUint(opts, "chainWalk", 0);
+  o.ring_bytes = opts.Get("ringBytes").As<Napi::Number>().Uint32Value();
+  o.live_entries = opts.Get("liveEntries").As<Napi::Number>().Uint32Value();
+  o.pending_entries = opts.Get("pendingEntries").As<Napi::Number>().Uint32Value();
+  o.netns_entries = opts.Get("netnsEntries").As<Napi::Number>().Uint32Value();
+  o.chain_walk = opts.Get("chainWalk").As<Napi::Number>().Uint32Value();
   o.debug = opts.Get("debug").ToBoolean();
 
   char err[CT_ERR_LEN];
@@ -163,7 +163,7 @@ Napi::Value Probe::Poll(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
-static Napi::Object CountsObject(Napi::Env env, const ct_counts& c) {
+static Napi::Object CountsObject(Napi::Env env, const ctstorm_counts& c) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("inserts", Napi::Number::New(env, static_cast<double>(c.inserts)));
   o.Set("destroys", Napi::Number::New(env, static_cast<double>(c.destroys)));
@@ -177,12 +177,12 @@ static Napi::Object CountsObject(Napi::Env env, const ct_counts& c) {
 Napi::Value Probe::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!probe_ || closePending_) throw Napi::Error::New(env, "probe is closed");
-  std::vector<ct_counts> protos(CT_PROTO_SLOTS);
+  std::vector<ctstorm_counts> protos(CT_PROTO_SLOTS);
   int rc = ct_probe_read_protocols(probe_, protos.data());
   if (rc) throw ErrnoError(env, rc, std::string("reading protocol counters failed: ") + strerror(-rc));
   Napi::Array protoRows = Napi::Array::New(env);
   for (uint32_t k = 0; k < CT_PROTO_SLOTS; k++) {
-    const ct_counts& c = protos[k];
+    const ctstorm_counts& c = protos[k];
     if (!c.inserts && !c.destroys && !c.lost) continue;
     Napi::Object o = CountsObject(env, c);
     o.Set("l4proto", Napi::Number::New(env, k));

@@ -84,6 +84,9 @@ export interface NativeBinding {
   hooks: Record<string, string>;
 }
 
+/** The attach modes, in the addon's order (enum ct_mode); source.ts's MODES. */
+export const MODE_NAMES = ['fentry', 'kprobe', 'tracepoint'] as const;
+
 const addonPath = fileURLToPath(new URL('../build/Release/ctstorm.node', import.meta.url));
 let binding: NativeBinding | undefined;
 
@@ -98,6 +101,11 @@ export function loadNative(): NativeBinding {
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new CtstormError(`native addon failed to load (${why})`, 'run: bash scripts/setup.sh && npm run build', 'ENOADDON');
+  }
+  const modes = Object.keys(binding.hooks).join(',');
+  if (modes !== MODE_NAMES.join(',')) {
+    binding = undefined;
+    throw new CtstormError(`the native addon has modes ${modes}, this code knows ${MODE_NAMES.join(',')}`, 'rebuild both from one checkout: npm run build', 'ENOADDON');
   }
   if (binding.recordSize !== RECORD_SIZE || binding.recordVersion !== RECORD_VERSION) {
     const found = `${binding.recordSize}-byte v${binding.recordVersion}`;

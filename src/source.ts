@@ -5,13 +5,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { CtstormError } from './errors.js';
 import { healthFromArray, type KernelCounters, type NetnsProtoCounts } from './counters.js';
-import { loadNative, type NativeBinding, type NativeCensus, type NativeProbe } from './native.js';
+import { loadNative, MODE_NAMES, type NativeBinding, type NativeCensus, type NativeProbe } from './native.js';
 import { RECORD_SIZE, RecordBatch } from './record.js';
 import { conntrackLoaded, readTable } from './table.js';
 import { liveNetnsInodes } from './netns-live.js';
 import { NetnsRows } from './netns-rows.js';
 
-export const MODES = ['fentry', 'kprobe', 'tracepoint'] as const;
+export const MODES = MODE_NAMES;
 export type Mode = (typeof MODES)[number];
 export type ModeChoice = Mode | 'auto';
 
