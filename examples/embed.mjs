@@ -12,9 +12,11 @@ collectDefaultMetrics({ register: registry }); // the application's own metrics
 const collector = createCollector();
 collector.register(registry); // ctstorm_* beside them
 collector.on('storm', (storm) => console.error(`conntrack storm: ${storm.peakPerSecond} inserts/s at its peak`));
+// The probe failed (the app goes on; ctstorm_up reads 0).
+collector.on('error', (err) => console.error(`ctstorm: ${err.message}`));
 
 const server = http.createServer(async (req, res) => {
-  if (req.method === 'GET' && req.url === '/metrics') {
+  if ((req.method === 'GET' || req.method === 'HEAD') && req.url?.split('?')[0] === '/metrics') {
     res.writeHead(200, { 'content-type': registry.contentType });
     res.end(await registry.metrics());
   } else {

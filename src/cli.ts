@@ -246,7 +246,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       }
       case 'serve': {
         const listen = listenAddress(values.listen);
-        const maxNetns = count('max-netns', values['max-netns'], 20, 10_000);
+        const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
         const collector = createCollector({ ...common, ...monitor, maxNetns });
         let running: Awaited<ReturnType<typeof serve>> | undefined;
         try {
@@ -264,8 +264,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
             void collector.monitor.ended.then(resolve);
           });
         } finally {
-          await running?.close();
-          await collector.close(); // rethrows a drain failure
+          // Both at once: the probe detaches whatever the clients do.
+          const [server, probe] = await Promise.allSettled([running?.close(), collector.close()]);
+          if (probe.status === 'rejected') throw probe.reason; // a drain failure
+          if (server.status === 'rejected') throw server.reason;
         }
         return 0;
       }

@@ -95,6 +95,8 @@ export interface EngineView {
     baselinePerSecond: number;
     /** Seconds the baseline has learned from; the detector's time constant is 60 s. */
     baselineLearnedSeconds: number;
+    /** Storms started since the engine started (past keeps the last 20). */
+    started: number;
     current: StormView | null;
     past: StormView[];
   };
@@ -301,6 +303,7 @@ export class Engine {
       storms: {
         baselinePerSecond: this.storms.baselinePerSecond,
         baselineLearnedSeconds: this.storms.learnedSeconds,
+        started: this.storms.started,
         current: current ? stormView(current) : null,
         past: this.storms.past().map(stormView),
       },

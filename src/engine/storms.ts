@@ -60,6 +60,8 @@ interface ActiveStorm extends Storm {
 export class StormDetector {
   private baseline: number | undefined;
   private learned = 0;
+  /** Storms started, ever (the past list keeps only the last maxPast). */
+  started = 0;
   private active: ActiveStorm | undefined;
   private readonly finished: Storm[] = [];
   private readonly alpha: number;
@@ -74,6 +76,7 @@ export class StormDetector {
     const threshold = Math.max(this.config.floorPerSecond, this.config.factor * base);
     const s = this.active;
     if (!s && inserts >= threshold) {
+      this.started++;
       this.active = {
         startSeconds: sec,
         endSeconds: null,

@@ -26,10 +26,11 @@ export interface CollectorEvents {
 export class Collector extends EventEmitter<CollectorEvents> {
   readonly monitor: Monitor;
   private cached: { at: number; view: MonitorView } | undefined;
-  private readonly registries = new Set<Registry>();
+  private readonly registries = new Map<Registry, string[]>();
   private readonly maxNetns: number | undefined;
   private stormStart: number | null = null;
   private closing: Promise<void> | undefined;
+  private down = false;
 
   constructor(options: CollectorOptions = {}) {
     super();
@@ -37,50 +38,87 @@ export class Collector extends EventEmitter<CollectorEvents> {
     this.maxNetns = options.maxNetns;
     this.monitor.subscribe((view) => {
       this.cached = { at: performance.now(), view };
-      this.emit('update', view);
+      // A listener's bug is the application's: it must not stop the probe.
+      this.safeEmit('update', view);
       this.followStorms(view);
     });
     void this.monitor.ended.then(() => {
-      if (!this.closing) this.close().catch((err: unknown) => this.emit('error', err));
+      this.down = true;
+      // The drain failed (close() was not called): say so if anyone listens;
+      // ctstorm_up reads 0 from now on.
+      if (!this.closing) this.monitor.close().catch((err: unknown) => this.safeEmit('error', err));
     });
   }
 
-  /** The monitor's view, at most VIEW_CACHE_MS old. */
+  /** The monitor's view, at most VIEW_CACHE_MS old. Throws once the monitor failed. */
   view(): MonitorView {
     const now = performance.now();
     if (!this.cached || now - this.cached.at > VIEW_CACHE_MS) this.cached = { at: now, view: this.monitor.view() };
     return this.cached.view;
   }
 
-  /** Adds ctstorm's metrics (all named ctstorm_*) to a prom-client registry. */
+  /** Adds ctstorm's metrics (all named ctstorm_*) to a prom-client registry: all
+   * of them or, on a name clash, none. */
   register(registry: Registry): void {
-    for (const metric of ctstormMetrics(() => this.view(), { version: VERSION, maxNetns: this.maxNetns })) {
-      registry.registerMetric(metric as unknown as Metric);
+    if (this.closing) throw new Error('ctstorm collector is closed');
+    const metrics = ctstormMetrics(() => this.liveView(), { version: VERSION, maxNetns: this.maxNetns });
+    const added: string[] = [];
+    try {
+      for (const metric of metrics) {
+        registry.registerMetric(metric as unknown as Metric);
+        added.push(metric.name);
+      }
+    } catch (err) {
+      for (const name of added) registry.removeSingleMetric(name);
+      throw err;
     }
-    this.registries.add(registry);
+    this.registries.set(registry, added);
+  }
+
+  /** Removes ctstorm's metrics from a registry register() added them to. */
+  unregister(registry: Registry): void {
+    for (const name of this.registries.get(registry) ?? []) registry.removeSingleMetric(name);
+    this.registries.delete(registry);
   }
 
   /** Removes the metrics from every registry, detaches the probe; rethrows a drain failure. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      for (const registry of this.registries) {
-        for (const metric of ctstormMetrics(() => this.view(), { version: VERSION })) registry.removeSingleMetric(metric.name);
-      }
-      this.registries.clear();
+      this.down = true;
+      for (const registry of [...this.registries.keys()]) this.unregister(registry);
       await this.monitor.close();
     })();
     return this.closing;
+  }
+
+  /** The view for metrics: null once closed or failed (they then serve no samples). */
+  private liveView(): MonitorView | null {
+    if (this.down) return null;
+    try {
+      return this.view();
+    } catch {
+      return null;
+    }
+  }
+
+  private safeEmit<K extends keyof CollectorEvents>(event: K, ...args: CollectorEvents[K]): void {
+    if (event === 'error' && this.listenerCount('error') === 0) return; // no one to tell: ctstorm_up says it
+    try {
+      (this.emit as (e: K, ...a: CollectorEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      if (event !== 'error' && this.listenerCount('error') > 0) this.emit('error', err);
+    }
   }
 
   private followStorms(view: MonitorView): void {
     const current = view.engine.storms.current;
     if (current && this.stormStart !== current.startSeconds) {
       this.stormStart = current.startSeconds;
-      this.emit('storm', current);
+      this.safeEmit('storm', current);
     } else if (!current && this.stormStart !== null) {
       const ended = view.engine.storms.past.find((s) => s.startSeconds === this.stormStart);
       this.stormStart = null;
-      if (ended) this.emit('stormEnd', ended);
+      if (ended) this.safeEmit('stormEnd', ended);
     }
   }
 }

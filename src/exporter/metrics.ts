@@ -2,10 +2,21 @@
 // the monitor's view at scrape time. Names follow Prometheus practice: base
 // units, `_total` for counters, `_seconds` for durations. Label values are
 // bounded: netns beyond the top `maxNetns` (by inserts) fold into netns="other".
+import { statSync } from 'node:fs';
 import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
 import type { MonitorView } from '../monitor.js';
 import { protoName } from '../protocols.js';
 import { histogramSamples, topAndOther, ViewMetric, type ViewMetricSpec } from './view-metric.js';
+
+/** The inode of ctstorm's own netns (what nf_conntrack_count counts). */
+function ownNetnsInode(): number | undefined {
+  try {
+    return statSync('/proc/self/ns/net').ino;
+  } catch {
+    return undefined;
+  }
+}
+const ownNetns = ownNetnsInode();
 
 export interface MetricsOptions {
   /** Netns label values kept (the most inserts since start); the rest are "other". Default 20. */
@@ -21,6 +32,13 @@ const CHAIN_EDGES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96];
 const KERNEL_STATS = ['found', 'invalid', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'expect_new', 'expect_create', 'expect_delete', 'search_restart', 'clash_resolve', 'chaintoolong'];
 
 const netnsLabel = (inode: number | 'other'): string => String(inode);
+/** Protocols kept as label values; any other IP protocol number is "other"
+ * (conntrack tracks them all, as generic entries). */
+const PROTOCOLS = new Set(['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre']);
+const protocolLabel = (l4proto: number): string => {
+  const name = protoName(l4proto);
+  return PROTOCOLS.has(name) ? name : 'other';
+};
 
 /** Per netns x protocol counter rows, the netns beyond the top folded into "other". */
 function netnsRows(view: MonitorView, maxNetns: number): Array<{ netns: string; protocol: string; inserts: number; destroys: number; lost: number }> {
@@ -34,7 +52,7 @@ function netnsRows(view: MonitorView, maxNetns: number): Array<{ netns: string; 
   const rows = new Map<string, { netns: string; protocol: string; inserts: number; destroys: number; lost: number }>();
   for (const r of view.counters.netns) {
     const netns = kept.has(r.inode) ? netnsLabel(r.inode) : 'other';
-    const protocol = protoName(r.l4proto);
+    const protocol = protocolLabel(r.l4proto);
     const key = `${netns}/${protocol}`;
     const row = rows.get(key) ?? { netns, protocol, inserts: 0, destroys: 0, lost: 0 };
     row.inserts += r.inserts;
@@ -50,12 +68,15 @@ function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
   return [
     {
       name: 'ctstorm_conntrack_entries',
-      help: 'Conntrack entries per network namespace (census carried forward by exact counters; before the first census, ctstorm\'s own netns only).',
+      help: 'Conntrack entries per network namespace, by inode (census carried forward by exact counters; before the first census, ctstorm\'s own netns only).',
       type: 'gauge',
       samples: (v) => {
-        if (!v.table.fill.known) return [{ labels: { netns: 'self' }, value: v.table.entries }];
-        const rows = topAndOther(v.table.fill.netns, o.maxNetns, (n) => n.entries, (rest) => ({
-          ...rest[0]!, inode: -1, entries: rest.reduce((n, r) => n + r.entries, 0),
+        if (!v.table.fill.known) return ownNetns === undefined ? [] : [{ labels: { netns: netnsLabel(ownNetns) }, value: v.table.entries }];
+        // One series per inode (a reused inode's rows add up), the rest folded.
+        const byInode = new Map<number, number>();
+        for (const n of v.table.fill.netns) byInode.set(n.inode, (byInode.get(n.inode) ?? 0) + n.entries);
+        const rows = topAndOther([...byInode].map(([inode, entries]) => ({ inode, entries })), o.maxNetns, (n) => n.entries, (rest) => ({
+          inode: -1, entries: rest.reduce((n, r) => n + r.entries, 0),
         }));
         return rows.map((n) => ({ labels: { netns: n.inode === -1 ? 'other' : netnsLabel(n.inode) }, value: n.entries }));
       },
@@ -69,13 +90,22 @@ function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
     { name: 'ctstorm_conntrack_limit', help: 'nf_conntrack_max: the limit each netns\'s own count is checked against.', type: 'gauge', samples: (v) => [{ value: v.table.max }] },
     { name: 'ctstorm_conntrack_buckets', help: 'nf_conntrack_buckets: hash chains of the table.', type: 'gauge', samples: (v) => [{ value: v.table.buckets }] },
     {
+      name: 'ctstorm_conntrack_fullest_entries',
+      help: 'Entries in the fullest netns (the one that drops first), labelled with its inode; absent before the first census.',
+      type: 'gauge',
+      samples: (v) => {
+        const f = v.table.fill.fullest;
+        return f ? [{ labels: { netns: netnsLabel(f.inode) }, value: f.entries }] : [];
+      },
+    },
+    {
       name: 'ctstorm_conntrack_fill_ratio',
       help: 'Entries over the limit in the fullest netns (the one that drops first); absent before the first census or without a limit.',
       type: 'gauge',
       samples: (v) => {
         const f = v.table.fill.fullest;
         if (!v.table.fill.known || v.table.max <= 0) return [];
-        return [{ labels: { netns: f ? netnsLabel(f.inode) : 'none' }, value: f ? f.entries / v.table.max : 0 }];
+        return [{ value: f ? f.entries / v.table.max : 0 }];
       },
     },
     {
@@ -84,7 +114,7 @@ function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
       type: 'gauge',
       samples: (v) => {
         const f = v.table.fill.fullest;
-        return f?.secondsToFull == null ? [] : [{ labels: { netns: netnsLabel(f.inode) }, value: f.secondsToFull }];
+        return f?.secondsToFull == null ? [] : [{ value: f.secondsToFull }];
       },
     },
   ];
@@ -108,7 +138,11 @@ function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
       name: 'ctstorm_records_lost_total',
       help: 'Insert and destroy records the ring buffer could not take (the counters above still include them).',
       type: 'counter',
-      samples: (v) => v.counters.protocols.map((p) => ({ labels: { protocol: protoName(p.l4proto) }, value: p.lost })),
+      samples: (v) => {
+        const lost = new Map<string, number>();
+        for (const p of v.counters.protocols) lost.set(protocolLabel(p.l4proto), (lost.get(protocolLabel(p.l4proto)) ?? 0) + p.lost);
+        return [...lost].map(([protocol, value]) => ({ labels: { protocol }, value }));
+      },
     },
     {
       name: 'ctstorm_conntrack_inserts_per_second',
@@ -133,14 +167,14 @@ function lifetimeMetrics(): ViewMetricSpec[] {
       type: 'histogram',
       samples: (v) =>
         v.engine.lifetimeHistograms.flatMap((h) =>
-          histogramSamples({ protocol: h.proto, state: h.state ?? '' }, EXPORT_EDGES_SECONDS, h.cumulative, h.count, h.sum),
+          histogramSamples({ protocol: PROTOCOLS.has(h.proto) ? h.proto : 'other', state: h.state ?? '' }, EXPORT_EDGES_SECONDS, h.cumulative, h.count, h.sum),
         ),
     },
     {
       name: 'ctstorm_entries_predating_total',
       help: 'Entries destroyed that were inserted before ctstorm started (no lifetime).',
       type: 'counter',
-      samples: (v) => v.engine.lifetimes.map((l) => ({ labels: { protocol: l.proto, state: l.state ?? '' }, value: l.predating })),
+      samples: (v) => v.engine.lifetimes.filter((l) => PROTOCOLS.has(l.proto)).map((l) => ({ labels: { protocol: l.proto, state: l.state ?? '' }, value: l.predating })),
     },
   ];
 }
@@ -192,7 +226,7 @@ function stormMetrics(): ViewMetricSpec[] {
       name: 'ctstorm_storms_total',
       help: 'Insert storms that started since ctstorm started (running one included).',
       type: 'counter',
-      samples: (v) => [{ value: v.engine.storms.past.length + (v.engine.storms.current ? 1 : 0) }],
+      samples: (v) => [{ value: v.engine.storms.started }],
     },
     {
       name: 'ctstorm_storm_baseline_inserts_per_second',
@@ -221,6 +255,13 @@ function kernelMetrics(): ViewMetricSpec[] {
 function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
   return [
     {
+      name: 'ctstorm_up',
+      help: '1 while the probe is attached and drained; 0 once it failed or was closed (the other ctstorm metrics are then absent).',
+      type: 'gauge',
+      samples: () => [{ value: 1 }],
+      whenDown: () => [{ value: 0 }],
+    },
+    {
       name: 'ctstorm_build_info',
       help: 'ctstorm\'s version and the attach mode it runs in (value 1).',
       type: 'gauge',
@@ -243,8 +284,9 @@ function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
   ];
 }
 
-/** Every ctstorm metric, reading the view from `view` (called once per metric a scrape: cache it). */
-export function ctstormMetrics(view: () => MonitorView, options: MetricsOptions): ViewMetric[] {
+/** Every ctstorm metric, reading the view from `view` (called once per metric a
+ * scrape: cache it); `view` returns null once the monitor is closed or failed. */
+export function ctstormMetrics(view: () => MonitorView | null, options: MetricsOptions): ViewMetric[] {
   const o: Required<MetricsOptions> = { maxNetns: options.maxNetns ?? DEFAULT_MAX_NETNS, version: options.version };
   const specs = [
     ...tableMetrics(o),

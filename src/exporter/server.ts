@@ -33,7 +33,6 @@ export interface RunningServer {
 
 export async function serve(collector: Collector, options: ServeOptions): Promise<RunningServer> {
   const registry = new Registry();
-  collector.register(registry);
   const streams = new Set<ServerResponse>();
   const maxStreams = options.maxStreamClients ?? DEFAULT_MAX_STREAM_CLIENTS;
 
@@ -49,7 +48,7 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = (req.url ?? '/').split('?')[0]!;
     if (!ROUTES.has(path)) return json(res, 404, { error: `no such path: ${path}`, paths: [...ROUTES] });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
@@ -94,6 +93,15 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
   server.requestTimeout = 30_000;
   server.maxHeadersCount = 100;
 
+  // Listen first: nothing is held (registry, subscription, timer) when it fails.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  collector.register(registry);
   const unsubscribe = collector.monitor.subscribe(() => {
     if (streams.size === 0) return;
     const frame = `event: churn\ndata: ${JSON.stringify(churn())}\n\n`;
@@ -108,23 +116,20 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
   }, (options.heartbeatSeconds ?? 15) * 1000);
   heartbeat.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
   return {
     server,
     address: server.address() as AddressInfo,
     close: async () => {
       unsubscribe();
       clearInterval(heartbeat);
+      collector.unregister(registry);
       for (const res of streams) res.end();
       streams.clear();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // At once: a client that never finishes its request must not hold the
+      // shutdown (server.close() also stops Node's request timeouts).
       server.closeAllConnections();
+      await closed;
     },
   };
 }

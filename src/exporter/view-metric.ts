@@ -18,6 +18,8 @@ export interface ViewMetricSpec {
   help: string;
   type: MetricType;
   samples: (view: MonitorView) => Sample[];
+  /** Samples while there is no view (monitor closed or failed); none by default. */
+  whenDown?: () => Sample[];
 }
 
 /** The shape prom-client's Registry reads from a metric. */
@@ -25,19 +27,26 @@ export class ViewMetric {
   readonly name: string;
   readonly help: string;
   readonly type: MetricType;
-  readonly aggregator = 'sum' as const;
 
+  readonly aggregator: 'sum' | 'first';
+
+  /** `view` returns null once the monitor is closed or failed: no samples then
+   * (a scrape of the application's registry still succeeds). */
   constructor(
     private readonly spec: ViewMetricSpec,
-    private readonly view: () => MonitorView,
+    private readonly view: () => MonitorView | null,
   ) {
     this.name = spec.name;
     this.help = spec.help;
     this.type = spec.type;
+    // Under prom-client's AggregatorRegistry: counts add up, levels do not.
+    this.aggregator = spec.type === 'gauge' ? 'first' : 'sum';
   }
 
-  get(): { name: string; help: string; type: MetricType; aggregator: 'sum'; values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }> } {
-    const values = this.spec.samples(this.view()).map((s) => ({
+  get(): { name: string; help: string; type: MetricType; aggregator: 'sum' | 'first'; values: Array<{ value: number; labels: Record<string, string | number>; metricName?: string }> } {
+    const view = this.view();
+    const samples = view ? this.spec.samples(view) : (this.spec.whenDown?.() ?? []);
+    const values = samples.map((s) => ({
       value: s.value,
       labels: s.labels ?? {},
       ...(s.suffix ? { metricName: `${this.name}${s.suffix}` } : {}),

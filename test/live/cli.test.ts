@@ -2,6 +2,7 @@
 // and no BPF program left behind however it ends.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ModeChoice } from '../../src/index.js';
@@ -145,7 +146,14 @@ describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
     await reader.cancel();
     expect((text.match(/^event: churn$/gm) ?? []).length).toBeGreaterThanOrEqual(2);
 
+    // A client that never finishes its request must not hold the shutdown.
+    const half = connect(Number(new URL(base).port), '127.0.0.1');
+    half.on('error', () => undefined);
+    await new Promise<void>((resolve) => half.once('connect', () => resolve()));
+    half.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
     run.proc.kill('SIGINT');
+    await until(() => exited, 15_000, 'serve to exit with a half-sent request open');
+    half.destroy();
     expect(await run.exit).toBe(0);
     await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
   });

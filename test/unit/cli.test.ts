@@ -161,7 +161,7 @@ describe('bad input', () => {
     ['census outside snapshot', ['watch', '--census'], /^ctstorm: option --census does not apply to watch/],
     ['interval on snapshot', ['snapshot', '--duration', '1', '--interval', '2'], /^ctstorm: option --interval does not apply to snapshot/],
     ['bad listen address', ['serve', '--listen', 'localhost'], /^ctstorm: bad --listen "localhost"; give host:port/],
-    ['bad max-netns', ['serve', '--max-netns', '0'], /^ctstorm: bad --max-netns "0"; give a whole number from 1 to 10000$/],
+    ['bad max-netns', ['serve', '--max-netns', '0'], /^ctstorm: bad --max-netns "0"; give a whole number from 1 to 1000$/],
   ];
   for (const [name, argv, want] of cases) {
     it(`${name}: one line, exit 2, nothing loaded`, async () => {

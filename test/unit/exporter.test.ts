@@ -1,6 +1,7 @@
 // The exporter over a fake addon: every metric renders in the Prometheus text
 // format from the monitor's view, counters carry the exact kernel counts, netns
 // labels stay bounded, and an application's own registry keeps its metrics too.
+import { statSync } from 'node:fs';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Collector } from '../../src/exporter/collector.js';
@@ -63,8 +64,10 @@ describe('metrics', () => {
     ]);
     expect(samples(text, 'ctstorm_conntrack_limit')).toEqual(['ctstorm_conntrack_limit 1000']);
     expect(samples(text, 'ctstorm_build_info')).toEqual(['ctstorm_build_info{version="0.1.0",mode="fentry"} 1']);
-    // Before any census, only ctstorm's own netns is known.
-    expect(samples(text, 'ctstorm_conntrack_entries')).toEqual(['ctstorm_conntrack_entries{netns="self"} 3']);
+    // Before any census, only ctstorm's own netns is known (by its inode, as later).
+    const own = statSync('/proc/self/ns/net').ino;
+    expect(samples(text, 'ctstorm_conntrack_entries')).toEqual([`ctstorm_conntrack_entries{netns="${own}"} 3`]);
+    expect(samples(text, 'ctstorm_up')).toEqual(['ctstorm_up 1']);
   });
 
   it('keeps netns labels to the top N by inserts and folds the rest into "other", whatever the number of netns', async () => {
@@ -76,6 +79,56 @@ describe('metrics', () => {
     expect(rows.slice(0, 5).map((r) => /netns="(\d+)"/.exec(r)![1])).toEqual(['4026532499', '4026532498', '4026532497', '4026532496', '4026532495']);
     const other = Array.from({ length: 495 }, (_, i) => 10 + i).reduce((a, b) => a + b, 0);
     expect(rows[5]).toBe(`ctstorm_conntrack_inserts_total{netns="other",protocol="tcp"} ${other}`);
+  });
+
+  it('a failed probe does not take the application down: no error event without a listener, ctstorm_up 0, the app\'s metrics still served', async () => {
+    const native = fakeNative({ counters: [counters(1)], pollError: new Error('draining the ring buffer failed: EIO') });
+    const c = new Collector({ source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }), ...io, tickMs: 3_600_000 });
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    c.register(registry);
+    await c.monitor.ended;
+    await new Promise((r) => setTimeout(r, 10));
+    const text = await registry.metrics();
+    expect(samples(text, 'ctstorm_up')).toEqual(['ctstorm_up 0']);
+    expect(samples(text, 'ctstorm_conntrack_limit')).toEqual([]);
+    expect(text).toContain('process_cpu_user_seconds_total');
+    await expect(c.close()).rejects.toThrow('EIO'); // close() says why it failed
+    expect(native.closed).toBe(1);
+  });
+
+  it('a listener that throws does not stop the probe', async () => {
+    const c = collector(1);
+    const errors: unknown[] = [];
+    c.on('update', () => {
+      throw new Error('bug in the app');
+    });
+    c.on('error', (err) => errors.push(err));
+    (c.monitor as unknown as { tickOnce(): void }).tickOnce(); // one tick, now
+    expect(errors).toEqual([new Error('bug in the app')]);
+    expect(() => c.monitor.view()).not.toThrow();
+  });
+
+  it('registers all its metrics or none, and refuses a registry after close()', async () => {
+    const registry = new Registry();
+    const c = collector(1);
+    registry.registerMetric({ name: 'ctstorm_chain_longest', help: 'x', type: 'gauge', get: () => ({ name: 'ctstorm_chain_longest', help: 'x', type: 'gauge', values: [], aggregator: 'sum' }), reset: () => undefined } as never);
+    expect(() => c.register(registry)).toThrow(/already been registered/);
+    expect(registry.getMetricsAsArray().map((m) => m.name)).toEqual(['ctstorm_chain_longest']);
+    await c.close();
+    expect(() => c.register(new Registry())).toThrow(/closed/);
+  });
+
+  it('counts storms started, not the storms kept in the past list', async () => {
+    const { StormDetector } = await import('../../src/engine/storms.js');
+    const d = new StormDetector({ factor: 5, floorPerSecond: 10, baselineSeconds: 60, quietSeconds: 1, maxPast: 3, topNetns: 1 });
+    let sec = 0;
+    for (let storm = 0; storm < 5; storm++) {
+      d.tick(sec++, 0, 0);
+      d.tick(sec++, 100, 0);
+      d.tick(sec++, 0, 0);
+    }
+    expect([d.started, d.past().length]).toEqual([5, 3]);
   });
 
   it('joins an application\'s registry beside its default metrics, and leaves it on close()', async () => {
