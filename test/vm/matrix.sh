@@ -24,7 +24,8 @@ refused_on() {
 # Run in the guest after the suite: the kernel must have logged no warning while
 # the probe was loaded and run (e.g. 5.7-6.0 WARN when a tracing program uses a
 # map that allocates at run time). Exit code: the suite's, else 3.
-readonly KERNEL_LOG_CHECK='if dmesg | grep -E "WARNING:|BUG:|run-time allocation|Call Trace"; then
+readonly KERNEL_LOG_CHECK='if dmesg | grep -qE "WARNING:|BUG:|run-time allocation|Call Trace"; then
+  dmesg | grep -E -B2 -A40 "WARNING:|BUG:|run-time allocation"
   echo "ctstorm-vm: the guest kernel logged the warnings above"; exit 3; fi; exit $rc'
 
 # The requested modes this kernel is expected to run.
