@@ -36,8 +36,10 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
   const streams = new Set<ServerResponse>();
   const maxStreams = options.maxStreamClients ?? DEFAULT_MAX_STREAM_CLIENTS;
 
+  // One request a connection: a scraper opens one per scrape anyway, and a kept-alive
+  // socket the server times out while the client reuses it fails that request.
   const send = (res: ServerResponse, status: number, type: string, body: string, head = false): void => {
-    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', connection: 'close' });
     res.end(head ? undefined : body);
   };
   const json = (res: ServerResponse, status: number, value: unknown, head = false): void =>
