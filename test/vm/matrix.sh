@@ -70,7 +70,9 @@ for kernel in $kernels; do
   # booted once more, visibly. Any other failure counts as it is.
   for attempt in 1 2; do
     set +e
-    bash test/vm/run.sh --kernel "$kernel" --env CTSTORM_TEST_MODES="$kmodes" \
+    # A kernel's suite takes 400-500 s in TCG on a quiet 2-core machine, ~800 s
+    # beside another guest: the guest's own bound is well above either.
+    bash test/vm/run.sh --kernel "$kernel" --timeout "${CTSTORM_VM_TIMEOUT:-1800}" --env CTSTORM_TEST_MODES="$kmodes" \
       --env CTSTORM_EXPECT_REFUSED="$(refused_on "$kernel")" -- \
       "node_modules/.bin/vitest run --project live --project vm --no-isolate --reporter=verbose \
          --reporter=json --outputFile.json=$results/$kernel.json; rc=\$?; $KERNEL_LOG_CHECK" 2>&1 |
