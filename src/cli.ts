@@ -172,17 +172,35 @@ function summary(s: Snapshot): string {
   const fullest = t.fullest
     ? `fullest netns ${t.fullest.inode}: ${fmt(t.fullest.entries)} / ${fmt(t.max)} (${t.fillPercent?.toFixed(1) ?? '-'}%), ${t.secondsToFull === null ? 'not growing' : `full in ${t.secondsToFull.toFixed(0)} s`}; ${fmt(t.totalEntries ?? 0)} entries in all netns`
     : `per-netns entries unknown (${s.census.pending ?? 'no census'}); ${fmt(t.entries)} / ${fmt(t.max)} in ctstorm's netns`;
+  const w = s.windows;
   const lines = [
     `mode ${s.mode} on ${s.kernel}, ${s.durationSeconds} s`,
     `table ${fullest}, ${fmt(t.buckets)} buckets`,
-    `inserts ${s.totals.inserts} (${s.rates.insertsPerSecond}/s), destroys ${s.totals.destroys} (${s.rates.destroysPerSecond}/s), lost ${s.totals.lost}`,
+    `inserts ${fmt(s.totals.inserts)} (${fmt(s.rates.insertsPerSecond)}/s), destroys ${fmt(s.totals.destroys)} (${fmt(s.rates.destroysPerSecond)}/s), lost ${fmt(s.totals.lost)}`,
+    `inserts/s over 1 s ${fmt(w['1s'].insertsPerSecond)}, 10 s ${fmt(w['10s'].insertsPerSecond)}, 60 s ${fmt(w['60s'].insertsPerSecond)}`,
   ];
-  for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${p.inserts} inserts, ${p.destroys} destroys`);
+  for (const p of s.protocols) lines.push(`  ${p.proto.padEnd(8)} ${fmt(p.inserts)} inserts, ${fmt(p.destroys)} destroys`);
   for (const n of s.netns.slice(0, 10)) {
-    lines.push(`  netns ${n.inode}: ${n.inserts} inserts, ${n.destroys} destroys${n.entries === null ? '' : `, ${n.entries} entries`}`);
+    lines.push(`  netns ${n.inode}: ${fmt(n.inserts)} inserts, ${fmt(n.destroys)} destroys${n.entries === null ? '' : `, ${fmt(n.entries)} entries`}`);
   }
-  if (s.storms.current) lines.push(`storm running: peak ${fmt(s.storms.current.peakPerSecond)} inserts/s`);
-  if (s.storms.past.length > 0) lines.push(`${s.storms.past.length} storm(s) ended during the snapshot`);
+  const src = s.top.sources[0];
+  const dst = s.top.destinations[0];
+  if (src && dst) lines.push(`top source ${src.address} (${fmt(src.inserts)} inserts), top destination ${dst.address}:${dst.port} (${fmt(dst.inserts)}), in the last complete ${s.top.epochSeconds} s`);
+  if (s.kernelStats) {
+    const k = s.kernelStats.sinceStart;
+    lines.push(`kernel (ctstorm's netns, since start): drop ${fmt(k.drop ?? 0)}, early_drop ${fmt(k.early_drop ?? 0)}, insert_failed ${fmt(k.insert_failed ?? 0)}`);
+  }
+  const storm = s.storms.current;
+  if (storm) lines.push(`storm running for ${storm.durationSeconds} s: peak ${fmt(storm.peakPerSecond)} inserts/s (baseline ${fmt(storm.baselinePerSecond)}/s)`);
+  for (const past of s.storms.past.slice(0, 3)) {
+    lines.push(`storm of ${past.durationSeconds} s: peak ${fmt(past.peakPerSecond)} inserts/s, ${fmt(past.inserts)} inserts${past.netns[0] ? `, mostly netns ${past.netns[0].inode}` : ''}`);
+  }
+  if (s.buckets) {
+    const b = s.buckets;
+    lines.push(`census: ${fmt(b.entries)} entries in ${fmt(b.buckets)} buckets, longest chain ${b.longest}, ${fmt(b.empty)} empty (uniform hashing: ${fmt(b.emptyExpected)}), ${(b.seconds * 1000).toFixed(0)} ms`);
+  } else if (s.buckets === null) {
+    lines.push(`census: none (${s.census.pending ?? 'unknown'})`);
+  }
   lines.push(s.exactness.exact ? 'counts exact' : 'counts NOT exact:');
   for (const note of s.exactness.notes) lines.push(`  ${note}`);
   return lines.join('\n');
