@@ -4,9 +4,13 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Namespace, Service } from 'kubernetes-models/v1';
+import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 
 const dir = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
+const manifest = fileURLToPath(new URL('../../deploy/kubernetes/ctstorm.yaml', import.meta.url));
 const promtool = (...args: string[]) => spawnSync('promtool', args, { cwd: dir, encoding: 'utf8' });
 
 describe('deploy/prometheus', () => {
@@ -25,5 +29,29 @@ describe('deploy/prometheus', () => {
     const tested = [...new Set([...readFileSync(`${dir}ctstorm-alerts.test.yml`, 'utf8').matchAll(/alertname: (\w+)/g)].map((m) => m[1]))].sort();
     expect(alerts).toHaveLength(7);
     expect(tested).toEqual(alerts);
+  });
+});
+
+describe('deploy/kubernetes', () => {
+  const docs = parseAllDocuments(readFileSync(manifest, 'utf8')).map((d) => d.toJS() as { kind: string });
+  const byKind = (kind: string): Record<string, unknown> => docs.find((d) => d.kind === kind) as Record<string, unknown>;
+
+  it('is a Namespace, a DaemonSet and a Service, each valid against the Kubernetes schema', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'DaemonSet', 'Service']);
+    expect(() => new Namespace(byKind('Namespace') as never).validate()).not.toThrow();
+    expect(() => new DaemonSet(byKind('DaemonSet') as never).validate()).not.toThrow();
+    expect(() => new Service(byKind('Service') as never).validate()).not.toThrow();
+  });
+
+  it('asks for what the probe needs and no more: BPF and PERFMON, not privileged, no hostPID, BTF read-only', () => {
+    const ds = new DaemonSet(byKind('DaemonSet') as never);
+    const pod = ds.spec!.template.spec!;
+    const c = pod.containers[0]!;
+    expect(c.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'PERFMON'] });
+    expect([c.securityContext?.privileged, c.securityContext?.allowPrivilegeEscalation, c.securityContext?.readOnlyRootFilesystem]).toEqual([false, false, true]);
+    expect(pod.hostPID).toBeUndefined();
+    expect(c.volumeMounts).toEqual([{ name: 'btf', mountPath: '/sys/kernel/btf', readOnly: true }]);
+    expect(c.args).toEqual(['serve', '--listen', '$(NODE_IP):9477']);
+    expect(ds.spec!.template.metadata!.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9477' });
   });
 });
