@@ -8,6 +8,8 @@ import { Namespace, Service } from 'kubernetes-models/v1';
 import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { dashboard } from '../../deploy/grafana/dashboard.js';
+import { metricNames } from '../../src/exporter/metrics.js';
 
 const dir = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
 const manifest = fileURLToPath(new URL('../../deploy/kubernetes/ctstorm.yaml', import.meta.url));
@@ -53,5 +55,26 @@ describe('deploy/kubernetes', () => {
     expect(c.volumeMounts).toEqual([{ name: 'btf', mountPath: '/sys/kernel/btf', readOnly: true }]);
     expect(c.args).toEqual(['serve', '--listen', '$(NODE_IP):9477']);
     expect(ds.spec!.template.metadata!.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9477' });
+  });
+});
+
+describe('deploy/grafana', () => {
+  it('ctstorm.json is what dashboard.ts (typed against @grafana/schema) builds: run npm run dashboard after a change', () => {
+    const json = JSON.parse(readFileSync(fileURLToPath(new URL('../../deploy/grafana/ctstorm.json', import.meta.url)), 'utf8'));
+    expect(json).toEqual(JSON.parse(JSON.stringify(dashboard)));
+  });
+
+  it('every panel and the storm annotation query only metrics ctstorm serves', () => {
+    const served = new Set(metricNames().flatMap((n) => [n, `${n}_bucket`, `${n}_sum`, `${n}_count`]));
+    const exprs = [
+      ...(dashboard.panels ?? []).flatMap((p) => ('targets' in p ? ((p.targets ?? []) as Array<{ expr: string }>) : []).map((t) => t.expr)),
+      ...(dashboard.annotations?.list ?? []).map((a) => (a.target as unknown as { expr: string }).expr),
+    ];
+    expect(exprs.length).toBeGreaterThanOrEqual(15);
+    for (const expr of exprs) {
+      const names = expr.match(/ctstorm_\w+/g) ?? [];
+      expect(names.length, expr).toBeGreaterThan(0);
+      for (const name of names) expect([expr, served.has(name)]).toEqual([expr, true]);
+    }
   });
 });
