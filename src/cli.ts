@@ -10,6 +10,7 @@ import { takeSnapshot } from './snapshot.js';
 import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
 import { bucketsChart, bucketsWait } from './buckets.js';
 import { serve } from './exporter/server.js';
+import { loadWebConfig } from './exporter/web-config.js';
 import type { KernelStats } from './kernel-stats.js';
 import type { Snapshot } from './snapshot.js';
 import type { TableInfo } from './table.js';
@@ -42,6 +43,7 @@ options
   --interval <s>      watch refresh period (default 1)
   --listen <h:p>      serve: address to listen on (default 127.0.0.1:9477)
   --max-netns <n>     serve: netns label values in metrics, the rest "other" (default 20)
+  --web-config <f>    serve: TLS and basic auth, node_exporter's web config format
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
   -h, --help          this text
@@ -66,6 +68,7 @@ const options = {
   json: { type: 'boolean' },
   census: { type: 'boolean' },
   listen: { type: 'string' },
+  'web-config': { type: 'string' },
   'max-netns': { type: 'string' },
   interval: { type: 'string' },
   'ring-bytes': { type: 'string' },
@@ -83,7 +86,7 @@ const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
   watch: ['mode', 'interval', 'ring-bytes', 'debug'],
   snapshot: ['mode', 'duration', 'json', 'census', 'ring-bytes', 'debug'],
   buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
-  serve: ['mode', 'listen', 'max-netns', 'ring-bytes', 'debug'],
+  serve: ['mode', 'listen', 'max-netns', 'web-config', 'ring-bytes', 'debug'],
   modes: ['json', 'ring-bytes', 'debug'],
 };
 
@@ -265,17 +268,20 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       case 'serve': {
         const listen = listenAddress(values.listen);
         const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
+        // Read before the probe loads: a bad file changes nothing.
+        const webConfig = values['web-config'] === undefined ? undefined : loadWebConfig(values['web-config']);
         const collector = createCollector({ ...common, ...monitor, maxNetns });
         let running: Awaited<ReturnType<typeof serve>> | undefined;
         try {
           try {
-            running = await serve(collector, listen);
+            running = await serve(collector, { ...listen, webConfig });
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code ?? String(err);
             throw new CtstormError(`cannot listen on ${values.listen ?? '127.0.0.1:9477'} (${code})`, 'pick a free address with --listen host:port', 'ELISTEN');
           }
           const at = running.address;
-          io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving http://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
+          const scheme = webConfig?.tls ? 'https' : 'http';
+          io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving ${scheme}://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
           await new Promise<void>((resolve) => {
             if (signal.aborted) return resolve();
             signal.addEventListener('abort', () => resolve(), { once: true });

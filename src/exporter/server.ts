@@ -7,10 +7,12 @@
 //   GET /api/v1/stream    Server-Sent Events: the churn JSON once a second
 //   GET /healthz          200 while the probe drains, 503 once it failed
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { renderSnapshot } from '../snapshot.js';
 import type { Collector } from './collector.js';
+import { BasicAuth, clientCertAllowed, type WebConfig } from './web-config.js';
 
 export interface ServeOptions {
   host: string;
@@ -19,6 +21,8 @@ export interface ServeOptions {
   maxStreamClients?: number;
   /** Seconds between SSE heartbeat comments. Default 15. */
   heartbeatSeconds?: number;
+  /** TLS and basic auth (node_exporter's web config). */
+  webConfig?: WebConfig;
 }
 
 const ROUTES = new Set(['/metrics', '/api/v1/churn', '/api/v1/storms', '/api/v1/stream', '/healthz']);
@@ -49,7 +53,15 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
     return renderSnapshot(view, view.uptimeSeconds);
   };
 
+  const auth = options.webConfig?.users ? new BasicAuth(options.webConfig.users) : undefined;
+  const tls = options.webConfig?.tls;
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (tls && !clientCertAllowed(req.socket, tls.clientAuth)) return json(res, 403, { error: 'client certificate required or not trusted' });
+    if (auth && !(await auth.allows(req.headers.authorization))) {
+      res.setHeader('www-authenticate', 'Basic realm="ctstorm", charset="UTF-8"');
+      return json(res, 401, { error: 'unauthorized' });
+    }
     const path = (req.url ?? '/').split('?')[0]!;
     if (!ROUTES.has(path)) return json(res, 404, { error: `no such path: ${path}`, paths: [...ROUTES] });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -84,12 +96,13 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
     }
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: err instanceof Error ? err.message : String(err) });
       else res.destroy();
     });
-  });
+  };
+  const server: Server = tls ? createTlsServer(tls, onRequest) : createServer(onRequest);
   // Slow or idle clients cannot hold the server: bounded header and request time.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
