@@ -160,7 +160,8 @@ __noinline int census_step(int step)
 		return census_end_bucket(step);
 	}
 	if (!v) {
-		if (bpf_probe_read_kernel(&v, sizeof(v), (void *)(census_base + 8 * (__u64)census_bucket)) || !v) {
+		if (!kernel_ptr(census_base) ||
+		    bpf_probe_read_kernel(&v, sizeof(v), (void *)(census_base + 8 * (__u64)census_bucket)) || !v) {
 			/* Not a bucket of a table: skipped, kept out of the histogram. */
 			census_out.read_errors++;
 			census_out.buckets_walked++;
@@ -187,6 +188,12 @@ __noinline int census_step(int step)
 			return 0;
 		}
 		census_committing = 1;
+		return 0;
+	}
+	if (!kernel_ptr(v)) {
+		/* Not a node: the chain was cut (the retry path, as a foreign marker). */
+		census_out.read_errors++;
+		census_cursor = marker ^ 2;
 		return 0;
 	}
 	census_chain++;

@@ -140,6 +140,16 @@ static __always_inline void health_inc(__u32 idx)
 		add(v);
 }
 
+/* Whether a value read from kernel memory can be a kernel address: the top byte
+ * of every kernel address is 0xff on x86-64 (4- and 5-level paging) and arm64.
+ * Poison (0xdead...), saved hashes, markers and garbage fail it, and are never
+ * dereferenced: a non-canonical read faults as #GP, which older kernels (5.10)
+ * report with a WARN from the exception handler. */
+static __always_inline bool kernel_ptr(__u64 p)
+{
+	return (p >> 56) == 0xff;
+}
+
 struct netns_id {
 	__u64 cookie;
 	__u32 ino;
@@ -148,7 +158,11 @@ struct netns_id {
 static __always_inline struct netns_id ct_netns(struct nf_conn *ct)
 {
 	struct net *net = BPF_CORE_READ(ct, ct_net.net);
-	struct netns_id id = { .ino = BPF_CORE_READ(net, ns.inum) };
+	struct netns_id id = {};
+
+	if (!kernel_ptr((__u64)net))
+		return id;
+	id.ino = BPF_CORE_READ(net, ns.inum);
 
 	if (bpf_core_field_exists(net->net_cookie))
 		id.cookie = BPF_CORE_READ(net, net_cookie);
@@ -226,7 +240,7 @@ static __always_inline bool reply_linked(struct nf_conn *ct)
 
 	if (bpf_probe_read_kernel(&pprev, sizeof(pprev), (void *)(node + 8)))
 		return false;
-	if (!(pprev >> 32) || (pprev & 7))
+	if (!kernel_ptr(pprev) || (pprev & 7))
 		return false;
 	if (bpf_probe_read_kernel(&back, sizeof(back), (void *)pprev))
 		return false;
@@ -271,7 +285,7 @@ __noinline __u64 chain_forward(__u64 next)
 		if (walk_done(i))
 			break;
 		nodes++;
-		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)next))
+		if (!kernel_ptr(next) || bpf_probe_read_kernel(&next, sizeof(next), (void *)next))
 			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
 	}
 	return (__u32)-1 | nodes << WALK_NODES_SHIFT | WALK_CAPPED;
@@ -285,9 +299,9 @@ __noinline __u64 chain_back(__u64 p)
 	__u64 q = 0, v = 0, nodes = 0;
 
 	for (int i = 0; i < CTSTORM_MAX_WALK; i++) {
-		if (!p || bpf_probe_read_kernel(&q, sizeof(q), (void *)(p + 8)))
+		if (!kernel_ptr(p) || bpf_probe_read_kernel(&q, sizeof(q), (void *)(p + 8)))
 			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
-		if (!q || (q & 1) || bpf_probe_read_kernel(&v, sizeof(v), (void *)q) || v != p)
+		if (!kernel_ptr(q) || (q & 7) || bpf_probe_read_kernel(&v, sizeof(v), (void *)q) || v != p)
 			return (__u32)-1 | nodes << WALK_NODES_SHIFT;
 		if (walk_done(i))
 			break;
@@ -315,7 +329,7 @@ static __always_inline void learn_table(const struct ctstorm_record *r, struct n
 	 * make one of them look first. */
 	if (!(r->flags & CTSTORM_F_BUCKETS) || bo.nodes || bo.capped || br.nodes || br.capped)
 		return;
-	if (!(po >> 32) || (po & 7) || pr - 8 * (__u64)r->bucket_reply != base)
+	if (!kernel_ptr(po) || (po & 7) || pr - 8 * (__u64)r->bucket_reply != base)
 		return;
 	/* And each head holds its node right now (read again: the walk's reads were
 	 * earlier, and in tracepoint mode the object may have been reused since). */
