@@ -2,7 +2,7 @@
 // chain lengths against uniform hashing, and the entries of every netns.
 import type { CensusView } from './engine/census-view.js';
 import { CtstormError } from './errors.js';
-import { Monitor, NO_CENSUS, type MonitorOptions } from './monitor.js';
+import { Monitor, type MonitorOptions } from './monitor.js';
 
 export interface BucketsOptions extends MonitorOptions {
   /** How long to wait for the insert that shows where the table is. */
@@ -22,9 +22,10 @@ export async function bucketsWait(options: BucketsOptions): Promise<CensusView> 
     for (;;) {
       const census = await monitor.census();
       if (census) return census;
-      const why = monitor.view().census.pending ?? '';
-      if (why.startsWith('census failed')) throw new CtstormError(why, 'run with --debug for the libbpf log', 'ECENSUS');
-      if (why === NO_CENSUS) throw new CtstormError(why, 'use a BPF mode: ctstorm modes', 'ECENSUS');
+      const { pending, blocked } = monitor.view().census;
+      const why = pending ?? '';
+      if (blocked === 'failed') throw new CtstormError(why, 'run with --debug for the libbpf log', 'ECENSUS');
+      if (blocked === 'unsupported') throw new CtstormError(why, 'use a BPF mode: ctstorm modes', 'ECENSUS');
       if (options.signal?.aborted) throw new CtstormError('interrupted before the table was located', 'let it run until one conntrack entry is created', 'EINTR');
       if (performance.now() >= deadline) {
         throw new CtstormError(

@@ -282,11 +282,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
           const at = running.address;
           const scheme = webConfig?.tls ? 'https' : 'http';
           io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving ${scheme}://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
-          await new Promise<void>((resolve) => {
-            if (signal.aborted) return resolve();
-            signal.addEventListener('abort', () => resolve(), { once: true });
-            void collector.monitor.ended.then(resolve);
-          });
+          await collector.monitor.until(signal);
         } finally {
           // Both at once: the probe detaches whatever the clients do.
           const [server, probe] = await Promise.allSettled([running?.close(), collector.close()]);

@@ -36,3 +36,10 @@ export function statRates(before: KernelStats, after: KernelStats, seconds: numb
   }
   return out;
 }
+
+/** Each counter's growth between two readings (entries: the later value). */
+export function statDeltas(before: KernelStats, after: KernelStats): KernelStats {
+  const out: KernelStats = {};
+  for (const [name, value] of Object.entries(after)) out[name] = name === 'entries' ? value : value - (before[name] ?? 0);
+  return out;
+}

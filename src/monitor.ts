@@ -8,7 +8,7 @@ import { Engine, type EngineOptions, type EngineView } from './engine/engine.js'
 import { poissonPmf } from './engine/poisson.js';
 import { fillBaseline, netnsKey, tableFill, type TableFill } from './engine/table-fill.js';
 import { errorLine } from './errors.js';
-import { readConntrackStat, statRates, type KernelStats } from './kernel-stats.js';
+import { readConntrackStat, statDeltas, statRates, type KernelStats } from './kernel-stats.js';
 import { RECORD_SIZE, type RecordBatch } from './record.js';
 import { openSource, type Source, type SourceOptions } from './source.js';
 import { readTable, type TableInfo } from './table.js';
@@ -48,6 +48,9 @@ export interface CensusState {
   last: CensusView | null;
   /** Why there is none yet, or why the last attempt failed. */
   pending: string | null;
+  /** Set when waiting cannot bring a census: this source cannot walk the table,
+   * or the last walk failed (its error is in `pending`). */
+  blocked: 'unsupported' | 'failed' | null;
   /** Inserts plus destroys counted while the last census walked: its per-netns
    * counts may be off by at most this many. */
   churnDuring: number;
@@ -76,8 +79,6 @@ export type Subscriber = (view: MonitorView) => void;
 
 const monotonicNs = (): number => Number(process.hrtime.bigint());
 const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
-/** CensusState.pending of a source that cannot walk the table. */
-export const NO_CENSUS = 'this source cannot walk the table';
 /** A census whose walks met moved entries in more than this share of the buckets
  * is not used (a busy table moves a few; a stale address moves nearly all). */
 const MAX_MOVED_FRACTION = 0.01;
@@ -119,7 +120,7 @@ export class Monitor {
   private statsBefore: { at: number; stats: KernelStats } | null;
   private statsPerSecond: KernelStats = {};
   private baseline: Map<number, number> | null = null;
-  private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', churnDuring: 0 };
+  private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', blocked: null, churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
 
@@ -141,6 +142,11 @@ export class Monitor {
 
   /** The view now (rebuilt on every call; ticks rebuild it for subscribers). */
   view(): MonitorView {
+    return this.buildView(readStats(this.readKernelStats));
+  }
+
+  /** The view, with a reading of the kernel's statistics taken by the caller. */
+  private buildView(stats: KernelStats | null): MonitorView {
     if (this.failure !== undefined) throw this.failure;
     const counters = this.source.counters();
     const table = this.readTable();
@@ -153,7 +159,6 @@ export class Monitor {
       counters: counters.netns,
       growth,
     });
-    const stats = readStats(this.readKernelStats);
     return {
       mode: this.source.mode,
       hooks: this.source.hooks,
@@ -164,7 +169,7 @@ export class Monitor {
       engine,
       table: { ...table, fill },
       chainsExpected: fill.total === null ? null : expectedJoins(fill.total, table.buckets, engine.chains.inserts),
-      kernelStats: stats && this.statsAtStart ? { current: stats, sinceStart: sinceStart(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
+      kernelStats: stats && this.statsAtStart ? { current: stats, sinceStart: statDeltas(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
       census: { ...this.censusState },
     };
   }
@@ -224,49 +229,45 @@ export class Monitor {
     if (this.failure !== undefined) throw this.failure;
   }
 
+  /** No census this time, and why (the last good one, if any, stays). */
+  private noCensus(pending: string, blocked: CensusState['blocked'] = null): null {
+    this.censusState = { ...this.censusState, pending, blocked };
+    return null;
+  }
+
   private async runCensus(): Promise<CensusView | null> {
-    if (!this.source.census || this.closed) {
-      this.censusState.pending = NO_CENSUS;
-      return null;
-    }
+    if (!this.source.census) return this.noCensus('this source cannot walk the table', 'unsupported');
+    if (this.closed) return null;
     try {
       const before = this.source.counters().netns;
       const buckets = this.readTable().buckets;
       const result = await this.source.census(buckets);
       if (result === 'closed') return null;
-      if (result === 'not-located' || result === 'resized') {
-        this.censusState.pending =
-          result === 'resized'
-            ? 'the table was resized: the census waits for an insert to show the new one'
-            : 'the table is not located yet: the census needs one insert seen since start';
-        return null;
-      }
+      if (result === 'resized') return this.noCensus('the table was resized: the census waits for an insert to show the new one');
+      if (result === 'not-located') return this.noCensus('the table is not located yet: the census needs one insert seen since start');
       if (this.readTable().buckets !== buckets) {
-        this.censusState.pending = 'the table was resized during the census: the next one runs at the next tick';
-        return null;
+        return this.noCensus('the table was resized during the census: the next one runs at the next tick');
       }
       if (result.bucketsWalked !== result.buckets) {
-        this.censusState.pending = `the census walked ${result.bucketsWalked} of ${result.buckets} buckets: not used; the next one runs at the next tick`;
         this.lastCensusMs = 0;
-        return null;
+        return this.noCensus(`the census walked ${result.bucketsWalked} of ${result.buckets} buckets: not used; the next one runs at the next tick`);
       }
       const after = this.source.counters().netns;
       const view = censusView(result, new Date());
       // A walk that kept meeting moved entries, or unreadable buckets: not a
       // table to count from (a stale address); the previous baseline stays.
       if (result.readErrors > 0 || result.moved > MAX_MOVED_FRACTION * result.buckets) {
-        this.censusState.pending = `the last census met ${result.moved} moved chains and ${result.readErrors} unreadable buckets: not used for the per-netns counts; the next one runs at the next tick`;
+        this.noCensus(`the last census met ${result.moved} moved chains and ${result.readErrors} unreadable buckets: not used for the per-netns counts; the next one runs at the next tick`);
         this.lastCensusMs = 0;
         return view; // still worth showing (`ctstorm buckets`), not worth counting from
       }
       this.baseline = fillBaseline(result.netns, before);
-      this.censusState = { last: view, pending: null, churnDuring: churn(after) - churn(before) };
+      this.censusState = { last: view, pending: null, blocked: null, churnDuring: churn(after) - churn(before) };
       this.lastCensusMs = performance.now();
       return view;
     } catch (err) {
       if (this.closed) return null;
-      this.censusState.pending = `census failed: ${errorLine(err)}`;
-      return null;
+      return this.noCensus(`census failed: ${errorLine(err)}`, 'failed');
     }
   }
 
@@ -320,6 +321,20 @@ export class Monitor {
     return this.loop;
   }
 
+  /** Resolves when the signal aborts or the drain loop ends, whichever comes first:
+   * how long a command runs (watch, serve). */
+  until(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      signal.addEventListener('abort', done, { once: true });
+      void this.loop.then(done);
+    });
+  }
+
   private fail(err: unknown): void {
     this.failure ??= err;
     this.closed = true;
@@ -347,15 +362,9 @@ export class Monitor {
     const due = this.censusState.last === null || (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
     if (due && !this.censusRunning) void this.census();
     if (this.subscribers.size === 0) return;
-    const view = this.view();
+    const view = this.buildView(stats); // the reading just taken: one read of the file a tick
     for (const fn of this.subscribers) fn(view);
   }
-}
-
-function sinceStart(start: KernelStats, now: KernelStats): KernelStats {
-  const out: KernelStats = {};
-  for (const [name, value] of Object.entries(now)) out[name] = name === 'entries' ? value : value - (start[name] ?? 0);
-  return out;
 }
 
 /** Of `inserts` chain lengths joined (two per insert), how many of each length

@@ -255,11 +255,7 @@ export async function watch(options: WatchOptions): Promise<void> {
     before = { at: now, drained: view.records.drained };
   });
   try {
-    await new Promise<void>((resolve) => {
-      if (options.signal.aborted) return resolve();
-      options.signal.addEventListener('abort', () => resolve(), { once: true });
-      void monitor.ended.then(resolve);
-    });
+    await monitor.until(options.signal);
   } finally {
     stop();
     await monitor.close(); // rethrows a drain failure

@@ -43,10 +43,11 @@ export interface StormView extends Omit<Storm, 'netns'> {
   destinations: Talker[];
 }
 
-/** Peers kept per storm. */
+/** Peers kept per storm, and shown of the last epoch. */
 const STORM_PEERS = 5;
+const TOP_PEERS = 10;
 
-interface StormPeers {
+interface PeerSketches {
   sources: SpaceSaving<number | string>;
   destinations: SpaceSaving<number | string>;
 }
@@ -195,7 +196,7 @@ export class Engine {
   /** The first second any record came from: the storm baseline starts there. */
   private firstSecond = Infinity;
   /** Peers of the storm running now, and of past storms by start second. */
-  private stormPeers: StormPeers | null = null;
+  private stormPeers: PeerSketches | null = null;
   private readonly pastPeers = new Map<number, { sources: Talker[]; destinations: Talker[] }>();
   private readonly topCapacity: number;
   private readonly batchSources = new Map<number | string, number>();
@@ -297,8 +298,7 @@ export class Engine {
         })),
       top: {
         epochSeconds: this.topEpochSeconds,
-        sources: this.lastSources.top(10).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
-        destinations: this.lastDestinations.top(10).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+        ...this.peersOf({ sources: this.lastSources, destinations: this.lastDestinations }, TOP_PEERS),
       },
       storms: {
         baselinePerSecond: this.storms.baselinePerSecond,
@@ -414,10 +414,11 @@ export class Engine {
     }
   }
 
-  private peersOf(p: StormPeers): { sources: Talker[]; destinations: Talker[] } {
+  /** The n largest sources and destinations of a pair of sketches, as people read them. */
+  private peersOf(p: PeerSketches, n = STORM_PEERS): { sources: Talker[]; destinations: Talker[] } {
     return {
-      sources: p.sources.top(STORM_PEERS).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
-      destinations: p.destinations.top(STORM_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      sources: p.sources.top(n).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
+      destinations: p.destinations.top(n).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
     };
   }
 

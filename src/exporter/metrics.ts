@@ -40,8 +40,18 @@ const protocolLabel = (l4proto: number): string => {
   return PROTOCOLS.has(name) ? name : 'other';
 };
 
+type NetnsRow = { netns: string; protocol: string; inserts: number; destroys: number; lost: number };
+/** netnsRows of a view, computed once however many metrics read them in a scrape. */
+const foldedRows = new WeakMap<MonitorView, NetnsRow[]>();
+
+function netnsRows(view: MonitorView, maxNetns: number): NetnsRow[] {
+  let rows = foldedRows.get(view);
+  if (!rows) foldedRows.set(view, (rows = foldNetnsRows(view, maxNetns)));
+  return rows;
+}
+
 /** Per netns x protocol counter rows, the netns beyond the top folded into "other". */
-function netnsRows(view: MonitorView, maxNetns: number): Array<{ netns: string; protocol: string; inserts: number; destroys: number; lost: number }> {
+function foldNetnsRows(view: MonitorView, maxNetns: number): NetnsRow[] {
   const byNetns = new Map<number, { inode: number; inserts: number }>();
   for (const r of view.counters.netns) {
     const cur = byNetns.get(r.inode) ?? { inode: r.inode, inserts: 0 };
@@ -49,7 +59,7 @@ function netnsRows(view: MonitorView, maxNetns: number): Array<{ netns: string; 
     byNetns.set(r.inode, cur);
   }
   const kept = new Set(topAndOther([...byNetns.values()], maxNetns, (n) => n.inserts, () => null).map((n) => n.inode));
-  const rows = new Map<string, { netns: string; protocol: string; inserts: number; destroys: number; lost: number }>();
+  const rows = new Map<string, NetnsRow>();
   for (const r of view.counters.netns) {
     const netns = kept.has(r.inode) ? netnsLabel(r.inode) : 'other';
     const protocol = protocolLabel(r.l4proto);
@@ -140,7 +150,10 @@ function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
       type: 'counter',
       samples: (v) => {
         const lost = new Map<string, number>();
-        for (const p of v.counters.protocols) lost.set(protocolLabel(p.l4proto), (lost.get(protocolLabel(p.l4proto)) ?? 0) + p.lost);
+        for (const p of v.counters.protocols) {
+          const protocol = protocolLabel(p.l4proto);
+          lost.set(protocol, (lost.get(protocol) ?? 0) + p.lost);
+        }
         return [...lost].map(([protocol, value]) => ({ labels: { protocol }, value }));
       },
     },
