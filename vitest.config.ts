@@ -26,6 +26,16 @@ export default defineConfig({
         },
       },
       {
+        // A real Prometheus scraping ctstorm serve (root; this host only).
+        test: {
+          name: 'prometheus',
+          include: ['test/prometheus/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // Only inside the QEMU guest (test/vm/matrix.sh): changes global sysctls.
         test: {
           name: 'vm',
