@@ -4,6 +4,7 @@
       "target_name": "ctstorm",
       "sources": [
         "native/addon.cc",
+        "native/btf_sizes.cc",
         "native/probe_binding.cc",
         "native/probe.c"
       ],

@@ -3,6 +3,7 @@
 // in probe_binding.cc.
 #include <napi.h>
 #include "ctstorm.h"
+#include "btf_sizes.h"
 #include "probe_binding.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     hooks.Set(ct_mode_name(static_cast<enum ct_mode>(m)),
               ct_probe_hooks(static_cast<enum ct_mode>(m)));
   exports.Set("hooks", hooks);
+  exports.Set("structSizes", Napi::Function::New<StructSizes>(env, "structSizes"));
   return exports;
 }
 

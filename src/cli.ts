@@ -9,6 +9,8 @@ import type { NativeBinding } from './native.js';
 import { takeSnapshot } from './snapshot.js';
 import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
 import { bucketsChart, bucketsWait } from './buckets.js';
+import { runAdvise } from './advisor/command.js';
+import { createInterface } from 'node:readline/promises';
 import { serve } from './exporter/server.js';
 import { loadWebConfig } from './exporter/web-config.js';
 import type { KernelStats } from './kernel-stats.js';
@@ -31,6 +33,8 @@ commands
   buckets     walk the whole hash table once: chain lengths against uniform
               hashing, entries per netns
   serve       Prometheus exporter and churn API over HTTP (Ctrl-C ends)
+  advise      conntrack settings from what was measured: nf_conntrack_max,
+              buckets, timeouts, memory (read-only unless --apply)
   modes       which attach modes this kernel allows, and why not the others
 
 options
@@ -44,6 +48,17 @@ options
   --listen <h:p>      serve: address to listen on (default 127.0.0.1:9477)
   --max-netns <n>     serve: netns label values in metrics, the rest "other" (default 20)
   --web-config <f>    serve: TLS and basic auth, node_exporter's web config format
+  --from <url>        advise: use a running ctstorm serve's measurements
+                      (e.g. http://127.0.0.1:9477) instead of watching
+                      --duration seconds here (default 60)
+  --headroom <pct>    advise: room over the entries needed (default 50)
+  --what-if-reconnects <n> --within <s>
+                      advise: size for n clients reconnecting within s seconds
+  --sysctl            advise: print an /etc/sysctl.d/ snippet
+  --netns <ns>        advise: the netns whose timeouts are advised and applied
+                      (ip netns name, /proc/PID/ns/net, or inode; default ctstorm's)
+  --apply             advise: write the advised settings after showing the diff
+  --yes               advise --apply: do not ask (required without a terminal)
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
   -h, --help          this text
@@ -60,6 +75,8 @@ export interface CliIO {
   columns?: () => number | undefined;
   rows?: () => number | undefined;
   signal?: AbortSignal;
+  /** Asks a yes/no question; undefined when there is no terminal to ask on. */
+  confirm?: (question: string) => Promise<boolean>;
 }
 
 const options = {
@@ -72,6 +89,14 @@ const options = {
   'max-netns': { type: 'string' },
   interval: { type: 'string' },
   'ring-bytes': { type: 'string' },
+  from: { type: 'string' },
+  headroom: { type: 'string' },
+  'what-if-reconnects': { type: 'string' },
+  within: { type: 'string' },
+  sysctl: { type: 'boolean' },
+  netns: { type: 'string' },
+  apply: { type: 'boolean' },
+  yes: { type: 'boolean' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -88,6 +113,7 @@ const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
   buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
   serve: ['mode', 'listen', 'max-netns', 'web-config', 'ring-bytes', 'debug'],
   modes: ['json', 'ring-bytes', 'debug'],
+  advise: ['mode', 'duration', 'from', 'headroom', 'what-if-reconnects', 'within', 'json', 'sysctl', 'netns', 'apply', 'yes', 'ring-bytes', 'debug'],
 };
 
 /** A flag given to a command it does not apply to is a usage error, not ignored. */
@@ -291,6 +317,34 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         }
         return 0;
       }
+      case 'advise': {
+        if (values.from !== undefined && values.duration !== undefined) throw usageError('--from and --duration exclude each other', 'give --from to use a running serve, or --duration to watch here');
+        if (values.json && values.sysctl) throw usageError('--json and --sysctl exclude each other', 'pick one output');
+        if (values.yes && !values.apply) throw usageError('--yes applies to --apply only', 'add --apply, or drop --yes');
+        const reconnects = values['what-if-reconnects'];
+        if ((reconnects === undefined) !== (values.within === undefined)) {
+          throw usageError('--what-if-reconnects and --within go together', 'e.g. --what-if-reconnects 200000 --within 30');
+        }
+        const headroomPct = values.headroom === undefined ? 50 : Number(values.headroom);
+        if (values.headroom !== undefined && (!/^\d+(\.\d+)?$/.test(values.headroom.trim()) || headroomPct > 1000)) {
+          throw usageError(`bad --headroom "${values.headroom}"`, 'give a percentage from 0 to 1000, e.g. --headroom 50');
+        }
+        return await runAdvise(
+          {
+            durationSeconds: seconds('duration', values.duration, 60),
+            from: values.from,
+            netns: values.netns,
+            headroom: headroomPct / 100,
+            whatIf: reconnects === undefined ? undefined : { reconnects: count('what-if-reconnects', reconnects, 0, 1e9), withinSeconds: seconds('within', values.within) },
+            output: values.json ? 'json' : values.sysctl ? 'sysctl' : 'report',
+            apply: values.apply ?? false,
+            yes: values.yes ?? false,
+            snapshot: { ...common, ...monitor, signal, onReady: (source) => attached(source.mode) },
+            native: io.native,
+          },
+          { out: io.out, err: io.err, confirm: io.confirm },
+        );
+      }
       case 'modes': {
         const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
         if (values.json) io.out(JSON.stringify(report));
@@ -298,11 +352,20 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
       }
       default:
-        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, modes');
+        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, advise, modes');
     }
   } catch (err) {
     io.err(`ctstorm: ${errorLine(err)}`);
     return err instanceof CtstormError && err.code === 'EUSAGE' ? 2 : 1;
+  }
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
   }
 }
 
@@ -345,6 +408,7 @@ if (isEntryPoint()) {
     out: (t) => process.stdout.write(`${t}\n`),
     err: (t) => process.stderr.write(`${t}\n`),
     signal: stop.signal,
+    confirm: process.stdin.isTTY ? confirm : undefined,
   });
   process.exitCode = code || (writeFailed ? 1 : 0);
 }

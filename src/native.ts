@@ -82,6 +82,9 @@ export interface NativeBinding {
   recordSize: number;
   recordVersion: number;
   hooks: Record<string, string>;
+  /** sizeof each named struct in the running kernel's BTF (vmlinux, then the
+   * module's when it is loaded); -1 for one not found. Throws without BTF. */
+  structSizes?(module: string, names: string[]): Record<string, number>;
 }
 
 /** The attach modes, in the addon's order (enum ct_mode); source.ts's MODES. */

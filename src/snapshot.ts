@@ -4,6 +4,7 @@
 import { release } from 'node:os';
 import { byNetns, totals, type Counts, type Exactness, type Health } from './counters.js';
 import type { CensusView } from './engine/census-view.js';
+import { EXPORT_EDGES_SECONDS } from './engine/histogram.js';
 import type { EngineView, LifetimeRow, StormView, Talker, WindowRates } from './engine/engine.js';
 import type { HotBucketsView } from './engine/hot-buckets.js';
 import { netnsKey, type NetnsFill } from './engine/table-fill.js';
@@ -31,7 +32,14 @@ export interface Snapshot {
   totals: Counts;
   rates: { insertsPerSecond: number; destroysPerSecond: number };
   netns: Array<
-    Counts & { inode: number; cookie: number; entries: number | null; protocols: Array<Counts & { proto: string }> }
+    Counts & {
+      inode: number;
+      cookie: number;
+      entries: number | null;
+      protocols: Array<Counts & { proto: string }>;
+      /** Added later: this netns's rates (absent for a netns the engine has no row for). */
+      windows?: WindowRates;
+    }
   >;
   protocols: Array<Counts & { proto: string }>;
   /** Added after version 1's first cut; safe to ignore. */
@@ -42,6 +50,8 @@ export interface Snapshot {
   exactness: Exactness;
   windows: WindowRates;
   lifetimes: LifetimeRow[];
+  /** Added later: the lifetimes as cumulative counts at `edgesSeconds` (powers of two). */
+  lifetimeHistograms: { edgesSeconds: readonly number[]; rows: EngineView['lifetimeHistograms'] };
   top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
   storms: EngineView['storms'];
   chains: EngineView['chains'] & { expected: Record<number, number> | null };
@@ -73,6 +83,7 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
   const fill = view.table.fill;
   const entries = new Map(fill.netns.map((n) => [netnsKey(n.cookie, n.inode), n.entries]));
   const e = view.engine;
+  const netnsWindows = new Map(e.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows]));
   return {
     version: 1,
     mode: view.mode as Mode,
@@ -100,6 +111,7 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
       lost: n.lost,
       entries: fill.known ? (entries.get(netnsKey(n.cookie, n.inode)) ?? 0) : null,
       protocols: n.protocols.map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
+      ...(netnsWindows.has(netnsKey(n.cookie, n.inode)) ? { windows: netnsWindows.get(netnsKey(n.cookie, n.inode))! } : {}),
     })),
     protocols: [...view.counters.protocols]
       .sort((a, b) => b.inserts - a.inserts || a.l4proto - b.l4proto)
@@ -110,6 +122,7 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
     exactness: view.exactness,
     windows: e.windows,
     lifetimes: e.lifetimes,
+    lifetimeHistograms: { edgesSeconds: EXPORT_EDGES_SECONDS, rows: e.lifetimeHistograms },
     top: e.top,
     storms: e.storms,
     chains: { ...e.chains, expected: view.chainsExpected },

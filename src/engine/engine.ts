@@ -75,6 +75,9 @@ export interface LifetimeRow extends Quantiles {
   state?: string;
   /** Destroys of entries inserted before ctstorm started: no lifetime, counted apart. */
   predating: number;
+  /** Mean lifetime corrected for the watch's length (short watches see short
+   * lifetimes more often); null when none ended. */
+  meanSeconds: number | null;
 }
 
 export interface EngineView {
@@ -192,6 +195,8 @@ export class Engine {
   private readonly hot: HotBuckets;
   /** The first whole second watched. */
   private readonly firstWatched: number;
+  /** When watching began, seconds (-Infinity when unknown). */
+  private readonly startSeconds: number;
   private stormTicked = -1;
   /** The first second any record came from: the storm baseline starts there. */
   private firstSecond = Infinity;
@@ -213,6 +218,7 @@ export class Engine {
     this.storms = new StormDetector(options.storms ?? DEFAULT_STORM_CONFIG);
     this.hot = new HotBuckets(options.buckets ?? 1 << 18);
     this.firstWatched = options.startNs === undefined ? -Infinity : Math.ceil(options.startNs / 1e9);
+    this.startSeconds = options.startNs === undefined ? -Infinity : options.startNs / 1e9;
     this.sources = new SpaceSaving(k);
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);
@@ -286,7 +292,7 @@ export class Engine {
       tcpStates: [...this.endStates]
         .map(([state, c]) => ({ state: tcpStateName(state), destroys: c.destroyTotal, destroysPerSecond10s: c.destroys.sum(now, 10) / 10 }))
         .sort((a, b) => b.destroys - a.destroys),
-      lifetimes: this.lifetimeRows(),
+      lifetimes: this.lifetimeRows(nowNs / 1e9 - this.startSeconds),
       lifetimeHistograms: [...this.lifetimes]
         .sort(([a], [b]) => a - b)
         .map(([key, h]) => ({
@@ -359,18 +365,19 @@ export class Engine {
     }
   }
 
-  private lifetimeRows(): LifetimeRow[] {
+  private lifetimeRows(watchedSeconds: number): LifetimeRow[] {
     const keys = new Set([...this.lifetimes.keys(), ...this.predating.keys()]);
     return [...keys]
       .sort((a, b) => a - b)
       .map((key) => {
         const l4 = key >> 8;
-        const summary = this.lifetimes.get(key)?.summary() ?? new LogHistogram().summary();
+        const h = this.lifetimes.get(key) ?? new LogHistogram();
         return {
           proto: protoName(l4),
           ...(l4 === TCP ? { state: tcpStateName(key & 255) } : {}),
-          ...summary,
+          ...h.summary(),
           predating: this.predating.get(key) ?? 0,
+          meanSeconds: h.meanWatched(watchedSeconds),
         };
       });
   }

@@ -80,6 +80,31 @@ export class LogHistogram {
     };
   }
 
+  /** The mean lifetime corrected for a watch of `watchedSeconds`: an entry that
+   * lives l seconds is seen (inserted and destroyed while watched) only if it was
+   * inserted in the first T - l seconds, so each is weighted by 1 / (T - l)
+   * (bucket middles for the weights, applied as a ratio to the exact mean).
+   * Lifetimes longer than the watch cannot be seen at all. Null when empty. */
+  meanWatched(watchedSeconds: number): number | null {
+    if (this.count === 0) return null;
+    const mean = this.sum / this.count;
+    if (!Number.isFinite(watchedSeconds)) return mean;
+    let plain = 0;
+    let weighted = 0;
+    let weights = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      const c = this.counts[i]!;
+      if (c === 0) continue;
+      const m = i === 0 ? EDGES_SECONDS[0]! / 2 : i === EDGES_SECONDS.length ? this.max : Math.min(Math.sqrt(EDGES_SECONDS[i - 1]! * EDGES_SECONDS[i]!), this.max);
+      // A lifetime near the watch's length has a tiny chance to be seen: cap its weight.
+      const w = 1 / Math.max(watchedSeconds - m, watchedSeconds / 20);
+      plain += c * m;
+      weighted += c * m * w;
+      weights += c * w;
+    }
+    return plain > 0 ? mean * (weighted / weights) / (plain / this.count) : mean;
+  }
+
   /** Cumulative counts at EXPORT_EDGES_SECONDS (Prometheus `le` buckets). */
   exportBuckets(): number[] {
     const out: number[] = [];

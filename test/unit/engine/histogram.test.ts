@@ -62,3 +62,18 @@ describe('LogHistogram', () => {
     expect(buckets.at(-1)).toBe(4); // 1e9 s is past the last edge: only in the count
   });
 });
+
+describe('mean lifetime corrected for the watch', () => {
+  it('weights each lifetime by how likely a watch of T seconds sees it', () => {
+    // Inserts spread evenly over a 10 s watch, half living 2.5 s and half 7.5 s:
+    // the watch sees 75 % of the short ones and 25 % of the long ones.
+    const h = new LogHistogram();
+    for (let i = 0; i < 75; i++) h.add(2.5);
+    for (let i = 0; i < 25; i++) h.add(7.5);
+    expect(h.sum / h.count).toBeCloseTo(3.75, 9); // the naive mean
+    const corrected = h.meanWatched(10)!;
+    expect(Math.abs(corrected - 5) / 5).toBeLessThan(0.1); // the true mean is 5
+    expect(h.meanWatched(Infinity)).toBeCloseTo(3.75, 9);
+    expect(new LogHistogram().meanWatched(10)).toBeNull();
+  });
+});

@@ -1,0 +1,61 @@
+// Writing advised settings into one netns: only keys the kernel lets that netns
+// write (the limit and buckets are the initial netns's), each read back.
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { CtstormError } from '../errors.js';
+import { readOwnSettings, readSettingsIn, SYSCTL_DIR, type ConntrackSettings, type NetnsTarget } from './settings.js';
+
+export interface Change {
+  key: string;
+  from: number;
+  to: number;
+}
+
+/** Where settings are read and written: ctstorm's own netns (target undefined) or another. */
+export class NetnsSysctl {
+  constructor(readonly target: NetnsTarget | undefined) {}
+
+  read(): ConntrackSettings {
+    return this.target ? readSettingsIn(this.target) : readOwnSettings();
+  }
+
+  /** The kernel's own answer (proc_sys_permission): read-only keys refuse root too. */
+  writable(key: string): boolean {
+    const file = `${SYSCTL_DIR}/${key}`;
+    try {
+      if (this.target) execFileSync('nsenter', [`--net=${this.target.path}`, 'test', '-w', file], { stdio: 'ignore' });
+      else accessSync(file, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  write(key: string, value: number): void {
+    const file = `${SYSCTL_DIR}/${key}`;
+    try {
+      if (this.target) execFileSync('nsenter', [`--net=${this.target.path}`, 'sh', '-c', 'printf %s "$1" > "$2"', 'sh', String(value), file], { stdio: ['ignore', 'ignore', 'pipe'] });
+      else writeFileSync(file, String(value));
+    } catch (err) {
+      const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message;
+      throw new CtstormError(`cannot set ${key} to ${value} (${why.split('\n')[0]})`, 'run as root; the keys applied before it stay set (see above)', 'EAPPLY');
+    }
+  }
+}
+
+/** Writes each change, then reads all back: every change took, nothing else moved. */
+export function applyChanges(where: NetnsSysctl, changes: readonly Change[], before: ConntrackSettings): ConntrackSettings {
+  for (const c of changes) where.write(c.key, c.to);
+  const after = where.read();
+  for (const c of changes) {
+    if (after[c.key] !== c.to) throw new CtstormError(`${c.key} reads ${after[c.key]} after writing ${c.to}`, 'the kernel adjusted or refused it; check dmesg', 'EAPPLY');
+  }
+  const want = new Map(changes.map((c) => [c.key, c.to]));
+  for (const [key, value] of Object.entries(before)) {
+    // nf_conntrack_count moves with traffic; every other key must be as it was.
+    if (key !== 'nf_conntrack_count' && !want.has(key) && after[key] !== value) {
+      throw new CtstormError(`${key} changed from ${value} to ${after[key]} meanwhile`, 'something else is writing conntrack settings; check before applying again', 'EAPPLY');
+    }
+  }
+  return after;
+}

@@ -1,0 +1,96 @@
+// The advice as people read it: a report with its reasoning, and a ready
+// /etc/sysctl.d/ snippet.
+import type { Advice } from './model.js';
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+const pct = (x: number): string => `${(x * 100).toFixed(0)} %`;
+const secs = (s: number | null): string => (s === null ? '-' : s >= 100 ? `${fmt(s)} s` : `${s.toFixed(1)} s`);
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const sysctlName = (key: string): string => `net.netfilter.${key}`;
+
+export interface ReportContext {
+  watchedSeconds: number;
+  /** Where the measurements come from ("watched here for 60 s", a URL). */
+  source: string;
+  targetInode: number;
+  ownInode: number;
+}
+
+export function adviceReport(a: Advice, c: ReportContext): string {
+  const lines: string[] = [];
+  lines.push(`ctstorm advise: from ${c.source} (${fmt(c.watchedSeconds)} s of measurements)`);
+  lines.push('');
+  lines.push('Steady state (Little\'s law: entries = inserts/s x mean time in the table; a netns holds at least its census count)');
+  for (const n of a.netns.slice(0, 10)) {
+    const parts = n.protocols
+      .filter((p) => p.insertsPerSecond > 0)
+      .map((p) => `${p.proto} ${p.insertsPerSecond.toFixed(1)}/s x ${secs(p.meanLifetimeSeconds)} = ${p.entries === null ? 'lifetime unknown' : fmt(p.entries)}`);
+    lines.push(`  netns ${n.inode}${n.inode === c.ownInode ? ' (ctstorm\'s)' : ''}: ${fmt(n.steady)} entries (census ${n.measured === null ? '-' : fmt(n.measured)}, modeled ${fmt(n.modeled)})${parts.length ? `: ${parts.join('; ')}` : ''}`);
+  }
+  if (a.netns.length > 10) lines.push(`  ... and ${a.netns.length - 10} more netns`);
+  lines.push('');
+  lines.push('Peak');
+  lines.push(`  fullest netns ${a.fullest ? `${a.fullest.inode}: ${fmt(a.fullest.steady)}` : '-'} entries in steady state`);
+  lines.push(a.storm ? `  storms seen: the largest grew the table by ${fmt(a.storm.growth)} entries while it ran` : '  no storm seen while watched');
+  if (a.whatIf) {
+    lines.push(`  what-if: ${fmt(a.whatIf.reconnects)} reconnects within ${a.whatIf.withinSeconds} s, ${pct(a.whatIf.aliveFraction)} of them still in the table at the end (measured lifetimes): ${fmt(a.whatIf.entries)} entries`);
+  }
+  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries`);
+  lines.push('');
+  lines.push('nf_conntrack_max (checked against each netns\'s own count)');
+  lines.push(
+    a.max.raise
+      ? `  raise ${fmt(a.max.current)} -> ${fmt(a.max.recommended)}: ${fmt(a.required)} needed + ${pct(a.max.headroom)} headroom`
+      : `  keep ${fmt(a.max.current)}: ${fmt(a.required)} needed leaves ${pct(a.max.headroomLeft)} headroom (wanted ${pct(a.max.headroom)})`,
+  );
+  lines.push('');
+  lines.push('nf_conntrack_buckets (one hash shared by every netns)');
+  const b = a.buckets;
+  const measured = b.measuredChain === null ? '' : `; inserts joined chains of ${b.measuredChain.toFixed(2)} nodes on average while watched`;
+  lines.push(
+    b.raise
+      ? `  raise ${fmt(b.current)} -> ${fmt(b.recommended)} (a power of two): ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / b.recommended).toFixed(2)} per bucket, a new node joins a chain of ${b.expectedChain.toFixed(2)} on average (now ${b.expectedChainNow.toFixed(2)})${measured}`
+      : `  keep ${fmt(b.current)}: ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / Math.max(1, b.current)).toFixed(2)} per bucket, expected chain ${b.expectedChainNow.toFixed(2)} nodes${measured}`,
+  );
+  if (b.raise) lines.push('  (a resize rehashes the whole table under a lock: do it off-peak)');
+  lines.push('');
+  lines.push(`Timeouts in netns ${c.targetInode} (each pins rate x timeout entries; lowering frees rate x the difference)`);
+  if (a.timeouts.length === 0) lines.push('  none worth lowering: no timeout above its proposed value holds 1 % of the entries');
+  for (const t of a.timeouts) {
+    lines.push(`  ${t.key} ${fmt(t.current)} -> ${fmt(t.proposed)}: frees ${fmt(t.freed)} of the ${fmt(t.pinned)} entries it holds; risk: ${t.risk}`);
+  }
+  lines.push('');
+  const m = a.memory;
+  lines.push('Memory (the kernel\'s own sizes)');
+  lines.push(`  per entry ${m.cost.perEntryBytes} bytes: object ${m.cost.objectBytes} (${m.cost.objectSource}) + extensions ${m.cost.extensionBytes} (${m.cost.extensionSource}); per bucket ${m.cost.bucketBytes}`);
+  if (m.nowBytes !== null) lines.push(`  now: ${mib(m.nowBytes)}`);
+  lines.push(`  at the peak, every netns: ${mib(m.peakBytes)} (hash ${mib(m.hashBytes)}); the fullest netns at the limit alone: ${mib(m.fullestAtLimitBytes)}`);
+  if (a.notes.length) {
+    lines.push('');
+    lines.push('Notes');
+    for (const n of a.notes) lines.push(`  ${n}`);
+  }
+  return lines.join('\n');
+}
+
+/** The settings the advice changes in a netns, current -> advised. Limit and
+ * buckets are global (initial netns only); timeouts are per netns. */
+export function adviceChanges(a: Advice, initialNetns: boolean): Array<{ key: string; from: number; to: number }> {
+  const out: Array<{ key: string; from: number; to: number }> = [];
+  if (initialNetns && a.max.raise) out.push({ key: 'nf_conntrack_max', from: a.max.current, to: a.max.recommended });
+  if (initialNetns && a.buckets.raise) out.push({ key: 'nf_conntrack_buckets', from: a.buckets.current, to: a.buckets.recommended });
+  for (const t of a.timeouts) out.push({ key: t.key, from: t.current, to: t.proposed });
+  return out;
+}
+
+export function sysctlSnippet(a: Advice, changes: Array<{ key: string; from: number; to: number }>, date: string): string {
+  const lines = [
+    `# /etc/sysctl.d/90-conntrack.conf, written by ctstorm advise on ${date}:`,
+    `# ${fmt(a.required)} entries needed in the fullest netns + ${pct(a.max.headroom)} headroom.`,
+    '# sysctl.d sets the initial netns; timeouts in other netns start at the',
+    '# kernel defaults and must be set inside them.',
+  ];
+  if (changes.length === 0) lines.push('# nothing to change');
+  for (const c of changes) lines.push(`${sysctlName(c.key)} = ${c.to}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,110 @@
+// The conntrack settings a netns has: every nf_conntrack_* sysctl that holds a
+// number (limits, buckets, timeouts, switches), read from /proc/sys, in
+// ctstorm's own netns or, through nsenter, in another one.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { CtstormError } from '../errors.js';
+
+export const SYSCTL_DIR = '/proc/sys/net/netfilter';
+
+/** nf_conntrack_* sysctls by their name under net.netfilter (e.g. nf_conntrack_max). */
+export type ConntrackSettings = Record<string, number>;
+
+/** A network namespace an operator can name: a path to its nsfs file. */
+export interface NetnsTarget {
+  /** What the operator gave (name, path or inode). */
+  given: string;
+  path: string;
+  inode: number;
+}
+
+export function parseSysctlDump(text: string): ConntrackSettings {
+  const out: ConntrackSettings = {};
+  for (const line of text.split('\n')) {
+    const m = /(?:^|\/)(nf_conntrack_\w+):\s*(-?\d+)\s*$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Settings of ctstorm's own netns. */
+export function readOwnSettings(): ConntrackSettings {
+  const out: ConntrackSettings = {};
+  let names: string[];
+  try {
+    names = readdirSync(SYSCTL_DIR).filter((n) => n.startsWith('nf_conntrack_'));
+  } catch {
+    names = [];
+  }
+  for (const name of names) {
+    try {
+      const v = readFileSync(`${SYSCTL_DIR}/${name}`, 'utf8').trim();
+      if (/^-?\d+$/.test(v)) out[name] = Number(v);
+    } catch {
+      // write-only or vanished
+    }
+  }
+  if (out.nf_conntrack_max === undefined) {
+    throw new CtstormError(`conntrack is not active in this kernel (${SYSCTL_DIR}/nf_conntrack_max is missing)`, 'load it with: modprobe nf_conntrack', 'ENOCONNTRACK');
+  }
+  return out;
+}
+
+/** Settings of another netns (nsenter runs a grep there: /proc/sys shows the
+ * reader's netns, so it must be read from inside). */
+export function readSettingsIn(target: NetnsTarget): ConntrackSettings {
+  let text: string;
+  try {
+    text = execFileSync('nsenter', [`--net=${target.path}`, 'grep', '-rs', '.', SYSCTL_DIR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const out = (err as { stdout?: string }).stdout ?? '';
+    if (!out) throw new CtstormError(`cannot read conntrack settings in netns ${target.given} (${target.path})`, 'check that nsenter (util-linux) is installed and that you are root', 'ENETNS');
+    text = out; // grep exits 2 when one file is unreadable but prints the rest
+  }
+  const settings = parseSysctlDump(text);
+  if (settings.nf_conntrack_max === undefined) {
+    throw new CtstormError(`conntrack is not active in netns ${target.given}`, 'it starts once a conntrack rule or NAT is used there', 'ENOCONNTRACK');
+  }
+  return settings;
+}
+
+/** A netns by name (ip netns), path, or inode (found among /run/netns and processes). */
+export function resolveNetns(given: string): NetnsTarget {
+  const byName = `/run/netns/${given}`;
+  const path = given.includes('/') ? given : /^\d+$/.test(given) ? findNetnsByInode(Number(given)) : existsSync(byName) ? byName : undefined;
+  if (!path) {
+    throw new CtstormError(`no network namespace ${given}`, 'give a name from `ip netns list`, a path such as /proc/PID/ns/net, or an inode that a process or /run/netns holds', 'ENETNS');
+  }
+  try {
+    return { given, path, inode: statSync(path).ino };
+  } catch {
+    throw new CtstormError(`no network namespace at ${path}`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
+  }
+}
+
+/** A path to the netns with this inode: a bind mount under /run/netns, or a process's. */
+export function findNetnsByInode(inode: number): string | undefined {
+  const candidates: string[] = [];
+  try {
+    for (const n of readdirSync('/run/netns')) candidates.push(`/run/netns/${n}`);
+  } catch {
+    // no named namespaces
+  }
+  try {
+    for (const pid of readdirSync('/proc')) if (/^\d+$/.test(pid)) candidates.push(`/proc/${pid}/ns/net`);
+  } catch {
+    // no /proc
+  }
+  for (const path of candidates) {
+    try {
+      if (path.startsWith('/proc/') ? readlinkSync(path) === `net:[${inode}]` : statSync(path).ino === inode) return path;
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return undefined;
+}
+
+export function ownNetnsInode(): number {
+  return statSync('/proc/self/ns/net').ino;
+}
