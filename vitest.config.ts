@@ -36,6 +36,16 @@ export default defineConfig({
         },
       },
       {
+        // The advisor against this host's kernel (root; too long to repeat in every guest).
+        test: {
+          name: 'host',
+          include: ['test/host/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // Only inside the QEMU guest (test/vm/matrix.sh): changes global sysctls.
         test: {
           name: 'vm',

@@ -253,6 +253,10 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   for (const [proto, mean] of means) if (mean === null) notes.push(`no ${proto} entry ended while watched: ${proto}'s steady state is the census count (watch longer than its lifetimes)`);
   for (const n of netns) for (const p of n.protocols) if (p.meanLifetimeSeconds === null && p.insertsPerSecond > 0 && !means.has(p.proto)) notes.push(`no ${p.proto} entry ended while watched: its steady state is the census count`);
   if (m.netns.some((n) => n.entries === null)) notes.push('no census yet: entries per netns are modeled only');
+  const longest = Math.max(0, ...m.lifetimes.map((l) => l.max ?? 0));
+  if (longest > m.durationSeconds / 3) {
+    notes.push(`lifetimes up to ${longest.toFixed(0)} s in a ${m.durationSeconds.toFixed(0)} s watch: means are corrected for it, but watch 3x the longest lifetime (or use --from a long-running serve) for a firm model`);
+  }
 
   const growth = Math.max(0, ...m.storms.map((s) => s.inserts - s.destroys));
   const storm = m.storms.length > 0 ? { growth } : null;

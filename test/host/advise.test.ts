@@ -1,0 +1,133 @@
+// `ctstorm advise` against the kernel: a paced UDP workload into a test netns
+// with a short UDP timeout, and the advised steady state compared with what
+// `conntrack -C` counts there; then --apply in that throwaway netns, refused
+// without --yes when nobody can be asked, and with --yes changing exactly the
+// advised keys there and nothing in ctstorm's own netns. This host only: it
+// watches for most of a minute, too long to repeat in every QEMU guest.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AdviseJson } from '../../src/advisor/command.js';
+import { NetnsPair } from '../live/netns.js';
+import { liveSkipReason } from '../live/privileges.js';
+import { until } from '../live/wait.js';
+
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const skip = liveSkipReason();
+const WATCH_SECONDS = 90;
+
+interface Run {
+  proc: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exit: Promise<number | null>;
+}
+
+function run(cmd: string, args: string[]): Run {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { proc, out: () => out, err: () => err, exit };
+}
+
+/** Every numeric nf_conntrack_* sysctl of the netns this process is in. */
+function ownSettings(): Record<string, number> {
+  const dir = '/proc/sys/net/netfilter';
+  const out: Record<string, number> = {};
+  for (const name of readdirSync(dir).filter((n) => n.startsWith('nf_conntrack_') && n !== 'nf_conntrack_count')) {
+    try {
+      const v = readFileSync(`${dir}/${name}`, 'utf8').trim();
+      if (/^-?\d+$/.test(v)) out[name] = Number(v);
+    } catch {
+      // write-only
+    }
+  }
+  return out;
+}
+
+describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
+  const pair = new NetnsPair('adv');
+  const started: ChildProcess[] = [];
+  /** Settings of the server netns, by `grep -r` there (count left out: traffic moves it). */
+  const netnsSettings = (): Record<string, number> => {
+    const text = pair.exec(pair.server, 'grep', '-rs', '.', '/proc/sys/net/netfilter');
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/\/(nf_conntrack_\w+):(-?\d+)$/gm)) if (m[1] !== 'nf_conntrack_count') out[m[1]!] = Number(m[2]);
+    return out;
+  };
+  /** ~200 one-way UDP flows a second into the server netns, each from a random
+   * source address (a new entry each), for at most `count` packets. */
+  const udpFlows = (count: number): Run => {
+    const r = run('ip', ['netns', 'exec', pair.client, 'hping3', '--udp', '-i', 'u5000', '--rand-source', '-p', '53', '-c', String(count), pair.serverAddr]);
+    started.push(r.proc);
+    return r;
+  };
+
+  beforeAll(() => {
+    pair.up();
+  });
+  afterAll(() => {
+    for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    pair.down();
+  });
+
+  it('advises a steady state within 10 % of what the kernel counts', async () => {
+    pair.exec(pair.server, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_udp_timeout=5');
+    const flows = udpFlows(200 * (WATCH_SECONDS + 30));
+    const advise = run(process.execPath, [cli, 'advise', '--duration', String(WATCH_SECONDS), '--netns', pair.server, '--json']);
+    started.push(advise.proc);
+    let exited = false;
+    void advise.exit.then(() => (exited = true));
+    await until(() => exited || advise.err().includes('counting'), 60_000, 'ctstorm advise to attach');
+    // The kernel's count sampled over the watch's second half (the table has long
+    // reached its steady state), averaged over GC's sawtooth. On 6.18 entries with a
+    // 5 s timeout live 5-60 s (the GC reaps them late): the watch is long beside that.
+    const samples: number[] = [];
+    const sampleFrom = Date.now() + (WATCH_SECONDS / 2) * 1000;
+    while (!exited) {
+      if (Date.now() >= sampleFrom) samples.push(pair.count());
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect([await advise.exit, advise.err().replace(/^ctstorm: attached.*\n/, '')]).toEqual([0, '']);
+    flows.proc.kill('SIGINT');
+    const json = JSON.parse(advise.out()) as AdviseJson;
+    const ns = json.advice.netns.find((n) => n.inode === pair.serverInode)!;
+    const counted = samples.reduce((a, b) => a + b, 0) / samples.length;
+    const udp = ns.protocols.find((p) => p.proto === 'udp')!;
+    const state = `modeled ${ns.modeled.toFixed(0)} = ${udp.insertsPerSecond.toFixed(1)}/s x ${udp.meanLifetimeSeconds?.toFixed(2)} s; conntrack -C ${counted.toFixed(0)} over ${samples.length} samples`;
+    console.log(`advise vs kernel: ${state}`);
+    expect(samples.length, state).toBeGreaterThanOrEqual(20);
+    expect(Math.abs(ns.modeled - counted) / counted, state).toBeLessThan(0.1);
+    // The short timeout leaves nothing to advise for UDP there.
+    expect(json.advice.timeouts.map((t) => t.key)).not.toContain('nf_conntrack_udp_timeout');
+  });
+
+  it('--apply: refused without --yes when nobody can be asked; with --yes it changes exactly the advised keys in that netns', async () => {
+    pair.exec(pair.server, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_udp_timeout=600');
+    const netnsBefore = netnsSettings();
+    const ownBefore = ownSettings();
+
+    const refused = run(process.execPath, [cli, 'advise', '--duration', '5', '--netns', pair.server, '--apply']);
+    expect(await refused.exit).toBe(2);
+    expect(refused.err()).toMatch(/^ctstorm: --apply needs a yes, and this shell cannot ask; add --yes[^\n]*\n$/);
+    expect(refused.err()).not.toContain('attached'); // refused before the probe loaded
+    expect(netnsSettings()).toEqual(netnsBefore);
+
+    const flows = udpFlows(200 * 20);
+    const applied = run(process.execPath, [cli, 'advise', '--duration', '8', '--netns', pair.server, '--apply', '--yes', '--json']);
+    started.push(applied.proc);
+    expect(await applied.exit, applied.err()).toBe(0);
+    flows.proc.kill('SIGINT');
+    const json = JSON.parse(applied.out()) as AdviseJson;
+    // Not the initial netns: the limit and buckets are not its to set.
+    expect(json.netns).toEqual({ inode: pair.serverInode, initial: false });
+    expect(json.changes).toEqual([{ key: 'nf_conntrack_udp_timeout', from: 600, to: 30 }]);
+    expect(applied.err()).toContain('net.netfilter.nf_conntrack_udp_timeout: 600 -> 30');
+    expect(netnsSettings()).toEqual({ ...netnsBefore, nf_conntrack_udp_timeout: 30 });
+    expect(ownSettings()).toEqual(ownBefore);
+  });
+});
