@@ -321,6 +321,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         if (values.from !== undefined && values.duration !== undefined) throw usageError('--from and --duration exclude each other', 'give --from to use a running serve, or --duration to watch here');
         if (values.json && values.sysctl) throw usageError('--json and --sysctl exclude each other', 'pick one output');
         if (values.yes && !values.apply) throw usageError('--yes applies to --apply only', 'add --apply, or drop --yes');
+        if (values.apply && !values.yes && !io.confirm) throw usageError('--apply needs a yes, and this shell cannot ask', 'add --yes to apply without asking (the diff is still printed)');
         const reconnects = values['what-if-reconnects'];
         if ((reconnects === undefined) !== (values.within === undefined)) {
           throw usageError('--what-if-reconnects and --within go together', 'e.g. --what-if-reconnects 200000 --within 30');

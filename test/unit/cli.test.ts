@@ -162,6 +162,15 @@ describe('bad input', () => {
     ['interval on snapshot', ['snapshot', '--duration', '1', '--interval', '2'], /^ctstorm: option --interval does not apply to snapshot/],
     ['bad listen address', ['serve', '--listen', 'localhost'], /^ctstorm: bad --listen "localhost"; give host:port/],
     ['bad max-netns', ['serve', '--max-netns', '0'], /^ctstorm: bad --max-netns "0"; give a whole number from 1 to 1000$/],
+    ['advise: --from with --duration', ['advise', '--from', 'http://127.0.0.1:9477', '--duration', '5'], /^ctstorm: --from and --duration exclude each other; /],
+    ['advise: two outputs', ['advise', '--json', '--sysctl'], /^ctstorm: --json and --sysctl exclude each other; pick one output$/],
+    ['advise: --yes alone', ['advise', '--yes'], /^ctstorm: --yes applies to --apply only; add --apply, or drop --yes$/],
+    ['advise: what-if without a window', ['advise', '--what-if-reconnects', '1000'], /^ctstorm: --what-if-reconnects and --within go together; e.g./],
+    ['advise: bad what-if count', ['advise', '--what-if-reconnects', 'many', '--within', '30'], /^ctstorm: bad --what-if-reconnects "many"; give a whole number/],
+    ['advise: bad window', ['advise', '--what-if-reconnects', '1000', '--within', '0'], /^ctstorm: bad --within "0"/],
+    ['advise: bad headroom', ['advise', '--headroom', 'lots'], /^ctstorm: bad --headroom "lots"; give a percentage from 0 to 1000/],
+    ['advise: --apply with nobody to ask', ['advise', '--apply'], /^ctstorm: --apply needs a yes, and this shell cannot ask; add --yes/],
+    ['advise: an option of another command', ['advise', '--listen', '127.0.0.1:1'], /^ctstorm: option --listen does not apply to advise/],
   ];
   for (const [name, argv, want] of cases) {
     it(`${name}: one line, exit 2, nothing loaded`, async () => {

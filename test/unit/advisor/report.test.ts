@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { advise, type Measurements } from '../../../src/advisor/model.js';
+import { adviceChanges, adviceReport, sysctlSnippet } from '../../../src/advisor/report.js';
+
+const cost = { objectBytes: 256, objectSource: 'slab', extensionBytes: 128, extensionSource: 'ecache', bucketBytes: 8, perEntryBytes: 384 };
+const settings = { nf_conntrack_max: 16384, nf_conntrack_buckets: 16384, nf_conntrack_tcp_timeout_time_wait: 120, nf_conntrack_udp_timeout: 30 };
+const m: Measurements = {
+  durationSeconds: 600,
+  netns: [{ inode: 100, entries: 1000, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 1 }] }],
+  // 100 TCP inserts/s, all ending in time_wait after 120 s: 12000 entries.
+  lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: 121, predating: 0 }],
+  lifetimeHistograms: [],
+  storms: [],
+  chains: {},
+  totalEntries: 1000,
+};
+const advice = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+
+describe('advice output', () => {
+  it('changes: the limit and buckets only where they can be set (the initial netns)', () => {
+    // 12000 x 1.5 = 18000 -> 18432; buckets 32768; time_wait 120 -> 60 frees 6000.
+    expect(adviceChanges(advice, true)).toEqual([
+      { key: 'nf_conntrack_max', from: 16384, to: 18432 },
+      { key: 'nf_conntrack_buckets', from: 16384, to: 32768 },
+      { key: 'nf_conntrack_tcp_timeout_time_wait', from: 120, to: 60 },
+    ]);
+    expect(adviceChanges(advice, false)).toEqual([{ key: 'nf_conntrack_tcp_timeout_time_wait', from: 120, to: 60 }]);
+  });
+
+  it('a sysctl.d snippet of exactly those keys', () => {
+    const text = sysctlSnippet(advice, adviceChanges(advice, true), '2026-11-26');
+    expect(text.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
+      'net.netfilter.nf_conntrack_max = 18432',
+      'net.netfilter.nf_conntrack_buckets = 32768',
+      'net.netfilter.nf_conntrack_tcp_timeout_time_wait = 60',
+    ]);
+  });
+
+  it('the report gives the reasoning behind each number', () => {
+    const text = adviceReport(advice, { watchedSeconds: 600, source: 'a test', targetInode: 100, ownInode: 100 });
+    expect(text).toContain("netns 100 (ctstorm's): 12,000 entries (census 1,000, modeled 12,000): tcp 100.0/s x 120 s = 12,000");
+    expect(text).toContain('raise 16,384 -> 18,432: 12,000 needed + 50 % headroom');
+    expect(text).toContain('raise 16,384 -> 32,768 (a power of two)');
+    expect(text).toContain('nf_conntrack_tcp_timeout_time_wait 120 -> 60: frees 6,000 of the 12,000 entries it holds');
+    expect(text).toContain('per entry 384 bytes: object 256 (slab) + extensions 128 (ecache); per bucket 8');
+  });
+});
