@@ -5,14 +5,16 @@ import { EventEmitter } from 'node:events';
 import type { Metric, Registry } from 'prom-client';
 import type { StormView } from '../engine/engine.js';
 import { Monitor, type MonitorOptions, type MonitorView } from '../monitor.js';
-import { ctstormMetrics } from './metrics.js';
+import { ctstormMetrics, newNetnsFold } from './metrics.js';
+import type { NetnsFold } from './netns-fold.js';
 
 export const VERSION = '0.1.0';
 /** A scrape reads the view once: views this young are reused. */
 const VIEW_CACHE_MS = 250;
 
 export interface CollectorOptions extends MonitorOptions {
-  /** Netns label values kept in metrics (the rest are "other"). Default 20. */
+  /** Netns label values in metrics at most, ctstorm's own netns included (netns
+   * seen once they are taken are "other"). Default 20. */
   maxNetns?: number;
 }
 
@@ -27,7 +29,9 @@ export class Collector extends EventEmitter<CollectorEvents> {
   readonly monitor: Monitor;
   private cached: { at: number; view: MonitorView } | undefined;
   private readonly registries = new Map<Registry, string[]>();
-  private readonly maxNetns: number | undefined;
+  /** One for the collector's life: a netns keeps its label (and its counters
+   * keep growing) across scrapes and registrations. */
+  private readonly netnsFold: NetnsFold;
   private stormStart: number | null = null;
   private closing: Promise<void> | undefined;
   private down = false;
@@ -35,7 +39,7 @@ export class Collector extends EventEmitter<CollectorEvents> {
   constructor(options: CollectorOptions = {}) {
     super();
     this.monitor = new Monitor(options);
-    this.maxNetns = options.maxNetns;
+    this.netnsFold = newNetnsFold(options.maxNetns);
     this.monitor.subscribe((view) => {
       this.cached = { at: performance.now(), view };
       // A listener's bug is the application's: it must not stop the probe.
@@ -61,7 +65,7 @@ export class Collector extends EventEmitter<CollectorEvents> {
    * of them or, on a name clash, none. */
   register(registry: Registry): void {
     if (this.closing) throw new Error('ctstorm collector is closed');
-    const metrics = ctstormMetrics(() => this.liveView(), { version: VERSION, maxNetns: this.maxNetns });
+    const metrics = ctstormMetrics(() => this.liveView(), { version: VERSION, netnsFold: this.netnsFold });
     const added: string[] = [];
     try {
       for (const metric of metrics) {

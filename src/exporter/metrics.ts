@@ -1,11 +1,12 @@
 // ctstorm's Prometheus metrics, one function per concern, every sample read from
 // the monitor's view at scrape time. Names follow Prometheus practice: base
 // units, `_total` for counters, `_seconds` for durations. Label values are
-// bounded: netns beyond the top `maxNetns` (by inserts) fold into netns="other".
+// bounded: netns beyond `maxNetns` fold into netns="other" (see netns-fold.ts).
 import { statSync } from 'node:fs';
 import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
 import type { MonitorView } from '../monitor.js';
 import { protoName } from '../protocols.js';
+import { NetnsFold, PRECREATED_PROTOCOLS } from './netns-fold.js';
 import { histogramSamples, topAndOther, ViewMetric, type ViewMetricSpec } from './view-metric.js';
 
 /** The inode of ctstorm's own netns (what nf_conntrack_count counts). */
@@ -19,10 +20,14 @@ function ownNetnsInode(): number | undefined {
 const ownNetns = ownNetnsInode();
 
 export interface MetricsOptions {
-  /** Netns label values kept (the most inserts since start); the rest are "other". Default 20. */
+  /** Netns label values at most, ctstorm's own netns included; netns seen once
+   * they are taken are "other" for good. Default 20. */
   maxNetns?: number;
   /** ctstorm's version, for ctstorm_build_info. */
   version: string;
+  /** Which netns have a label (from newNetnsFold), to keep across registrations
+   * (a Collector has one); by default each call starts its own. */
+  netnsFold?: NetnsFold;
 }
 
 export const DEFAULT_MAX_NETNS = 20;
@@ -40,38 +45,9 @@ const protocolLabel = (l4proto: number): string => {
   return PROTOCOLS.has(name) ? name : 'other';
 };
 
-type NetnsRow = { netns: string; protocol: string; inserts: number; destroys: number; lost: number };
-/** netnsRows of a view, computed once however many metrics read them in a scrape. */
-const foldedRows = new WeakMap<MonitorView, NetnsRow[]>();
-
-function netnsRows(view: MonitorView, maxNetns: number): NetnsRow[] {
-  let rows = foldedRows.get(view);
-  if (!rows) foldedRows.set(view, (rows = foldNetnsRows(view, maxNetns)));
-  return rows;
-}
-
-/** Per netns x protocol counter rows, the netns beyond the top folded into "other". */
-function foldNetnsRows(view: MonitorView, maxNetns: number): NetnsRow[] {
-  const byNetns = new Map<number, { inode: number; inserts: number }>();
-  for (const r of view.counters.netns) {
-    const cur = byNetns.get(r.inode) ?? { inode: r.inode, inserts: 0 };
-    cur.inserts += r.inserts;
-    byNetns.set(r.inode, cur);
-  }
-  const kept = new Set(topAndOther([...byNetns.values()], maxNetns, (n) => n.inserts, () => null).map((n) => n.inode));
-  const rows = new Map<string, NetnsRow>();
-  for (const r of view.counters.netns) {
-    const netns = kept.has(r.inode) ? netnsLabel(r.inode) : 'other';
-    const protocol = protocolLabel(r.l4proto);
-    const key = `${netns}/${protocol}`;
-    const row = rows.get(key) ?? { netns, protocol, inserts: 0, destroys: 0, lost: 0 };
-    row.inserts += r.inserts;
-    row.destroys += r.destroys;
-    row.lost += r.lost;
-    rows.set(key, row);
-  }
-  // Most inserts first, "other" last: stable output for people reading /metrics.
-  return [...rows.values()].sort((a, b) => Number(a.netns === 'other') - Number(b.netns === 'other') || b.inserts - a.inserts || a.protocol.localeCompare(b.protocol));
+/** Per netns label state for the counters, with ctstorm's own netns labelled from the start. */
+export function newNetnsFold(maxNetns = DEFAULT_MAX_NETNS): NetnsFold {
+  return new NetnsFold(maxNetns, protocolLabel, ownNetns);
 }
 
 function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
@@ -136,20 +112,21 @@ function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
       name: 'ctstorm_conntrack_inserts_total',
       help: 'Entries inserted into the conntrack table since ctstorm started, exact (in-kernel counters).',
       type: 'counter',
-      samples: (v) => netnsRows(v, o.maxNetns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.inserts })),
+      samples: (v) => o.netnsFold.fold(v.counters.netns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.inserts })),
     },
     {
       name: 'ctstorm_conntrack_destroys_total',
       help: 'Entries destroyed (that were in the table) since ctstorm started, exact (in-kernel counters).',
       type: 'counter',
-      samples: (v) => netnsRows(v, o.maxNetns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.destroys })),
+      samples: (v) => o.netnsFold.fold(v.counters.netns).map((r) => ({ labels: { netns: r.netns, protocol: r.protocol }, value: r.destroys })),
     },
     {
       name: 'ctstorm_records_lost_total',
       help: 'Insert and destroy records the ring buffer could not take (the counters above still include them).',
       type: 'counter',
       samples: (v) => {
-        const lost = new Map<string, number>();
+        // At 0 before the first event: a quiet node has the series too.
+        const lost = new Map<string, number>(PRECREATED_PROTOCOLS.map((p) => [p, 0]));
         for (const p of v.counters.protocols) {
           const protocol = protocolLabel(p.l4proto);
           lost.set(protocol, (lost.get(protocol) ?? 0) + p.lost);
@@ -173,21 +150,47 @@ function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
 }
 
 function lifetimeMetrics(): ViewMetricSpec[] {
+  // Every protocol outside PROTOCOLS is "other": rows that get the same labels
+  // are summed, so each series appears once.
+  const labels = (r: { proto: string; state?: string }): { protocol: string; state: string } => ({
+    protocol: PROTOCOLS.has(r.proto) ? r.proto : 'other',
+    state: r.state ?? '',
+  });
+  const key = (l: { protocol: string; state: string }): string => `${l.protocol}/${l.state}`;
   return [
     {
       name: 'ctstorm_entry_lifetime_seconds',
       help: 'Lifetime of entries destroyed while ctstorm watched, by protocol and final TCP state (entries inserted before it started are not included).',
       type: 'histogram',
-      samples: (v) =>
-        v.engine.lifetimeHistograms.flatMap((h) =>
-          histogramSamples({ protocol: PROTOCOLS.has(h.proto) ? h.proto : 'other', state: h.state ?? '' }, EXPORT_EDGES_SECONDS, h.cumulative, h.count, h.sum),
-        ),
+      samples: (v) => {
+        const sums = new Map<string, { labels: { protocol: string; state: string }; cumulative: number[]; count: number; sum: number }>();
+        for (const h of v.engine.lifetimeHistograms) {
+          const l = labels(h);
+          const s = sums.get(key(l));
+          if (!s) sums.set(key(l), { labels: l, cumulative: [...h.cumulative], count: h.count, sum: h.sum });
+          else {
+            h.cumulative.forEach((n, i) => (s.cumulative[i] = (s.cumulative[i] ?? 0) + n));
+            s.count += h.count;
+            s.sum += h.sum;
+          }
+        }
+        return [...sums.values()].flatMap((s) => histogramSamples(s.labels, EXPORT_EDGES_SECONDS, s.cumulative, s.count, s.sum));
+      },
     },
     {
       name: 'ctstorm_entries_predating_total',
       help: 'Entries destroyed that were inserted before ctstorm started (no lifetime).',
       type: 'counter',
-      samples: (v) => v.engine.lifetimes.filter((l) => PROTOCOLS.has(l.proto)).map((l) => ({ labels: { protocol: l.proto, state: l.state ?? '' }, value: l.predating })),
+      samples: (v) => {
+        const sums = new Map<string, { labels: { protocol: string; state: string }; value: number }>();
+        for (const r of v.engine.lifetimes) {
+          const l = labels(r);
+          const s = sums.get(key(l));
+          if (s) s.value += r.predating;
+          else sums.set(key(l), { labels: l, value: r.predating });
+        }
+        return [...sums.values()];
+      },
     },
   ];
 }
@@ -300,7 +303,8 @@ function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
 /** Every ctstorm metric, reading the view from `view` (called once per metric a
  * scrape: cache it); `view` returns null once the monitor is closed or failed. */
 export function ctstormMetrics(view: () => MonitorView | null, options: MetricsOptions): ViewMetric[] {
-  const o: Required<MetricsOptions> = { maxNetns: options.maxNetns ?? DEFAULT_MAX_NETNS, version: options.version };
+  const maxNetns = options.maxNetns ?? DEFAULT_MAX_NETNS;
+  const o: Required<MetricsOptions> = { maxNetns, version: options.version, netnsFold: options.netnsFold ?? newNetnsFold(maxNetns) };
   const specs = [
     ...tableMetrics(o),
     ...churnMetrics(o),
