@@ -1,15 +1,17 @@
 // `ctstorm serve`: the exporter and the churn API over HTTP. Read-only: no
-// request reaches the kernel or changes anything; every answer is rendered from
-// the collector's one view.
+// request changes settings or traffic; a scrape reads the probe's maps (and, as
+// every counter read does, deletes the rows of netns that are gone, kept in
+// memory instead). Every answer is rendered from the collector's one view.
 //   GET /metrics          Prometheus text format
 //   GET /api/v1/churn     the snapshot JSON of the live view
 //   GET /api/v1/storms    current and past storms
 //   GET /api/v1/stream    Server-Sent Events: the churn JSON once a second
-//   GET /healthz          200 while the probe drains, 503 once it failed
+//   GET /healthz          200 while the probe drains, 503 once it failed (no
+//                         basic auth, so a probe needs no password; TLS as configured)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { renderSnapshot } from '../snapshot.js';
 import type { Collector } from './collector.js';
 import { BasicAuth, clientCertAllowed, type WebConfig } from './web-config.js';
@@ -23,10 +25,16 @@ export interface ServeOptions {
   heartbeatSeconds?: number;
   /** TLS and basic auth (node_exporter's web config). */
   webConfig?: WebConfig;
+  /** Where a server error is told, one line each (default: stderr). */
+  log?: (line: string) => void;
 }
 
 const ROUTES = new Set(['/metrics', '/api/v1/churn', '/api/v1/storms', '/api/v1/stream', '/healthz']);
 const DEFAULT_MAX_STREAM_CLIENTS = 32;
+/** Connections at once at most: scrapes, API calls and SSE clients fit many times over. */
+const MAX_CONNECTIONS = 256;
+/** Seconds a client is asked to wait when every bcrypt check is taken. */
+const AUTH_RETRY_SECONDS = 1;
 
 export interface RunningServer {
   server: Server;
@@ -36,7 +44,11 @@ export interface RunningServer {
 }
 
 export async function serve(collector: Collector, options: ServeOptions): Promise<RunningServer> {
+  // serve's own registry: the process metrics belong here (createCollector leaves
+  // an application's registry to the application).
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const streams = new Set<ServerResponse>();
   const maxStreams = options.maxStreamClients ?? DEFAULT_MAX_STREAM_CLIENTS;
 
@@ -53,16 +65,26 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
     return renderSnapshot(view, view.uptimeSeconds);
   };
 
-  const auth = options.webConfig?.users ? new BasicAuth(options.webConfig.users) : undefined;
+  // No users: no auth, as in node_exporter.
+  const users = options.webConfig?.users;
+  const auth = users && users.size > 0 ? new BasicAuth(users) : undefined;
   const tls = options.webConfig?.tls;
+  const headers = Object.entries(options.webConfig?.headers ?? {});
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    for (const [name, value] of headers) res.setHeader(name, value);
     if (tls && !clientCertAllowed(req.socket, tls.clientAuth)) return json(res, 403, { error: 'client certificate required or not trusted' });
-    if (auth && !(await auth.allows(req.headers.authorization))) {
+    const path = (req.url ?? '/').split('?')[0]!;
+    // A liveness probe carries no password; /healthz tells nothing but up or down.
+    const outcome = auth && path !== '/healthz' ? await auth.check(req.headers.authorization) : 'allowed';
+    if (outcome === 'busy') {
+      res.setHeader('retry-after', String(AUTH_RETRY_SECONDS));
+      return json(res, 429, { error: 'too many password checks at once: retry' });
+    }
+    if (outcome === 'denied') {
       res.setHeader('www-authenticate', 'Basic realm="ctstorm", charset="UTF-8"');
       return json(res, 401, { error: 'unauthorized' });
     }
-    const path = (req.url ?? '/').split('?')[0]!;
     if (!ROUTES.has(path)) return json(res, 404, { error: `no such path: ${path}`, paths: [...ROUTES] });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
@@ -86,11 +108,14 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
       }
       case '/api/v1/stream': {
         if (streams.size >= maxStreams) return json(res, 503, { error: `too many stream clients (${maxStreams})` });
+        // The first frame before anything is held: if it throws, the client gets
+        // a 500 and no slot stays taken.
+        const first = head ? '' : `event: churn\ndata: ${JSON.stringify(churn())}\n\n`;
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         if (head) return void res.end();
+        res.on('close', () => streams.delete(res));
         streams.add(res);
-        res.write(`event: churn\ndata: ${JSON.stringify(churn())}\n\n`);
-        req.on('close', () => streams.delete(res));
+        res.write(first);
         return;
       }
     }
@@ -107,6 +132,7 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.maxHeadersCount = 100;
+  server.maxConnections = MAX_CONNECTIONS;
 
   // Listen first: nothing is held (registry, subscription, timer) when it fails.
   await new Promise<void>((resolve, reject) => {
@@ -116,6 +142,9 @@ export async function serve(collector: Collector, options: ServeOptions): Promis
       resolve();
     });
   });
+  // After listen, an error is the server's (EMFILE on accept, ...), not one
+  // request's: told in one line, and the server keeps serving.
+  server.on('error', (err) => log(`ctstorm serve: ${err.message}`));
   collector.register(registry);
   const unsubscribe = collector.monitor.subscribe(() => {
     if (streams.size === 0) return;
