@@ -51,7 +51,10 @@ export function entryCost(sizes: StructSizes, slabObject: number | undefined, se
   const objectBytes = slabObject ?? align(sizes.nf_conn ?? 256, CACHE_LINE);
   const objectSource = slabObject !== undefined ? '/proc/slabinfo nf_conntrack objsize' : sizes.nf_conn ? 'sizeof(struct nf_conn) from BTF, cache-line aligned' : 'assumed 256 (no slabinfo, no BTF)';
   const parts: Array<[string, number]> = [];
-  if ((settings.nf_conntrack_events ?? 0) !== 0) parts.push(['ecache', sizes.nf_conntrack_ecache ?? 32]);
+  // events=2 (the default since 6.0) adds the ecache extension only while a conntrack
+  // event listener runs; counted anyway, as the cost an operator must plan for.
+  const events = settings.nf_conntrack_events ?? 0;
+  if (events !== 0) parts.push([events === 2 ? 'ecache (while an event listener runs)' : 'ecache', sizes.nf_conntrack_ecache ?? 32]);
   if ((settings.nf_conntrack_acct ?? 0) !== 0) parts.push(['acct', sizes.nf_conn_acct ?? 32]);
   if ((settings.nf_conntrack_timestamp ?? 0) !== 0) parts.push(['tstamp', sizes.nf_conn_tstamp ?? 16]);
   if (natLoaded) parts.push(['nat', sizes.nf_conn_nat ?? 8]);

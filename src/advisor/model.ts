@@ -248,7 +248,11 @@ function meanChain(chains: Record<number, number>): number | null {
 export function advise(m: Measurements, settings: ConntrackSettings, targetSettings: ConntrackSettings, cost: EntryCost, o: AdviseOptions): Advice {
   const notes: string[] = [];
   const means = meanLifetimes(m);
-  const netns = netnsAdvice(m, means).sort((a, b) => b.steady - a.steady);
+  // A netns the census finds empty has no traffic now (gone, or idle): its rates
+  // are history, not a steady state.
+  const all = netnsAdvice(m, means);
+  const netns = all.filter((n) => n.measured !== 0).sort((a, b) => b.steady - a.steady);
+  if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now (gone or idle) left out`);
   const fullest = netns[0] ? { inode: netns[0].inode, steady: netns[0].steady } : null;
   for (const [proto, mean] of means) if (mean === null) notes.push(`no ${proto} entry ended while watched: ${proto}'s steady state is the census count (watch longer than its lifetimes)`);
   for (const n of netns) for (const p of n.protocols) if (p.meanLifetimeSeconds === null && p.insertsPerSecond > 0 && !means.has(p.proto)) notes.push(`no ${p.proto} entry ended while watched: its steady state is the census count`);

@@ -45,3 +45,12 @@ describe('advice output', () => {
     expect(text).toContain('per entry 384 bytes: object 256 (slab) + extensions 128 (ecache); per bucket 8');
   });
 });
+
+describe('netns left out', () => {
+  it('a netns the census finds empty is history, not a steady state', () => {
+    const two: Measurements = { ...m, netns: [...m.netns, { inode: 200, entries: 0, insertsPerSecond: 50, protocols: [{ proto: 'tcp', inserts: 1 }] }] };
+    const a = advise(two, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(a.netns.map((n) => n.inode)).toEqual([100]);
+    expect(a.notes).toContain('1 netns with no entries now (gone or idle) left out');
+  });
+});
