@@ -46,7 +46,8 @@ options
   --json              snapshot/buckets/modes: print JSON
   --interval <s>      watch refresh period (default 1)
   --listen <h:p>      serve: address to listen on (default 127.0.0.1:9477)
-  --max-netns <n>     serve: netns label values in metrics, the rest "other" (default 20)
+  --max-netns <n>     serve: netns label values in metrics, ctstorm's own included;
+                      netns seen after they are taken are "other" (default 20)
   --web-config <f>    serve: TLS and basic auth, node_exporter's web config format
   --from <url>        advise: use a running ctstorm serve's measurements
                       (e.g. http://127.0.0.1:9477) instead of watching

@@ -96,7 +96,7 @@ describe.skipIf(skip !== undefined)('ctstorm CLI, live', () => {
   // Once, in the default mode, like watch: the exporter renders the same view.
   it('serve: /metrics counts exactly the connections made, promtool finds it clean, the API and the stream answer', async () => {
     await pair.empty();
-    const run = start(['serve', '--listen', '127.0.0.1:0']);
+    const run = start(['serve', '--listen', '127.0.0.1:0', '--max-netns', '1000']);
     let exited = false;
     void run.exit.then(() => (exited = true));
     await until(() => exited || /serving http:\/\/127\.0\.0\.1:\d+\/metrics\n/.test(run.err()), 60_000, 'ctstorm serve to listen');
