@@ -20,7 +20,8 @@ interface PanelSpec {
   x: number;
   y: number;
   unit?: string;
-  targets: Array<{ expr: string; legend?: string; format?: 'time_series' | 'heatmap' }>;
+  /** instant: one value at the range's end (for panels showing the whole range). */
+  targets: Array<{ expr: string; legend?: string; format?: 'time_series' | 'heatmap'; instant?: boolean }>;
 }
 
 function panel(p: PanelSpec): Panel {
@@ -39,14 +40,21 @@ function panel(p: PanelSpec): Panel {
       expr: t.expr,
       legendFormat: t.legend ?? '',
       format: t.format ?? 'time_series',
+      ...(t.instant ? { instant: true, range: false } : {}),
     })),
   };
 }
 
-const node = '{instance=~"$instance"}';
-const nodeAnd = (labels: string): string => `{instance=~"$instance",${labels}}`;
+// $job: the scrape job(s) ctstorm runs under (kubernetes-pods with annotation
+// discovery); it also keeps `up` to ctstorm's targets.
+const node = '{job=~"$job",instance=~"$instance"}';
+const nodeAnd = (labels: string): string => `{job=~"$job",instance=~"$instance",${labels}}`;
 
-const stormQuery: PromQuery = { refId: 'Anno', expr: `ctstorm_storm_active${node} == 1` };
+// A storm can be over between two scrapes: the counter marks it even then.
+const stormQuery: PromQuery = {
+  refId: 'Anno',
+  expr: `ctstorm_storm_active${node} == 1 or increase(ctstorm_storms_total${node}[$__rate_interval]) > 0`,
+};
 
 export const dashboard: Dashboard = {
   title: 'ctstorm: conntrack churn',
@@ -63,11 +71,21 @@ export const dashboard: Dashboard = {
     list: [
       { name: 'datasource', type: 'datasource', query: 'prometheus', label: 'Prometheus' },
       {
+        name: 'job',
+        type: 'query',
+        label: 'job',
+        datasource,
+        query: 'label_values(ctstorm_up, job)',
+        refresh: 2,
+        includeAll: true,
+        multi: true,
+      },
+      {
         name: 'instance',
         type: 'query',
         label: 'node',
         datasource,
-        query: 'label_values(ctstorm_up, instance)',
+        query: 'label_values(ctstorm_up{job=~"$job"}, instance)',
         refresh: 2,
         includeAll: true,
         multi: true,
@@ -97,9 +115,9 @@ export const dashboard: Dashboard = {
       targets: [{ expr: `min(ctstorm_conntrack_seconds_to_full${node})` }],
     }),
     panel({
-      title: 'Entries by netns', description: 'Census carried forward by the exact insert and destroy counters; top netns and "other".',
+      title: 'Entries by netns', description: 'Census carried forward by the exact insert and destroy counters; top netns and "other". A netns is its inode on its node.',
       type: 'timeseries', w: 12, h: 6, x: 12, y: 0,
-      targets: [{ expr: `sum by (netns) (ctstorm_conntrack_entries${node})`, legend: '{{netns}}' }],
+      targets: [{ expr: `sum by (instance, netns) (ctstorm_conntrack_entries${node})`, legend: '{{instance}} {{netns}}' }],
     }),
     panel({
       title: 'Churn by window', description: 'Inserts and destroys per second over 1 s, 10 s, 60 s and the EWMA.',
@@ -110,9 +128,9 @@ export const dashboard: Dashboard = {
       ],
     }),
     panel({
-      title: 'Inserts by netns and protocol', description: 'From the exact in-kernel counters.',
+      title: 'Inserts by netns and protocol', description: 'From the exact in-kernel counters. A netns is its inode on its node.',
       type: 'timeseries', w: 12, h: 8, x: 12, y: 6, unit: 'ops',
-      targets: [{ expr: `sum by (netns, protocol) (rate(ctstorm_conntrack_inserts_total${node}[1m]))`, legend: '{{netns}} {{protocol}}' }],
+      targets: [{ expr: `sum by (instance, netns, protocol) (rate(ctstorm_conntrack_inserts_total${node}[$__rate_interval]))`, legend: '{{instance}} {{netns}} {{protocol}}' }],
     }),
     panel({
       title: 'Entry lifetimes', description: 'Lifetime of entries destroyed, by le bucket (protocol and final TCP state summed).',
@@ -120,9 +138,9 @@ export const dashboard: Dashboard = {
       targets: [{ expr: `sum by (le) (increase(ctstorm_entry_lifetime_seconds_bucket${node}[$__rate_interval]))`, legend: '{{le}}', format: 'heatmap' }],
     }),
     panel({
-      title: 'Chain length joined', description: 'Hash chain length each insert joined (both directions), against uniform hashing in snapshot/watch.',
+      title: 'Chain length joined', description: 'Hash chain length each insert joined (both directions) over the time range, against uniform hashing in snapshot/watch.',
       type: 'bargauge', w: 6, h: 8, x: 12, y: 14,
-      targets: [{ expr: `sum by (le) (ctstorm_chain_length_joined_bucket${node})`, legend: '{{le}}', format: 'heatmap' }],
+      targets: [{ expr: `sum by (le) (increase(ctstorm_chain_length_joined_bucket${node}[$__range]))`, legend: '{{le}}', format: 'heatmap', instant: true }],
     }),
     panel({
       title: 'Longest chain, hot buckets', description: 'Longest chain joined since start; buckets that took far more inserts than uniform hashing explains.',
@@ -135,15 +153,15 @@ export const dashboard: Dashboard = {
     panel({
       title: 'Kernel drops', description: 'The kernel\'s own counters (ctstorm\'s netns): drop and early_drop mean the table is full; insert_failed, clashes lost.',
       type: 'timeseries', w: 12, h: 8, x: 0, y: 22, unit: 'ops',
-      targets: [{ expr: `sum by (stat) (rate(ctstorm_kernel_conntrack_stat_total${nodeAnd('stat=~"drop|early_drop|insert_failed|chaintoolong"')}[1m]))`, legend: '{{stat}}' }],
+      targets: [{ expr: `sum by (stat) (rate(ctstorm_kernel_conntrack_stat_total${nodeAnd('stat=~"drop|early_drop|insert_failed|chaintoolong"')}[$__rate_interval]))`, legend: '{{stat}}' }],
     }),
     panel({
-      title: 'ctstorm health', description: 'Up, exactness, records lost, storms.',
+      title: 'ctstorm health', description: 'Scrapes answered (Prometheus\'s up: 0 while a node\'s ctstorm is down), exactness, records lost, storms.',
       type: 'timeseries', w: 12, h: 8, x: 12, y: 22,
       targets: [
-        { expr: `min(ctstorm_up${node})`, legend: 'up' },
+        { expr: `min(up${node})`, legend: 'up' },
         { expr: `min(ctstorm_counts_exact${node})`, legend: 'counts exact' },
-        { expr: `sum(rate(ctstorm_records_lost_total${node}[5m]))`, legend: 'records lost/s' },
+        { expr: `sum(rate(ctstorm_records_lost_total${node}[$__rate_interval]))`, legend: 'records lost/s' },
         { expr: `sum(ctstorm_storm_active${node})`, legend: 'storms running' },
       ],
     }),
