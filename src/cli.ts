@@ -52,9 +52,10 @@ options
   --from <url>        advise: use a running ctstorm serve's measurements
                       (e.g. http://127.0.0.1:9477) instead of watching
                       --duration seconds here (default 60)
-  --headroom <pct>    advise: room over the entries needed (default 50)
+  --headroom <pct>    advise, serve: room over the entries needed (default 50)
   --what-if-reconnects <n> --within <s>
-                      advise: size for n clients reconnecting within s seconds
+                      advise, serve: size for n clients reconnecting within
+                      s seconds (serve: the ctstorm_advice_* metrics)
   --sysctl            advise: print an /etc/sysctl.d/ snippet
   --netns <ns>        advise: the netns whose timeouts are advised and applied
                       (ip netns name, /proc/PID/ns/net, or inode; default ctstorm's)
@@ -112,7 +113,7 @@ const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
   watch: ['mode', 'interval', 'ring-bytes', 'debug'],
   snapshot: ['mode', 'duration', 'json', 'census', 'ring-bytes', 'debug'],
   buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
-  serve: ['mode', 'listen', 'max-netns', 'web-config', 'ring-bytes', 'debug'],
+  serve: ['mode', 'listen', 'max-netns', 'web-config', 'headroom', 'what-if-reconnects', 'within', 'ring-bytes', 'debug'],
   modes: ['json', 'ring-bytes', 'debug'],
   advise: ['mode', 'duration', 'from', 'headroom', 'what-if-reconnects', 'within', 'json', 'sysctl', 'netns', 'apply', 'yes', 'ring-bytes', 'debug'],
 };
@@ -193,6 +194,25 @@ function ringBytes(raw: string | undefined): number | undefined {
     throw usageError(`bad --ring-bytes "${raw}"`, 'use a power of two between 4096 and 1073741824');
   }
   return value;
+}
+
+/** --headroom and --what-if-reconnects/--within, for advise and serve's headline. */
+function adviceFlags(values: { headroom?: string; 'what-if-reconnects'?: string; within?: string }): {
+  headroom: number;
+  whatIf: { reconnects: number; withinSeconds: number } | undefined;
+} {
+  const reconnects = values['what-if-reconnects'];
+  if ((reconnects === undefined) !== (values.within === undefined)) {
+    throw usageError('--what-if-reconnects and --within go together', 'e.g. --what-if-reconnects 200000 --within 30');
+  }
+  const pct = values.headroom === undefined ? 50 : Number(values.headroom);
+  if (values.headroom !== undefined && (!/^\d+(\.\d+)?$/.test(values.headroom.trim()) || pct > 1000)) {
+    throw usageError(`bad --headroom "${values.headroom}"`, 'give a percentage from 0 to 1000, e.g. --headroom 50');
+  }
+  return {
+    headroom: pct / 100,
+    whatIf: reconnects === undefined ? undefined : { reconnects: count('what-if-reconnects', reconnects, 0, 1e9), withinSeconds: seconds('within', values.within) },
+  };
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -297,7 +317,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
         // Read before the probe loads: a bad file changes nothing.
         const webConfig = values['web-config'] === undefined ? undefined : loadWebConfig(values['web-config']);
-        const collector = createCollector({ ...common, ...monitor, maxNetns });
+        const collector = createCollector({ ...common, ...monitor, maxNetns, advice: adviceFlags(values) });
         let running: Awaited<ReturnType<typeof serve>> | undefined;
         try {
           try {
@@ -323,21 +343,14 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         if (values.json && values.sysctl) throw usageError('--json and --sysctl exclude each other', 'pick one output');
         if (values.yes && !values.apply) throw usageError('--yes applies to --apply only', 'add --apply, or drop --yes');
         if (values.apply && !values.yes && !io.confirm) throw usageError('--apply needs a yes, and this shell cannot ask', 'add --yes to apply without asking (the diff is still printed)');
-        const reconnects = values['what-if-reconnects'];
-        if ((reconnects === undefined) !== (values.within === undefined)) {
-          throw usageError('--what-if-reconnects and --within go together', 'e.g. --what-if-reconnects 200000 --within 30');
-        }
-        const headroomPct = values.headroom === undefined ? 50 : Number(values.headroom);
-        if (values.headroom !== undefined && (!/^\d+(\.\d+)?$/.test(values.headroom.trim()) || headroomPct > 1000)) {
-          throw usageError(`bad --headroom "${values.headroom}"`, 'give a percentage from 0 to 1000, e.g. --headroom 50');
-        }
+        const { headroom, whatIf } = adviceFlags(values);
         return await runAdvise(
           {
             durationSeconds: seconds('duration', values.duration, 60),
             from: values.from,
             netns: values.netns,
-            headroom: headroomPct / 100,
-            whatIf: reconnects === undefined ? undefined : { reconnects: count('what-if-reconnects', reconnects, 0, 1e9), withinSeconds: seconds('within', values.within) },
+            headroom,
+            whatIf,
             output: values.json ? 'json' : values.sysctl ? 'sysctl' : 'report',
             apply: values.apply ?? false,
             yes: values.yes ?? false,

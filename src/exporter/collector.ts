@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Metric, Registry } from 'prom-client';
 import type { StormView } from '../engine/engine.js';
 import { Monitor, type MonitorOptions, type MonitorView } from '../monitor.js';
+import { AdviceHeadline, type HeadlineOptions } from '../advisor/headline.js';
 import { ctstormMetrics, newNetnsFold } from './metrics.js';
 import type { NetnsFold } from './netns-fold.js';
 
@@ -16,6 +17,9 @@ export interface CollectorOptions extends MonitorOptions {
   /** Netns label values in metrics at most, ctstorm's own netns included (netns
    * seen once they are taken are "other"). Default 20. */
   maxNetns?: number;
+  /** The tuning model's headline (ctstorm_advice_*): headroom (default 0.5) and an
+   * optional what-if storm; false leaves those metrics out. */
+  advice?: Partial<HeadlineOptions> | false;
 }
 
 export interface CollectorEvents {
@@ -32,6 +36,7 @@ export class Collector extends EventEmitter<CollectorEvents> {
   /** One for the collector's life: a netns keeps its label (and its counters
    * keep growing) across scrapes and registrations. */
   private readonly netnsFold: NetnsFold;
+  private readonly advice: AdviceHeadline | undefined;
   private stormStart: number | null = null;
   private closing: Promise<void> | undefined;
   private down = false;
@@ -40,6 +45,7 @@ export class Collector extends EventEmitter<CollectorEvents> {
     super();
     this.monitor = new Monitor(options);
     this.netnsFold = newNetnsFold(options.maxNetns);
+    this.advice = options.advice === false ? undefined : new AdviceHeadline({ ...options.advice, headroom: options.advice?.headroom ?? 0.5 });
     this.monitor.subscribe((view) => {
       this.cached = { at: performance.now(), view };
       // A listener's bug is the application's: it must not stop the probe.
@@ -65,7 +71,7 @@ export class Collector extends EventEmitter<CollectorEvents> {
    * of them or, on a name clash, none. */
   register(registry: Registry): void {
     if (this.closing) throw new Error('ctstorm collector is closed');
-    const metrics = ctstormMetrics(() => this.liveView(), { version: VERSION, netnsFold: this.netnsFold });
+    const metrics = ctstormMetrics(() => this.liveView(), { version: VERSION, netnsFold: this.netnsFold, advice: this.advice });
     const added: string[] = [];
     try {
       for (const metric of metrics) {

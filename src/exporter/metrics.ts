@@ -7,6 +7,8 @@ import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
 import type { MonitorView } from '../monitor.js';
 import { protoName } from '../protocols.js';
 import { NetnsFold, PRECREATED_PROTOCOLS } from './netns-fold.js';
+import { AdviceHeadline } from '../advisor/headline.js';
+import { adviceMetrics } from './advice-metrics.js';
 import { histogramSamples, topAndOther, ViewMetric, type ViewMetricSpec } from './view-metric.js';
 
 /** The inode of ctstorm's own netns (what nf_conntrack_count counts). */
@@ -28,9 +30,13 @@ export interface MetricsOptions {
   /** Which netns have a label (from newNetnsFold), to keep across registrations
    * (a Collector has one); by default each call starts its own. */
   netnsFold?: NetnsFold;
+  /** The tuning model's headline (ctstorm_advice_*); none without it. */
+  advice?: AdviceHeadline;
 }
 
 export const DEFAULT_MAX_NETNS = 20;
+/** What the metric groups read of the options, defaults filled in. */
+type FoldOptions = Required<Omit<MetricsOptions, 'advice'>>;
 /** Chain-length buckets of the joined-chain histogram (nodes). */
 const CHAIN_EDGES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96];
 /** The kernel's statistics exported as counters (where the kernel has them). */
@@ -50,7 +56,7 @@ export function newNetnsFold(maxNetns = DEFAULT_MAX_NETNS): NetnsFold {
   return new NetnsFold(maxNetns, protocolLabel, ownNetns);
 }
 
-function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+function tableMetrics(o: FoldOptions): ViewMetricSpec[] {
   return [
     {
       name: 'ctstorm_conntrack_entries',
@@ -106,7 +112,7 @@ function tableMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
   ];
 }
 
-function churnMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+function churnMetrics(o: FoldOptions): ViewMetricSpec[] {
   return [
     {
       name: 'ctstorm_conntrack_inserts_total',
@@ -268,7 +274,7 @@ function kernelMetrics(): ViewMetricSpec[] {
   ];
 }
 
-function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
+function healthMetrics(o: FoldOptions): ViewMetricSpec[] {
   return [
     {
       name: 'ctstorm_up',
@@ -304,7 +310,7 @@ function healthMetrics(o: Required<MetricsOptions>): ViewMetricSpec[] {
  * scrape: cache it); `view` returns null once the monitor is closed or failed. */
 export function ctstormMetrics(view: () => MonitorView | null, options: MetricsOptions): ViewMetric[] {
   const maxNetns = options.maxNetns ?? DEFAULT_MAX_NETNS;
-  const o: Required<MetricsOptions> = { maxNetns, version: options.version, netnsFold: options.netnsFold ?? newNetnsFold(maxNetns) };
+  const o = { maxNetns, version: options.version, netnsFold: options.netnsFold ?? newNetnsFold(maxNetns) };
   const specs = [
     ...tableMetrics(o),
     ...churnMetrics(o),
@@ -313,6 +319,7 @@ export function ctstormMetrics(view: () => MonitorView | null, options: MetricsO
     ...stormMetrics(),
     ...kernelMetrics(),
     ...healthMetrics(o),
+    ...(options.advice ? adviceMetrics(options.advice) : []),
   ];
   return specs.map((spec) => new ViewMetric(spec, view));
 }
@@ -322,5 +329,6 @@ export function metricNames(): string[] {
   const dummy = (): MonitorView => {
     throw new Error('not for sampling');
   };
-  return ctstormMetrics(dummy, { version: '' }).map((m) => m.name);
+  const advice = new AdviceHeadline({ headroom: 0.5, whatIf: { reconnects: 1, withinSeconds: 1 } });
+  return ctstormMetrics(dummy, { version: '', advice }).map((m) => m.name);
 }

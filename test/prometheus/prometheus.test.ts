@@ -124,7 +124,10 @@ describe.skipIf(skip !== undefined)('a real Prometheus scraping ctstorm serve', 
   const query = async (expr: string): Promise<Series[]> => (await get<{ result: Series[] }>(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`)).result;
 
   async function queryRange(expr: string, end: number): Promise<Series[]> {
-    const params = new URLSearchParams({ query: expr, start: String(startedAt), end: String(end), step: String(STEP) });
+    // Steps counted back from `end`, so the last one is `end` itself (series born
+    // in the last scrapes have their two samples there).
+    const start = end - Math.floor((end - startedAt) / STEP) * STEP;
+    const params = new URLSearchParams({ query: expr, start: String(start), end: String(end), step: String(STEP) });
     return (await get<{ result: Series[] }>(`${api}/api/v1/query_range?${params}`)).result;
   }
 

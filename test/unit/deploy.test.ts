@@ -23,7 +23,7 @@ describe('deploy/prometheus', () => {
     const r = promtool('check', 'rules', ...alertFiles, 'ctstorm-recording.yml');
     expect([r.error?.message, r.status], `${r.stdout}${r.stderr}`).toEqual([undefined, 0]);
     // 9 alerts and ctstorm:up; the optional kube-state-metrics alert; 5 fleet rules.
-    expect(r.stdout.match(/SUCCESS: \d+ rules found/g)).toEqual(['SUCCESS: 10 rules found', 'SUCCESS: 1 rules found', 'SUCCESS: 5 rules found']);
+    expect(r.stdout.match(/SUCCESS: \d+ rules found/g)).toEqual(['SUCCESS: 11 rules found', 'SUCCESS: 1 rules found', 'SUCCESS: 5 rules found']);
   });
 
   it('every alert fires on its test series and stays quiet on healthy ones (promtool test rules)', () => {
@@ -33,7 +33,7 @@ describe('deploy/prometheus', () => {
     const test = readFileSync(`${dir}ctstorm-alerts.test.yml`, 'utf8');
     const alerts = alertFiles.flatMap((f) => [...readFileSync(`${dir}${f}`, 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1])).sort();
     const tested = [...new Set([...test.matchAll(/alertname: (\w+)/g)].map((m) => m[1]))].sort();
-    expect(alerts).toHaveLength(10);
+    expect(alerts).toHaveLength(11);
     expect(tested).toEqual(alerts);
     const records = [...readFileSync(`${dir}ctstorm-recording.yml`, 'utf8').matchAll(/- record: ([\w:]+)/g)].map((m) => m[1]).sort();
     const recordsTested = [...new Set([...test.matchAll(/- expr: ([\w:]+)\n/g)].map((m) => m[1]))].sort();

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Collector } from '../../src/exporter/collector.js';
+import { type CollectorOptions, Collector } from '../../src/exporter/collector.js';
 import { metricNames } from '../../src/exporter/metrics.js';
 import type { NativeCounters } from '../../src/native.js';
 import { openSource } from '../../src/source.js';
@@ -29,9 +29,9 @@ afterEach(async () => {
   for (const c of open.splice(0)) await c.close();
 });
 
-function collector(netns: number, maxNetns?: number): Collector {
+function collector(netns: number, maxNetns?: number, advice?: CollectorOptions['advice']): Collector {
   const native = fakeNative({ counters: [counters(netns)] });
-  const c = new Collector({ source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }), ...io, maxNetns, tickMs: 3_600_000 });
+  const c = new Collector({ source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }), ...io, maxNetns, tickMs: 3_600_000, advice });
   open.push(c);
   return c;
 }
@@ -56,7 +56,7 @@ const samples = (text: string, name: string): string[] => text.split('\n').filte
 describe('metrics', () => {
   it('renders every metric with HELP and TYPE, counters named _total', async () => {
     const registry = new Registry();
-    collector(3).register(registry);
+    collector(3, undefined, { whatIf: { reconnects: 10, withinSeconds: 5 } }).register(registry);
     const text = await registry.metrics();
     for (const name of metricNames()) {
       expect(text).toContain(`# HELP ${name} `);
@@ -66,6 +66,21 @@ describe('metrics', () => {
       if (m.type === 'counter') expect(m.name).toMatch(/_total$/);
       expect(m.name).toMatch(/^ctstorm_/);
     }
+  });
+
+  it('serves the tuning model\'s headline', async () => {
+    // No census and no lifetime yet: the what-if's 500 reconnects all stay, so the
+    // fullest netns needs 500; x 1.5 = 750, up to 1024; half of the 1000 limit is left.
+    const cost = { objectBytes: 256, objectSource: '', extensionBytes: 0, extensionSource: '', bucketBytes: 8, perEntryBytes: 256 };
+    const registry = new Registry();
+    collector(2, undefined, { whatIf: { reconnects: 500, withinSeconds: 10 }, readSettings: () => ({ nf_conntrack_max: 1000, nf_conntrack_buckets: 1024 }), entryCost: cost }).register(registry);
+    const text = await registry.metrics();
+    expect(['required_entries', 'recommended_max', 'headroom_ratio', 'what_if_entries'].flatMap((n) => samples(text, `ctstorm_advice_${n}`))).toEqual([
+      'ctstorm_advice_required_entries 500',
+      'ctstorm_advice_recommended_max 1024',
+      'ctstorm_advice_headroom_ratio 0.5',
+      'ctstorm_advice_what_if_entries 500',
+    ]);
   });
 
   it('carries the exact counters per netns and protocol, and the kernel\'s statistics', async () => {
