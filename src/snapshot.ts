@@ -5,7 +5,7 @@ import { release } from 'node:os';
 import { byNetns, totals, type Counts, type Exactness, type Health } from './counters.js';
 import type { CensusView } from './engine/census-view.js';
 import { EXPORT_EDGES_SECONDS } from './engine/histogram.js';
-import type { EngineView, LifetimeRow, StormView, Talker, WindowRates } from './engine/engine.js';
+import type { EngineView, LifetimeRow, Rates, StormView, Talker, WindowRates } from './engine/engine.js';
 import type { HotBucketsView } from './engine/hot-buckets.js';
 import { netnsKey, type NetnsFill } from './engine/table-fill.js';
 import type { KernelStats } from './kernel-stats.js';
@@ -77,13 +77,19 @@ export interface SnapshotOptions extends MonitorOptions {
 
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 
+function roundWindows(w: WindowRates): WindowRates {
+  const r = (x: Rates): Rates => ({ insertsPerSecond: round(x.insertsPerSecond, 2), destroysPerSecond: round(x.destroysPerSecond, 2), netPerSecond: round(x.netPerSecond, 2) });
+  return { '1s': r(w['1s']), '10s': r(w['10s']), '60s': r(w['60s']), ewma: r(w.ewma) };
+}
+
 /** The snapshot JSON of a view taken after `seconds` of watching. */
 export function renderSnapshot(view: MonitorView, seconds: number, buckets?: CensusView | null): Snapshot {
   const sum = totals(view.counters);
   const fill = view.table.fill;
   const entries = new Map(fill.netns.map((n) => [netnsKey(n.cookie, n.inode), n.entries]));
   const e = view.engine;
-  const netnsWindows = new Map(e.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows]));
+  // Rounded: one netns row of a 1000-netns churn JSON is mostly these rates.
+  const netnsWindows = new Map(e.netns.map((n) => [netnsKey(n.cookie, n.inode), roundWindows(n.windows)]));
   return {
     version: 1,
     mode: view.mode as Mode,
