@@ -106,7 +106,10 @@ const options = {
 
 const usageError = (problem: string, fix = 'see: ctstorm --help'): CtstormError => new CtstormError(problem, fix, 'EUSAGE');
 
-const NEGATIVE_FIX: Record<string, string> = { 'ring-bytes': 'use a power of two between 4096 and 1073741824' };
+const NEGATIVE_FIX: Record<string, string> = {
+  'ring-bytes': 'use a power of two between 4096 and 1073741824',
+  headroom: 'give a percentage from 0 to 1000, e.g. --headroom 50',
+};
 
 /** The options each command takes (besides --help and --version). */
 const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {

@@ -38,14 +38,41 @@ export class NetnsSysctl {
       else writeFileSync(file, String(value));
     } catch (err) {
       const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message;
-      throw new CtstormError(`cannot set ${key} to ${value} (${why.split('\n')[0]})`, 'run as root; the keys applied before it stay set (see above)', 'EAPPLY');
+      throw new CtstormError(`cannot set ${key} to ${value} (${why.split('\n')[0]})`, 'run as root', 'EAPPLY');
     }
   }
 }
 
-/** Writes each change, then reads all back: every change took, nothing else moved. */
-export function applyChanges(where: NetnsSysctl, changes: readonly Change[], before: ConntrackSettings): ConntrackSettings {
-  for (const c of changes) where.write(c.key, c.to);
+/** Re-reads the settings, refuses if any changed since the advice read them,
+ * writes each change, then reads all back: every change took, nothing else
+ * moved. A failed write puts the keys already written back as they were. */
+export function applyChanges(where: NetnsSysctl, changes: readonly Change[]): ConntrackSettings {
+  const before = where.read();
+  for (const c of changes) {
+    if (before[c.key] !== c.from) {
+      throw new CtstormError(`${c.key} is ${before[c.key]} now, not the ${c.from} the advice started from; nothing applied`, 'run ctstorm advise again', 'EAPPLY');
+    }
+  }
+  const written: Change[] = [];
+  try {
+    for (const c of changes) {
+      where.write(c.key, c.to);
+      written.push(c);
+    }
+  } catch (err) {
+    const undone: string[] = [];
+    for (const c of written.reverse()) {
+      try {
+        where.write(c.key, c.from);
+        undone.push(c.key);
+      } catch {
+        // reported below as not undone
+      }
+    }
+    const left = written.filter((c) => !undone.includes(c.key)).map((c) => `${c.key}=${c.to}`);
+    const why = err instanceof Error ? err.message : String(err);
+    throw new CtstormError(`${why}; ${undone.length ? `put back ${undone.join(', ')}` : 'nothing was written before it'}${left.length ? `; still set: ${left.join(', ')}` : ''}`, 'check dmesg and the values with sysctl', 'EAPPLY');
+  }
   const after = where.read();
   for (const c of changes) {
     if (after[c.key] !== c.to) throw new CtstormError(`${c.key} reads ${after[c.key]} after writing ${c.to}`, 'the kernel adjusted or refused it; check dmesg', 'EAPPLY');

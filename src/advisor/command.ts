@@ -1,7 +1,8 @@
 // `ctstorm advise`: measurements (watched here, or a running serve's), the
 // settings of the netns advised, the model, then a report, JSON or a sysctl
 // snippet; with --apply, the changes after a diff and a yes.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import { CtstormError } from '../errors.js';
 import type { NativeBinding } from '../native.js';
 import { takeSnapshot, type Snapshot, type SnapshotOptions } from '../snapshot.js';
@@ -10,7 +11,7 @@ import { measurementsOf } from './from-snapshot.js';
 import { readEntryCost } from './memory.js';
 import { advise, type Advice } from './model.js';
 import { adviceChanges, adviceReport, sysctlSnippet } from './report.js';
-import { readOwnSettings, resolveNetns } from './settings.js';
+import { readOwnSettings, resolveNetns, type NetnsTarget } from './settings.js';
 
 export interface AdviseCommand {
   /** Watch this long when no --from is given. */
@@ -46,26 +47,44 @@ export interface AdviseJson {
   changes: Change[];
 }
 
+/** An error's first line, short, for a one-line message. */
+const brief = (text: string): string => (text.split('\n')[0] ?? '').slice(0, 120);
+
 async function fetchSnapshot(base: string): Promise<Snapshot> {
   let url: URL;
   try {
-    url = new URL('/api/v1/churn', base);
+    // Relative to the base's path, so a serve behind a proxy prefix is reached.
+    url = new URL('api/v1/churn', base.endsWith('/') ? base : `${base}/`);
   } catch {
-    throw new CtstormError(`bad --from "${base}"`, 'give the address of a ctstorm serve, e.g. --from http://127.0.0.1:9477', 'EUSAGE');
+    throw new CtstormError(`bad --from "${brief(base)}"`, 'give the address of a ctstorm serve, e.g. --from http://127.0.0.1:9477', 'EUSAGE');
   }
+  const shown = new URL(url);
+  shown.username = '';
+  shown.password = ''; // never echo a password in a message
+  const auth = url.username ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` } : undefined;
+  url.username = '';
+  url.password = '';
   let body: unknown;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: auth });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     body = await res.json();
   } catch (err) {
-    throw new CtstormError(`cannot read ${url} (${(err as Error).message})`, 'check that ctstorm serve runs there (curl it), or drop --from to watch here', 'EFROM');
+    throw new CtstormError(`cannot read ${shown} (${brief((err as Error).message)})`, 'check that ctstorm serve runs there (curl it), or drop --from to watch here', 'EFROM');
   }
-  const snap = body as Partial<Snapshot>;
-  if (snap.version !== 1 || !Array.isArray(snap.netns) || !Array.isArray(snap.lifetimes)) {
-    throw new CtstormError(`${url} did not answer with ctstorm's churn JSON (version 1)`, 'point --from at a ctstorm serve of the same version', 'EFROM');
-  }
+  const snap = body as Partial<Snapshot> | null;
+  const shaped =
+    snap !== null && typeof snap === 'object' && snap.version === 1 && Array.isArray(snap.netns) && Array.isArray(snap.lifetimes) &&
+    typeof snap.table === 'object' && snap.table !== null && typeof snap.storms === 'object' && snap.storms !== null && Array.isArray(snap.storms.past) &&
+    typeof snap.chains === 'object' && snap.chains !== null && typeof snap.totals === 'object' && snap.totals !== null;
+  if (!shaped) throw new CtstormError(`${shown} did not answer with ctstorm's churn JSON (version 1)`, 'point --from at a ctstorm serve of the same version', 'EFROM');
   return snap as Snapshot;
+}
+
+/** How a shell enters the netns: by its ip-netns name where it has one. */
+function snippetTarget(t: NetnsTarget): { name: string; enter: string } {
+  const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(t.path)?.[1];
+  return { name: named ?? t.given, enter: named ? `ip netns exec ${named}` : `nsenter --net=${t.path}` };
 }
 
 export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number> {
@@ -81,24 +100,45 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
   const targetInode = target?.inode ?? ownInode;
 
   const snap = c.from ? await fetchSnapshot(c.from) : await takeSnapshot({ ...c.snapshot, durationSeconds: c.durationSeconds, census: true });
-  const source = c.from ? `${c.from} (ctstorm serve)` : `a ${c.durationSeconds} s watch here`;
+  const interrupted = c.snapshot.signal?.aborted ?? false;
+  const source = c.from ? `${c.from} (ctstorm serve)` : `a ${c.durationSeconds} s watch here${interrupted ? ', cut short' : ''}`;
+  // Measurements from another machine do not fit this one's settings.
+  const otherHost = snap.kernel !== release() || snap.table.max !== own.nf_conntrack_max || snap.table.buckets !== own.nf_conntrack_buckets;
+  if (otherHost && c.apply) {
+    throw new CtstormError(`--from measured another host (kernel ${snap.kernel}, nf_conntrack_max ${snap.table.max}), and --apply writes here`, 'run ctstorm advise on that node', 'EUSAGE');
+  }
   const cost = readEntryCost(own, c.native?.structSizes?.bind(c.native));
-  const advice = advise(measurementsOf(snap), own, targetSettings, cost, { headroom: c.headroom, whatIf: c.whatIf, targetInode });
+  let measurements;
+  try {
+    measurements = measurementsOf(snap);
+  } catch (err) {
+    throw new CtstormError(`the churn JSON is not what this ctstorm reads (${brief((err as Error).message)})`, 'point --from at a ctstorm serve of the same version', 'EFROM');
+  }
+  const advice = advise(measurements, own, targetSettings, cost, { headroom: c.headroom, whatIf: c.whatIf, targetInode });
+  if (otherHost) advice.notes.unshift(`the measurements come from another host (kernel ${snap.kernel}, nf_conntrack_max ${snap.table.max}); the settings and sizes shown are this host's`);
   // The limit and buckets are writable only in the initial netns; the kernel says which.
   const initial = here.writable('nf_conntrack_max');
-  const changes = adviceChanges(advice, initial).filter((ch) => here.writable(ch.key));
+  const advised = adviceChanges(advice, initial).filter((ch) => here.writable(ch.key));
+  // A bucket resize rehashes the whole table under every bucket lock: never as a side effect.
+  const changes = advised.filter((ch) => ch.key !== 'nf_conntrack_buckets');
+  const resize = advised.find((ch) => ch.key === 'nf_conntrack_buckets');
 
   if (c.output === 'json') {
     const json: AdviseJson = { version: 1, source, watchedSeconds: snap.durationSeconds, netns: { inode: targetInode, initial }, settings: targetSettings, advice, changes };
     io.out(JSON.stringify(json));
   } else if (c.output === 'sysctl') {
-    io.out(sysctlSnippet(advice, changes, new Date().toISOString().slice(0, 10)));
+    io.out(sysctlSnippet(advice, advised, new Date().toISOString().slice(0, 10), { initial, target: target && snippetTarget(target), conntrackModule: existsSync('/sys/module/nf_conntrack/initstate') }));
   } else {
     io.out(adviceReport(advice, { watchedSeconds: snap.durationSeconds, source, targetInode, ownInode }));
   }
   if (!c.apply) return 0;
+  if (interrupted) {
+    io.err('ctstorm: interrupted: nothing applied');
+    return 130;
+  }
 
   const where = `netns ${targetInode}${target ? ` (${target.given})` : ''}`;
+  if (resize) io.err(`ctstorm: net.netfilter.nf_conntrack_buckets ${resize.from} -> ${resize.to} not applied: a resize rehashes the whole table under a lock; off-peak, run: sysctl -w net.netfilter.nf_conntrack_buckets=${resize.to}`);
   if (changes.length === 0) {
     io.err(`ctstorm: nothing to apply in ${where}`);
     return 0;
@@ -109,7 +149,7 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
     io.err('ctstorm: nothing changed');
     return 1;
   }
-  applyChanges(here, changes, targetSettings);
+  applyChanges(here, changes);
   io.err(`ctstorm: applied ${changes.length} changes in ${where}`);
   return 0;
 }

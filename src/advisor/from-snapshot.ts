@@ -19,7 +19,9 @@ export function measurementsOf(s: Snapshot): Measurements {
     netns,
     lifetimes: s.lifetimes.map((l) => ({ proto: l.proto, ...(l.state ? { state: l.state } : {}), count: l.count, sum: l.sum, max: l.max, predating: l.predating, meanSeconds: l.meanSeconds ?? null })),
     lifetimeHistograms: s.lifetimeHistograms?.rows ?? [],
-    storms: storms.map((x) => ({ inserts: x.inserts, destroys: x.destroys, peakPerSecond: x.peakPerSecond })),
+    storms: storms.map((x) => ({ inserts: x.inserts, destroys: x.destroys, peakPerSecond: x.peakPerSecond, netns: x.netns.map((n) => ({ inode: n.inode, inserts: n.inserts })) })),
+    drops: (s.kernelStats?.sinceStart.drop ?? 0) + (s.kernelStats?.sinceStart.early_drop ?? 0),
+    lost: s.totals.lost,
     chains: s.chains.histogram,
     totalEntries: s.table.totalEntries,
   };

@@ -2,10 +2,10 @@
 // - Steady state per netns and protocol by Little's law: entries = insert rate x
 //   mean time in the table (the mean lifetime of the entries destroyed while
 //   watched). A netns holds at least what the census counted there.
-// - The peak adds the largest net growth a storm brought (inserts - destroys
-//   while it ran), and a what-if storm adds N reconnects in W seconds times the
-//   share of them still in the table at the window's end (from the measured
-//   lifetime distribution).
+// - A netns's peak is the larger of its census count and its steady state plus
+//   its share of the largest net growth a storm brought (inserts - destroys while
+//   it ran); a what-if storm adds N reconnects in W seconds times the share of
+//   them still in the table at the window's end (the measured lifetimes).
 // - The limit is per netns: nf_conntrack_max is sized for the fullest netns plus
 //   headroom; the hash is shared by all netns, so buckets are sized for the total.
 // - A timeout pins (rate of entries ending by it) x (timeout) entries: lowering
@@ -28,7 +28,11 @@ export interface Measurements {
   lifetimes: Array<{ proto: string; state?: string; count: number; sum: number; max: number | null; predating: number; meanSeconds?: number | null }>;
   /** The same as cumulative counts at EXPORT_EDGES_SECONDS. */
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number }>;
-  storms: Array<{ inserts: number; destroys: number; peakPerSecond: number }>;
+  storms: Array<{ inserts: number; destroys: number; peakPerSecond: number; netns: Array<{ inode: number; inserts: number }> }>;
+  /** Drops and early drops of ctstorm's netns while watched (the table was full). */
+  drops: number;
+  /** Records the ring could not take (counts stay exact; lifetimes miss them). */
+  lost: number;
   /** Chain lengths inserts joined (nodes -> count). */
   chains: Record<number, number>;
   /** Entries in every netns together; null before a census. */
@@ -61,12 +65,15 @@ export interface NetnsAdvice {
   modeled: number;
   /** max(measured, modeled): what the netns holds in steady state. */
   steady: number;
+  /** The largest net growth a storm brought this netns. */
+  stormGrowth: number;
   protocols: Array<{ proto: string; insertsPerSecond: number; meanLifetimeSeconds: number | null; entries: number | null }>;
 }
 
 export interface Advice {
   netns: NetnsAdvice[];
   fullest: { inode: number; steady: number } | null;
+  /** The largest storm growth of the fullest netns; null when no storm was seen. */
   storm: { growth: number } | null;
   whatIf: { reconnects: number; withinSeconds: number; aliveFraction: number; entries: number } | null;
   /** Entries the fullest netns must hold: steady + the larger of storm growth and what-if. */
@@ -78,8 +85,11 @@ export interface Advice {
     raise: boolean;
     /** Entries of all netns at the peak. */
     totalEntries: number;
-    /** Mean chain a new node joins at recommended and at current buckets (1 + 2n/B). */
+    /** Mean chain a new node joins (1 + 2n/B): at the peak with the recommended
+     * buckets, at the peak with today's, and at today's entries and buckets (the
+     * one to hold beside the measured chains). */
     expectedChain: number;
+    expectedChainAtPeakNow: number;
     expectedChainNow: number;
     /** Mean chain inserts joined while watched; null without chain data. */
     measuredChain: number | null;
@@ -92,8 +102,10 @@ export interface Advice {
 interface Target {
   proposed: number;
   risk: string;
-  /** Proposed only when lifetimes seen allow it (no flow of the class lived longer). */
-  needsLifetimesUnder?: boolean;
+  /** Proposed only after watching at least this long (a day for established: no
+   * shorter watch can tell whether flows idle that long exist), and only if no
+   * flow of the protocol was seen living longer than the proposed value. */
+  needsWatchSeconds?: number;
 }
 
 /** Values proposed for timeouts that are higher, with what lowering them risks. */
@@ -101,10 +113,13 @@ export const TIMEOUT_TARGETS: Record<string, Target> = {
   nf_conntrack_tcp_timeout_established: {
     proposed: 86400,
     risk: 'TCP flows idle for over 24 h lose their entry (kube-proxy sets 86400)',
-    needsLifetimesUnder: true,
+    needsWatchSeconds: 86400,
   },
   nf_conntrack_tcp_timeout_close_wait: { proposed: 600, risk: 'a half-closed connection silent for over 10 min loses its entry' },
-  nf_conntrack_tcp_timeout_time_wait: { proposed: 60, risk: 'a 4-tuple reused 60-120 s after close is tracked as new (Linux TIME_WAIT is 60 s)' },
+  nf_conntrack_tcp_timeout_time_wait: {
+    proposed: 60,
+    risk: 'a 4-tuple reused 60-120 s after close (a peer\'s 2MSL longer than Linux\'s 60 s, or NAT reusing a source port) is tracked as new',
+  },
   nf_conntrack_tcp_timeout_fin_wait: { proposed: 60, risk: 'a peer slower than 60 s to finish closing loses its entry' },
   nf_conntrack_tcp_timeout_syn_sent: { proposed: 60, risk: 'connection attempts retried for over 60 s are tracked anew' },
   nf_conntrack_udp_timeout: { proposed: 30, risk: 'a UDP exchange whose answer comes after 30 s is tracked anew' },
@@ -132,18 +147,51 @@ const ENTRIES_PER_BUCKET = 1;
 const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const roundUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
-/** Mean lifetime per protocol (entries destroyed while watched, each state's
- * mean corrected for the watch's length where the engine gave one); null when
- * none ended. */
-export function meanLifetimes(m: Measurements): Map<string, number | null> {
-  const acc = new Map<string, { count: number; sum: number }>();
+/** Seconds an entry of a protocol that ends by timeout spends at least in the
+ * table (a UDP, ICMP or other-protocol entry is destroyed only after its timeout,
+ * unless flushed or early-dropped); TCP ends by state, so it has no floor. */
+function timeoutFloor(proto: string, settings: ConntrackSettings): number | null {
+  if (proto === 'tcp') return null;
+  if (proto === 'udp' || proto === 'udplite') return settings.nf_conntrack_udp_timeout ?? 30;
+  if (proto === 'icmp') return settings.nf_conntrack_icmp_timeout ?? 30;
+  if (proto === 'icmpv6') return settings.nf_conntrack_icmpv6_timeout ?? 30;
+  return settings.nf_conntrack_generic_timeout ?? 600;
+}
+
+/** Destroy share of each (protocol, state) within its protocol: in steady state,
+ * the share of the protocol's inserts that end that way. */
+function stateShares(m: Measurements): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const l of m.lifetimes) totals.set(l.proto, (totals.get(l.proto) ?? 0) + l.count + l.predating);
+  return new Map(m.lifetimes.map((l) => [`${l.proto}/${l.state ?? ''}`, (l.count + l.predating) / Math.max(1, totals.get(l.proto) ?? 0)]));
+}
+
+/** Mean time in the table per protocol: each final state's mean (corrected for
+ * the watch's length where the engine gave one) weighted by the share of the
+ * protocol's entries ending in it (raw counts would favour states short enough
+ * to end inside the watch), raised to the protocol's timeout floor. Null for a
+ * TCP without any entry ended while watched. */
+export function meanLifetimes(m: Measurements, settings: ConntrackSettings = {}): Map<string, number | null> {
+  const shares = stateShares(m);
+  const acc = new Map<string, { weight: number; sum: number }>();
   for (const l of m.lifetimes) {
-    const a = acc.get(l.proto) ?? { count: 0, sum: 0 };
-    a.count += l.count;
-    a.sum += l.count > 0 ? (l.meanSeconds ?? l.sum / l.count) * l.count : 0;
+    const a = acc.get(l.proto) ?? { weight: 0, sum: 0 };
+    if (l.count > 0) {
+      const w = shares.get(`${l.proto}/${l.state ?? ''}`) ?? 0;
+      a.weight += w;
+      a.sum += w * (l.meanSeconds ?? l.sum / l.count);
+    }
     acc.set(l.proto, a);
   }
-  return new Map([...acc].map(([p, a]) => [p, a.count > 0 ? a.sum / a.count : null]));
+  const protos = new Set([...acc.keys(), ...m.netns.flatMap((n) => n.protocols.map((p) => p.proto))]);
+  return new Map(
+    [...protos].map((p) => {
+      const a = acc.get(p);
+      const mean = a && a.weight > 0 ? a.sum / a.weight : null;
+      const floor = timeoutFloor(p, settings);
+      return [p, floor === null ? mean : Math.max(mean ?? 0, floor)];
+    }),
+  );
 }
 
 /** P(lifetime > s) from cumulative counts at the export edges, linear between edges. */
@@ -163,54 +211,77 @@ export function survival(cumulative: readonly number[], count: number, s: number
 }
 
 /** Share of N inserts spread evenly over W seconds still in the table at W:
- * (1/W) x integral over [0, W] of P(lifetime > s), lifetimes of every protocol pooled. */
+ * (1/W) x integral over [0, W] of P(lifetime > s), the classes mixed as the
+ * inserts are (protocol share of inserts x final-state share). No lifetime can be
+ * seen past the watch's length: beyond it P(L > s) stays at its value there. */
 export function aliveFraction(m: Measurements, withinSeconds: number): number {
-  const hists = m.lifetimeHistograms.filter((h) => h.count > 0);
-  const total = hists.reduce((n, h) => n + h.count, 0);
-  if (total === 0) return 1; // no lifetime seen: every reconnect stays
-  if (withinSeconds <= 0) return 1;
+  const protoInserts = new Map<string, number>();
+  for (const n of m.netns) for (const p of n.protocols) protoInserts.set(p.proto, (protoInserts.get(p.proto) ?? 0) + p.inserts);
+  const shares = stateShares(m);
+  const classes = m.lifetimeHistograms
+    .filter((h) => h.count > 0)
+    .map((h) => ({ h, weight: (protoInserts.get(h.proto) ?? 0) * (shares.get(`${h.proto}/${h.state ?? ''}`) ?? 1) }))
+    .filter((c) => c.weight > 0);
+  const total = classes.reduce((n, c) => n + c.weight, 0);
+  if (total === 0 || withinSeconds <= 0) return 1; // no lifetime seen: every reconnect stays
+  const horizon = m.durationSeconds > 0 ? m.durationSeconds : Infinity;
   const steps = 1000;
   let integral = 0;
   for (let i = 0; i < steps; i++) {
-    const s = ((i + 0.5) / steps) * withinSeconds;
-    integral += hists.reduce((acc, h) => acc + h.count * survival(h.cumulative, h.count, s), 0) / total;
+    const s = Math.min(((i + 0.5) / steps) * withinSeconds, horizon);
+    integral += classes.reduce((acc, c) => acc + c.weight * survival(c.h.cumulative, c.h.count, s), 0) / total;
   }
   return integral / steps;
 }
 
-function netnsAdvice(m: Measurements, means: Map<string, number | null>): NetnsAdvice[] {
+function netnsAdvice(m: Measurements, means: (inode: number) => Map<string, number | null>): NetnsAdvice[] {
   return m.netns.map((n) => {
     const inserts = n.protocols.reduce((acc, p) => acc + p.inserts, 0);
+    const meanOf = means(n.inode);
     const protocols = n.protocols.map((p) => {
       const rate = inserts > 0 ? (n.insertsPerSecond * p.inserts) / inserts : 0;
-      const mean = means.get(p.proto) ?? null;
+      const mean = meanOf.get(p.proto) ?? null;
       return { proto: p.proto, insertsPerSecond: rate, meanLifetimeSeconds: mean, entries: mean === null ? null : rate * mean };
     });
     const modeled = protocols.reduce((acc, p) => acc + (p.entries ?? 0), 0);
-    return { inode: n.inode, measured: n.entries, modeled, steady: Math.max(n.entries ?? 0, modeled), protocols };
+    return { inode: n.inode, measured: n.entries, modeled, steady: Math.max(n.entries ?? 0, modeled), stormGrowth: stormGrowth(m, n.inode), protocols };
   });
 }
 
+/** The largest net growth a storm brought this netns: its inserts in the storm
+ * times the storm's share of inserts that stayed (inserts - destroys). */
+function stormGrowth(m: Measurements, inode: number): number {
+  let most = 0;
+  for (const st of m.storms) {
+    const mine = st.netns.find((x) => x.inode === inode)?.inserts ?? 0;
+    if (st.inserts > 0) most = Math.max(most, (mine * Math.max(0, st.inserts - st.destroys)) / st.inserts);
+  }
+  return most;
+}
+
 /** The timeouts of the target netns worth lowering, most entries freed first. */
-function timeoutAdvice(m: Measurements, target: NetnsAdvice | undefined, settings: ConntrackSettings): TimeoutAdvice[] {
+function timeoutAdvice(m: Measurements, target: NetnsAdvice | undefined, settings: ConntrackSettings, notes: string[]): TimeoutAdvice[] {
   if (!target) return [];
   const rate = (proto: string): number => target.protocols.filter((p) => p.proto === proto).reduce((n, p) => n + p.insertsPerSecond, 0);
-  // Rate of entries ending by each timeout.
-  const byKey = new Map<string, number>();
-  const add = (key: string, r: number): void => void byKey.set(key, (byKey.get(key) ?? 0) + r);
+  // Rate of entries ending by each timeout, and their measured mean time in the table.
+  const byKey = new Map<string, { rate: number; mean: number | null }>();
+  const add = (key: string, r: number, mean: number | null = null): void => {
+    const cur = byKey.get(key) ?? { rate: 0, mean: null };
+    byKey.set(key, { rate: cur.rate + r, mean: mean ?? cur.mean });
+  };
   // TCP: the insert rate split by the final states destroys ended in.
-  const tcp = m.lifetimes.filter((l) => l.proto === 'tcp' && l.state);
-  const tcpDestroys = tcp.reduce((n, l) => n + l.count + l.predating, 0);
-  for (const l of tcp) {
+  const shares = stateShares(m);
+  for (const l of m.lifetimes.filter((x) => x.proto === 'tcp' && x.state)) {
     const key = TCP_STATE_KEYS[l.state!];
-    if (key && tcpDestroys > 0) add(key, (rate('tcp') * (l.count + l.predating)) / tcpDestroys);
+    if (key) add(key, rate('tcp') * (shares.get(`tcp/${l.state}`) ?? 0), l.count > 0 ? (l.meanSeconds ?? l.sum / l.count) : null);
   }
-  // UDP: entries living past 1.5 x udp_timeout had a reply (the stream timeout).
+  // UDP: an unreplied entry is gone within udp_timeout plus the GC's delay (up to
+  // ~60 s measured); one living longer was a stream.
   const udpRate = rate('udp');
   if (udpRate > 0) {
-    const unrepliedTimeout = settings.nf_conntrack_udp_timeout ?? 30;
+    const unreplied = settings.nf_conntrack_udp_timeout ?? 30;
     const h = m.lifetimeHistograms.find((x) => x.proto === 'udp');
-    const stream = h && h.count > 0 ? survival(h.cumulative, h.count, 1.5 * unrepliedTimeout) : 0;
+    const stream = h && h.count > 0 ? survival(h.cumulative, h.count, unreplied + 60) : 0;
     add('nf_conntrack_udp_timeout', udpRate * (1 - stream));
     add('nf_conntrack_udp_timeout_stream', udpRate * stream);
   }
@@ -218,15 +289,24 @@ function timeoutAdvice(m: Measurements, target: NetnsAdvice | undefined, setting
   const others = target.protocols.filter((p) => !['tcp', 'udp', 'icmp', 'icmpv6'].includes(p.proto)).reduce((n, p) => n + p.insertsPerSecond, 0);
   add('nf_conntrack_generic_timeout', others);
 
-  const tcpLongest = Math.max(0, ...m.lifetimes.filter((l) => l.proto === 'tcp').map((l) => l.max ?? 0));
+  // A TCP flow that closed (any final state but established) after living longer
+  // than a proposed established timeout may have idled that long: keep it then.
+  const tcpLongest = Math.max(0, ...m.lifetimes.filter((l) => l.proto === 'tcp' && l.state !== 'established').map((l) => l.max ?? 0));
   const out: TimeoutAdvice[] = [];
-  for (const [key, r] of byKey) {
+  for (const [key, { rate: r, mean }] of byKey) {
     const t = TIMEOUT_TARGETS[key];
     const current = settings[key];
     if (!t || current === undefined || r <= 0 || t.proposed >= current) continue;
-    if (t.needsLifetimesUnder && tcpLongest >= t.proposed) continue;
-    const pinned = r * current;
-    const freed = r * (current - t.proposed);
+    // Entries ending in this state long before its timeout did not end by it (a
+    // flush, an early drop, the netns deleted): lowering it frees nothing.
+    if (mean !== null && mean < current / 2) continue;
+    if (t.needsWatchSeconds && (m.durationSeconds < t.needsWatchSeconds || tcpLongest >= t.proposed)) {
+      notes.push(`${key} ${current} -> ${t.proposed} not advised: ${m.durationSeconds < t.needsWatchSeconds ? `needs ${t.needsWatchSeconds} s watched (use --from a serve running that long), had ${Math.round(m.durationSeconds)} s` : `a TCP flow that closed lived ${Math.round(tcpLongest)} s`}`);
+      continue;
+    }
+    // What it holds: rate x timeout, but never more than the netns holds.
+    const pinned = Math.min(r * current, target.steady);
+    const freed = (pinned * (current - t.proposed)) / current;
     if (freed < Math.max(1, MIN_FREED_SHARE * target.steady)) continue;
     out.push({ key, current, proposed: t.proposed, pinned, freed, risk: t.risk });
   }
@@ -247,30 +327,45 @@ function meanChain(chains: Record<number, number>): number | null {
  * `targetSettings`: the netns whose timeouts are advised. */
 export function advise(m: Measurements, settings: ConntrackSettings, targetSettings: ConntrackSettings, cost: EntryCost, o: AdviseOptions): Advice {
   const notes: string[] = [];
-  const means = meanLifetimes(m);
+  const ownMeans = meanLifetimes(m, settings);
+  const targetMeans = meanLifetimes(m, targetSettings);
+  const meansFor = (inode: number): Map<string, number | null> => (inode === o.targetInode ? targetMeans : ownMeans);
   // A netns the census finds empty has no traffic now (gone, or idle): its rates
   // are history, not a steady state.
-  const all = netnsAdvice(m, means);
-  const netns = all.filter((n) => n.measured !== 0).sort((a, b) => b.steady - a.steady);
+  const all = netnsAdvice(m, meansFor);
+  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, n.modeled + n.stormGrowth);
+  const netns = all.filter((n) => n.measured !== 0).sort((a, b) => peakOf(b) - peakOf(a) || b.steady - a.steady);
   if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now (gone or idle) left out`);
-  const fullest = netns[0] ? { inode: netns[0].inode, steady: netns[0].steady } : null;
-  for (const [proto, mean] of means) if (mean === null) notes.push(`no ${proto} entry ended while watched: ${proto}'s steady state is the census count (watch longer than its lifetimes)`);
-  for (const n of netns) for (const p of n.protocols) if (p.meanLifetimeSeconds === null && p.insertsPerSecond > 0 && !means.has(p.proto)) notes.push(`no ${p.proto} entry ended while watched: its steady state is the census count`);
+  const top = netns[0];
+  const fullest = top ? { inode: top.inode, steady: top.steady } : null;
+  const ended = new Set(m.lifetimes.filter((l) => l.count > 0).map((l) => l.proto));
+  for (const proto of new Set(m.netns.flatMap((n) => n.protocols.filter((p) => p.inserts > 0).map((p) => p.proto)))) {
+    if (ended.has(proto)) continue;
+    notes.push(
+      proto === 'tcp'
+        ? 'no tcp entry ended while watched: TCP\'s steady state is the census count (watch longer than its lifetimes)'
+        : `no ${proto} entry ended while watched: its time in the table is taken as its timeout (a floor)`,
+    );
+  }
   if (m.netns.some((n) => n.entries === null)) notes.push('no census yet: entries per netns are modeled only');
   const longest = Math.max(0, ...m.lifetimes.map((l) => l.max ?? 0));
   if (longest > m.durationSeconds / 3) {
     notes.push(`lifetimes up to ${longest.toFixed(0)} s in a ${m.durationSeconds.toFixed(0)} s watch: means are corrected for it, but watch 3x the longest lifetime (or use --from a long-running serve) for a firm model`);
   }
+  if (m.drops > 0) notes.push(`the kernel dropped ${m.drops} new entries in ctstorm's netns while watched (drop, early_drop): the table was full, so the growth measured is a floor`);
+  if (m.lost > 0) notes.push(`${m.lost} records lost (ring full): counts are exact, lifetimes miss those entries`);
+  notes.push('lifetimes are pooled over every netns (the probe keeps them per protocol and final state): a netns with its own timeouts is modeled with everyone\'s lifetimes, floored at its own timeouts');
 
-  const growth = Math.max(0, ...m.storms.map((s) => s.inserts - s.destroys));
-  const storm = m.storms.length > 0 ? { growth } : null;
+  const storm = m.storms.length > 0 ? { growth: top?.stormGrowth ?? 0 } : null;
+  const steady = top?.steady ?? 0;
+  const peak = top ? peakOf(top) : 0;
   let whatIf: Advice['whatIf'] = null;
   if (o.whatIf) {
     const f = aliveFraction(m, o.whatIf.withinSeconds);
-    whatIf = { ...o.whatIf, aliveFraction: f, entries: (fullest?.steady ?? 0) + o.whatIf.reconnects * f };
+    whatIf = { ...o.whatIf, aliveFraction: f, entries: steady + o.whatIf.reconnects * f };
+    if (o.whatIf.withinSeconds > m.durationSeconds / 2) notes.push(`the what-if window (${o.whatIf.withinSeconds} s) is long beside the ${Math.round(m.durationSeconds)} s watched: lifetimes beyond the watch are unknown and taken as lasting`);
   }
-  const steady = fullest?.steady ?? 0;
-  const required = Math.ceil(steady + Math.max(growth, whatIf ? whatIf.entries - steady : 0));
+  const required = Math.ceil(Math.max(peak, whatIf?.entries ?? 0));
 
   const currentMax = settings.nf_conntrack_max ?? 0;
   const wanted = roundUp(Math.max(1, required * (1 + o.headroom)), 1024);
@@ -278,6 +373,7 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   const max = { current: currentMax, recommended: raise ? wanted : currentMax, headroom: o.headroom, raise, headroomLeft: currentMax > 0 ? 1 - required / currentMax : 0 };
   if (currentMax === 0) notes.push('nf_conntrack_max is 0 (no limit): every netns can grow until memory runs out');
 
+  const totalNow = Math.max(m.totalEntries ?? 0, netns.reduce((n, x) => n + (x.measured ?? 0), 0));
   const totalSteady = Math.max(m.totalEntries ?? 0, netns.reduce((n, x) => n + x.steady, 0));
   const totalPeak = Math.ceil(totalSteady + (required - steady));
   const currentBuckets = settings.nf_conntrack_buckets ?? 0;
@@ -290,12 +386,13 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
     raise: raiseBuckets,
     totalEntries: totalPeak,
     expectedChain: 1 + (2 * totalPeak) / Math.max(1, bucketsRecommended),
-    expectedChainNow: 1 + (2 * totalPeak) / Math.max(1, currentBuckets),
+    expectedChainAtPeakNow: 1 + (2 * totalPeak) / Math.max(1, currentBuckets),
+    expectedChainNow: 1 + (2 * totalNow) / Math.max(1, currentBuckets),
     measuredChain: meanChain(m.chains),
   };
 
   const target = netns.find((n) => n.inode === o.targetInode);
-  const timeouts = timeoutAdvice(m, target, targetSettings);
+  const timeouts = timeoutAdvice(m, target, targetSettings, notes);
 
   const memory = {
     cost,

@@ -46,13 +46,14 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   lines.push('');
   lines.push('nf_conntrack_buckets (one hash shared by every netns)');
   const b = a.buckets;
-  const measured = b.measuredChain === null ? '' : `; inserts joined chains of ${b.measuredChain.toFixed(2)} nodes on average while watched`;
+  const measured = b.measuredChain === null ? '' : `, inserts joined chains of ${b.measuredChain.toFixed(2)} while watched`;
   lines.push(
     b.raise
-      ? `  raise ${fmt(b.current)} -> ${fmt(b.recommended)} (a power of two): ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / b.recommended).toFixed(2)} per bucket, a new node joins a chain of ${b.expectedChain.toFixed(2)} on average (now ${b.expectedChainNow.toFixed(2)})${measured}`
-      : `  keep ${fmt(b.current)}: ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / Math.max(1, b.current)).toFixed(2)} per bucket, expected chain ${b.expectedChainNow.toFixed(2)} nodes${measured}`,
+      ? `  raise ${fmt(b.current)} -> ${fmt(b.recommended)} (a power of two): ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / b.recommended).toFixed(2)} per bucket, a new node joins a chain of ${b.expectedChain.toFixed(2)} on average (${b.expectedChainAtPeakNow.toFixed(2)} with today's buckets)`
+      : `  keep ${fmt(b.current)}: ${fmt(b.totalEntries)} entries at the peak, ${(b.totalEntries / Math.max(1, b.current)).toFixed(2)} per bucket, a new node joins a chain of ${b.expectedChainAtPeakNow.toFixed(2)} on average`,
   );
-  if (b.raise) lines.push('  (a resize rehashes the whole table under a lock: do it off-peak)');
+  lines.push(`  today: uniform hashing gives chains of ${b.expectedChainNow.toFixed(2)} nodes${measured}`);
+  if (b.raise) lines.push('  (a resize rehashes the whole table under a lock: --apply leaves it to you, do it off-peak)');
   lines.push('');
   lines.push(`Timeouts in netns ${c.targetInode} (each pins rate x timeout entries; lowering frees rate x the difference)`);
   if (a.timeouts.length === 0) lines.push('  none worth lowering: no timeout above its proposed value holds 1 % of the entries');
@@ -83,14 +84,39 @@ export function adviceChanges(a: Advice, initialNetns: boolean): Array<{ key: st
   return out;
 }
 
-export function sysctlSnippet(a: Advice, changes: Array<{ key: string; from: number; to: number }>, date: string): string {
+export interface SnippetContext {
+  /** The netns advised is the initial one (sysctl.d sets it). */
+  initial: boolean;
+  /** The netns advised, when not ctstorm's: its name and the command that enters it. */
+  target?: { name: string; enter: string };
+  /** nf_conntrack is a loadable module (sysctl.d may run before it loads). */
+  conntrackModule: boolean;
+}
+
+/** A ready /etc/sysctl.d/ file: the global keys (limit, buckets) always, the
+ * timeouts too when the netns advised is the initial one; another netns's
+ * timeouts as commands to run there (sysctl.d does not reach it). */
+export function sysctlSnippet(a: Advice, changes: Array<{ key: string; from: number; to: number }>, date: string, ctx: SnippetContext): string {
+  const global = new Set(['nf_conntrack_max', 'nf_conntrack_buckets']);
   const lines = [
     `# /etc/sysctl.d/90-conntrack.conf, written by ctstorm advise on ${date}:`,
     `# ${fmt(a.required)} entries needed in the fullest netns + ${pct(a.max.headroom)} headroom.`,
-    '# sysctl.d sets the initial netns; timeouts in other netns start at the',
-    '# kernel defaults and must be set inside them.',
   ];
-  if (changes.length === 0) lines.push('# nothing to change');
-  for (const c of changes) lines.push(`${sysctlName(c.key)} = ${c.to}`);
+  if (ctx.conntrackModule) {
+    lines.push('# nf_conntrack is a module: list it in /etc/modules-load.d/ so it is loaded');
+    lines.push('# before systemd-sysctl runs, or these keys do not exist yet at boot.');
+  }
+  const globals: Array<[string, number]> = [];
+  if (a.max.raise) globals.push(['nf_conntrack_max', a.max.recommended]);
+  if (a.buckets.raise) globals.push(['nf_conntrack_buckets', a.buckets.recommended]);
+  const timeouts = changes.filter((c) => !global.has(c.key));
+  if (globals.length === 0 && (timeouts.length === 0 || !ctx.initial)) lines.push('# no global setting to change');
+  for (const [key, value] of globals) lines.push(`${sysctlName(key)} = ${value}`);
+  if (ctx.initial) {
+    for (const c of timeouts) lines.push(`${sysctlName(c.key)} = ${c.to}`);
+  } else if (timeouts.length > 0) {
+    lines.push(`# Timeouts of netns ${ctx.target?.name ?? '?'} (per netns; sysctl.d sets only the initial one):`);
+    for (const c of timeouts) lines.push(`#   ${ctx.target?.enter ?? 'nsenter --net=PATH'} sysctl -w ${sysctlName(c.key)}=${c.to}`);
+  }
   return lines.join('\n');
 }

@@ -75,11 +75,24 @@ export function resolveNetns(given: string): NetnsTarget {
   if (!path) {
     throw new CtstormError(`no network namespace ${given}`, 'give a name from `ip netns list`, a path such as /proc/PID/ns/net, or an inode that a process or /run/netns holds', 'ENETNS');
   }
+  let inode: number;
   try {
-    return { given, path, inode: statSync(path).ino };
-  } catch {
-    throw new CtstormError(`no network namespace at ${path}`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
+    inode = statSync(path).ino;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'EACCES' || code === 'EPERM') throw new CtstormError(`cannot open ${path} (${code})`, 'run as root', 'ENETNS');
+    throw new CtstormError(`no network namespace at ${path} (${code})`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
   }
+  // Entering it is the test that it is a network namespace (an nsfs file of type net).
+  try {
+    execFileSync('nsenter', [`--net=${path}`, 'true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const why = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CtstormError('nsenter is missing', 'install util-linux', 'ENETNS');
+    if (/permission|not permitted/i.test(why)) throw new CtstormError(`cannot enter the network namespace at ${path} (permission denied)`, 'run as root', 'ENETNS');
+    throw new CtstormError(`${path} is not a network namespace`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
+  }
+  return { given, path, inode };
 }
 
 /** A path to the netns with this inode: a bind mount under /run/netns, or a process's. */

@@ -221,3 +221,39 @@ describe('ctstorm modes', () => {
     expect(report[1].reason).toMatch(/ENOENT|kprobes/);
   });
 });
+
+describe('advise --from', () => {
+  // A stand-in for a serve that answers the wrong thing (advise reads this host's
+  // sysctls first: conntrack must be loaded, as on every machine the suite runs on).
+  async function serving(body: string, type = 'application/json'): Promise<{ url: string; close: () => Promise<void> }> {
+    const { createServer } = await import('node:http');
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': type, connection: 'close' }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    return { url: `http://user:secret@127.0.0.1:${port}/prefix`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  it('JSON of another shape: one line naming the URL without its password, exit 1, nothing loaded', async () => {
+    const s = await serving(JSON.stringify({ version: 1, netns: [], lifetimes: [] }));
+    try {
+      const { code, out, err, native } = await run(['advise', '--from', s.url]);
+      expect([code, out, native.opened]).toEqual([1, [], []]);
+      expect(err).toEqual([`ctstorm: ${s.url.replace('user:secret@', '')}/api/v1/churn did not answer with ctstorm's churn JSON (version 1); point --from at a ctstorm serve of the same version`]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an HTML page: still one line', async () => {
+    const s = await serving('<html>\n<body>login</body>\n</html>', 'text/html');
+    try {
+      const { code, err } = await run(['advise', '--from', s.url]);
+      expect(code).toBe(1);
+      expect(err).toHaveLength(1);
+      expect(err[0]).toMatch(/^ctstorm: cannot read http:\/\/127\.0\.0\.1:\d+\/prefix\/api\/v1\/churn \([^\n]*\); check that ctstorm serve runs there/);
+      expect(err[0]).not.toContain('secret');
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -2,7 +2,7 @@
 // in the comments from the inputs, not read back from the code.
 import { describe, expect, it } from 'vitest';
 import { EXPORT_EDGES_SECONDS } from '../../../src/engine/histogram.js';
-import { advise, aliveFraction, survival, type Measurements } from '../../../src/advisor/model.js';
+import { advise, aliveFraction, meanLifetimes, survival, type Measurements } from '../../../src/advisor/model.js';
 import type { EntryCost } from '../../../src/advisor/memory.js';
 
 const cost: EntryCost = { objectBytes: 256, objectSource: 'test', extensionBytes: 128, extensionSource: 'test', bucketBytes: 8, perEntryBytes: 384 };
@@ -27,9 +27,11 @@ function measurements(over: Partial<Measurements> = {}): Measurements {
       { proto: 'udp', count: 100, sum: 3000, max: 31, predating: 0 },
     ],
     lifetimeHistograms: [],
-    storms: [{ inserts: 5000, destroys: 1000, peakPerSecond: 2000 }],
+    storms: [{ inserts: 5000, destroys: 1000, peakPerSecond: 2000, netns: [{ inode: 100, inserts: 5000 }] }],
     chains: { 1: 90, 2: 10 },
     totalEntries: 1000,
+    drops: 0,
+    lost: 0,
     ...over,
   };
 }
@@ -61,24 +63,101 @@ describe('advise', () => {
       raise: true,
       totalEntries: 12200,
       expectedChain: 1 + 24400 / 32768,
-      expectedChainNow: 1 + 24400 / 16384,
+      expectedChainAtPeakNow: 1 + 24400 / 16384,
+      expectedChainNow: 1 + 2000 / 16384, // today's 1000 entries, beside the measured chains
       measuredChain: 1.1, // (90 x 1 + 10 x 2) / 100
     });
   });
 
-  it('ranks the timeouts by entries freed, with what each holds', () => {
-    // TCP's 60/s split by final state: 50/60 time_wait (50/s), 10/60 established (10/s).
+  it('advises the timeouts that hold entries, with what each holds and frees', () => {
+    // TCP's 60/s split by final state: 50/60 time_wait (50/s x 120 s = 6000 held,
+    // half freed at 60 s). Established is not advised on a 600 s watch.
     expect(a.timeouts.map(({ key, current, proposed, pinned, freed }) => ({ key, current, proposed, pinned, freed }))).toEqual([
-      { key: 'nf_conntrack_tcp_timeout_established', current: 432000, proposed: 86400, pinned: expect.closeTo(4_320_000, 6), freed: expect.closeTo(3_456_000, 6) },
       { key: 'nf_conntrack_tcp_timeout_time_wait', current: 120, proposed: 60, pinned: expect.closeTo(6000, 9), freed: expect.closeTo(3000, 9) },
     ]);
+    // Established entries ended after 100 s: not by the 432000 s timeout. Only
+    // destroys of entries older than the watch could have; a short watch cannot tell.
+    const m = measurements({ lifetimes: [...measurements().lifetimes.slice(0, 1), { proto: 'tcp', state: 'established', count: 0, sum: 0, max: null, predating: 10 }] });
+    expect(advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 }).notes).toContain(
+      'nf_conntrack_tcp_timeout_established 432000 -> 86400 not advised: needs 86400 s watched (use --from a serve running that long), had 600 s',
+    );
   });
 
-  it('keeps established when a TCP flow lived longer than the proposed value', () => {
-    const m = measurements();
-    m.lifetimes[1]!.max = 90000;
+  it('advises established only after a day watched, from entries that idled out, with no closed flow living past 24 h', () => {
+    // Watched 1e6 s: 10 of 60 TCP destroys ended in established after ~433000 s (idle
+    // timeouts): 10/s x 432000 s = 4.32 M held, 80 % freed at 86400.
+    const long = (closedMax: number): Measurements =>
+      measurements({
+        durationSeconds: 1e6,
+        lifetimes: [
+          { proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: closedMax, predating: 0 },
+          { proto: 'tcp', state: 'established', count: 10, sum: 4_330_000, max: 433_500, predating: 0 },
+        ],
+        storms: [],
+      });
+    const ok = advise(long(130), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    // time_wait's 3000 freed is under 1 % of the 4.34 M the netns now holds: left out.
+    expect(ok.timeouts.map((t) => [t.key, Math.round(t.pinned), Math.round(t.freed)])).toEqual([['nf_conntrack_tcp_timeout_established', 4_320_000, 3_456_000]]);
+    const kept = advise(long(90_000), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(kept.timeouts).toEqual([]);
+    expect(kept.notes).toContain('nf_conntrack_tcp_timeout_established 432000 -> 86400 not advised: a TCP flow that closed lived 90000 s');
+  });
+
+  it('does not advise a timeout its entries did not end by (a flush ends them early)', () => {
+    // time_wait entries destroyed after 10 s (a flush), far below their 120 s timeout.
+    const m = measurements({ lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 50, sum: 500, max: 11, predating: 0 }], storms: [] });
+    expect(advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 }).timeouts).toEqual([]);
+  });
+
+  it('never says a timeout holds more than the netns does', () => {
+    // 10 TCP/s ending in time_wait would hold 1200 by rate x timeout; the netns holds 116.
+    const m = measurements({
+      netns: [{ inode: 100, entries: 116, insertsPerSecond: 10, protocols: [{ proto: 'tcp', inserts: 1 }] }],
+      lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 0, sum: 0, max: null, predating: 30 }],
+      storms: [],
+    });
+    const t = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 }).timeouts;
+    expect(t.map((x) => [x.key, x.pinned, x.freed])).toEqual([['nf_conntrack_tcp_timeout_time_wait', 116, 58]]);
+  });
+
+  it('pools final states by their share of destroys, not by how many ended inside the watch', () => {
+    // Equal insert rates (1/s) of 1 s and 50 s flows over a 60 s watch: each class
+    // has 60 destroys, but 59 vs 10 of them were inserted while watched. True mean 25.5 s.
+    const m = measurements({
+      durationSeconds: 60,
+      lifetimes: [
+        { proto: 'tcp', state: 'close', count: 59, sum: 59, max: 1, predating: 1 },
+        { proto: 'tcp', state: 'time_wait', count: 10, sum: 500, max: 50, predating: 50 },
+      ],
+    });
+    expect(meanLifetimes(m, settings).get('tcp')).toBeCloseTo(25.5, 9);
+  });
+
+  it('floors a timeout-ended protocol\'s time in the table at its timeout', () => {
+    // No UDP entry ended: 40/s x udp_timeout 30 s = 1200, and a note says it is a floor.
+    const m = measurements({ lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: 130, predating: 0 }], storms: [] });
     const b = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
-    expect(b.timeouts.map((t) => t.key)).toEqual(['nf_conntrack_tcp_timeout_time_wait']);
+    expect(b.netns[0]!.protocols.find((p) => p.proto === 'udp')).toMatchObject({ meanLifetimeSeconds: 30, entries: 1200 });
+    expect(b.notes).toContain('no udp entry ended while watched: its time in the table is taken as its timeout (a floor)');
+    // UDP lifetimes below the timeout (a flush) are raised to it too.
+    expect(meanLifetimes(measurements({ lifetimes: [{ proto: 'udp', count: 10, sum: 50, max: 6, predating: 0 }] }), settings).get('udp')).toBe(30);
+  });
+
+  it('adds a storm\'s growth to the netns that stormed, not to the fullest', () => {
+    // The storm was all netns 200's: netns 100 keeps its 8200; 200 peaks at 0 + 4000.
+    const m = measurements({
+      netns: [...measurements().netns, { inode: 200, entries: 10, insertsPerSecond: 0, protocols: [] }],
+      storms: [{ inserts: 5000, destroys: 1000, peakPerSecond: 2000, netns: [{ inode: 200, inserts: 5000 }] }],
+    });
+    const b = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(b.netns.map((n) => [n.inode, n.stormGrowth])).toEqual([[100, 0], [200, 4000]]);
+    expect([b.fullest, b.required]).toEqual([{ inode: 100, steady: expect.closeTo(8200, 9) }, 8200]);
+  });
+
+  it('says when the table dropped entries or records were lost', () => {
+    const b = advise(measurements({ drops: 7, lost: 3 }), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(b.notes.join('\n')).toMatch(/dropped 7 new entries.*growth measured is a floor/);
+    expect(b.notes.join('\n')).toMatch(/3 records lost/);
   });
 
   it('costs memory from the entry and bucket sizes', () => {
@@ -98,7 +177,7 @@ describe('advise', () => {
     const b = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
     // udp 40/s x 30 = 1200 modeled; TCP unknown; the census's 1000 is below it.
     expect([b.netns[0]!.modeled, b.netns[0]!.steady, b.required]).toEqual([1200, 1200, 1200]);
-    expect(b.notes.join('\n')).toMatch(/no tcp entry ended while watched/);
+    expect(b.notes.join('\n')).toMatch(/no tcp entry ended while watched: TCP's steady state is the census count/);
   });
 
   it('uses the engine\'s watch-corrected mean where given', () => {

@@ -13,6 +13,8 @@ const m: Measurements = {
   storms: [],
   chains: {},
   totalEntries: 1000,
+  drops: 0,
+  lost: 0,
 };
 const advice = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
 
@@ -27,12 +29,27 @@ describe('advice output', () => {
     expect(adviceChanges(advice, false)).toEqual([{ key: 'nf_conntrack_tcp_timeout_time_wait', from: 120, to: 60 }]);
   });
 
-  it('a sysctl.d snippet of exactly those keys', () => {
-    const text = sysctlSnippet(advice, adviceChanges(advice, true), '2026-11-26');
-    expect(text.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
+  it('a sysctl.d snippet: global keys always, timeouts there only for the initial netns', () => {
+    const initial = sysctlSnippet(advice, adviceChanges(advice, true), '2026-11-26', { initial: true, conntrackModule: false });
+    expect(initial.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
       'net.netfilter.nf_conntrack_max = 18432',
       'net.netfilter.nf_conntrack_buckets = 32768',
       'net.netfilter.nf_conntrack_tcp_timeout_time_wait = 60',
+    ]);
+    // Another netns: its timeout as a command to run there, never a sysctl.d line
+    // (which would set the host's); the module needs loading before sysctl.d runs.
+    const other = sysctlSnippet(advice, adviceChanges(advice, false), '2026-11-26', {
+      initial: false,
+      target: { name: 'pod-a', enter: 'ip netns exec pod-a' },
+      conntrackModule: true,
+    });
+    expect(other.split('\n').filter((l) => !l.startsWith('# /etc') && !l.startsWith('# 12,000'))).toEqual([
+      '# nf_conntrack is a module: list it in /etc/modules-load.d/ so it is loaded',
+      '# before systemd-sysctl runs, or these keys do not exist yet at boot.',
+      'net.netfilter.nf_conntrack_max = 18432',
+      'net.netfilter.nf_conntrack_buckets = 32768',
+      '# Timeouts of netns pod-a (per netns; sysctl.d sets only the initial one):',
+      '#   ip netns exec pod-a sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=60',
     ]);
   });
 
