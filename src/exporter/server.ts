@@ -43,11 +43,16 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export async function serve(collector: Collector, options: ServeOptions): Promise<RunningServer> {
   // serve's own registry: the process metrics belong here (createCollector leaves
   // an application's registry to the application).
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges `_total`, which `promtool check metrics` refuses
+  // (a counter suffix on a gauge): /metrics stays lint-clean without them.
+  for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
   const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const streams = new Set<ServerResponse>();
   const maxStreams = options.maxStreamClients ?? DEFAULT_MAX_STREAM_CLIENTS;

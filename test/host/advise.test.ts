@@ -17,6 +17,9 @@ const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const skip = liveSkipReason();
 const WATCH_SECONDS = 90;
 const WARMUP_SECONDS = 40;
+/** ~10,000 live entries: a steady GC period (see below). */
+const RATE = 1000;
+const UDP_TIMEOUT = 10;
 
 interface Run {
   proc: ChildProcess;
@@ -60,10 +63,12 @@ describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
     for (const m of text.matchAll(/\/(nf_conntrack_\w+):(-?\d+)$/gm)) if (m[1] !== 'nf_conntrack_count') out[m[1]!] = Number(m[2]);
     return out;
   };
-  /** ~200 one-way UDP flows a second into the server netns, each from a random
-   * source address (a new entry each), for at most `count` packets. */
-  const udpFlows = (count: number): Run => {
-    const r = run('ip', ['netns', 'exec', pair.client, 'hping3', '--udp', '-i', 'u5000', '--rand-source', '-p', '53', '-c', String(count), pair.serverAddr]);
+  /** One-way UDP flows into the server netns at about `perSecond` (hping3 paces
+   * with usleep: a little slower), each from a random source address (a new entry
+   * each), for at most `count` packets. */
+  const udpFlows = (count: number, perSecond = 200): Run => {
+    const gap = `u${Math.round(1e6 / perSecond)}`;
+    const r = run('ip', ['netns', 'exec', pair.client, 'hping3', '--udp', '-i', gap, '--rand-source', '-p', '53', '-c', String(count), pair.serverAddr]);
     started.push(r.proc);
     return r;
   };
@@ -77,11 +82,13 @@ describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
   });
 
   it('advises a steady state within 10 % of what the kernel counts', async () => {
-    pair.exec(pair.server, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_udp_timeout=5');
-    const flows = udpFlows(200 * (WARMUP_SECONDS + WATCH_SECONDS + 30));
-    // The GC reaps expired entries in batches: `conntrack -C` is a sawtooth whose
-    // period follows the timeouts the GC has been seeing (6.18: ~35 s at first,
-    // then ~8 s with these 5 s entries). Warm up until it has settled.
+    pair.exec(pair.server, 'sysctl', '-qw', `net.netfilter.nf_conntrack_udp_timeout=${UDP_TIMEOUT}`);
+    const flows = udpFlows(RATE * (WARMUP_SECONDS + WATCH_SECONDS + 30), RATE);
+    // The GC reaps expired entries in batches, every (100 x 60 s + n x their mean
+    // remaining timeout) / (100 + n) for n live entries (nf_conntrack_core.c
+    // gc_worker): `conntrack -C` is a sawtooth, and its period is long and
+    // irregular while n is small. With ~10,000 entries it is ~5 s and steady.
+    // Warm up until it has settled.
     await new Promise((r) => setTimeout(r, WARMUP_SECONDS * 1000));
     const advise = run(process.execPath, [cli, 'advise', '--duration', String(WATCH_SECONDS), '--netns', pair.server, '--json']);
     started.push(advise.proc);

@@ -1,6 +1,7 @@
 // serve over plain HTTP with a fake addon: process metrics in serve's own
 // registry only, an SSE slot freed when the first frame fails, and a server
 // error told in one line without stopping the server.
+import { spawnSync } from 'node:child_process';
 import { get, type IncomingMessage } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -49,7 +50,11 @@ describe('serve', () => {
     const { collector, running } = await start();
     const metrics = await request(running, '/metrics');
     expect(metrics.status).toBe(200);
-    expect(await metrics.body).toContain('\nprocess_cpu_user_seconds_total ');
+    const body = await metrics.body;
+    expect(body).toContain('\nprocess_cpu_user_seconds_total ');
+    // Lint-clean with the process metrics too (prom-client names three gauges _total).
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+    expect([check.error?.message, check.status, check.stdout + check.stderr]).toEqual([undefined, 0, '']);
     const app = new Registry();
     collector.register(app);
     const text = await app.metrics();

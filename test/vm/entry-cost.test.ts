@@ -23,8 +23,11 @@ describe('entry cost from the running kernel', () => {
       expect(sizes.nf_conn).toBeGreaterThan(200);
       expect(slab! - sizes.nf_conn!).toBeGreaterThanOrEqual(0);
       expect(slab! - sizes.nf_conn!).toBeLessThan(128);
-    } else {
-      expect(sizes.nf_conn).toBe(-1);
+    } else if (sizes.nf_conn !== -1) {
+      // No module BTF (5.10): vmlinux's BTF may still hold the struct, when built-in
+      // code refers to it; then it must fit the slab all the same.
+      expect(slab! - sizes.nf_conn!).toBeGreaterThanOrEqual(0);
+      expect(slab! - sizes.nf_conn!).toBeLessThan(128);
     }
     const cost = readEntryCost(readOwnSettings(), native.structSizes!.bind(native));
     expect([cost.objectBytes, cost.objectSource]).toEqual([slab, '/proc/slabinfo nf_conntrack objsize']);
