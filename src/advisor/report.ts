@@ -30,12 +30,12 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   if (a.netns.length > 10) lines.push(`  ... and ${a.netns.length - 10} more netns`);
   lines.push('');
   lines.push('Peak');
-  lines.push(`  fullest netns ${a.fullest ? `${a.fullest.inode}: ${fmt(a.fullest.steady)}` : '-'} entries in steady state`);
-  lines.push(a.storm ? `  storms seen: the largest grew the table by ${fmt(a.storm.growth)} entries while it ran` : '  no storm seen while watched');
+  lines.push(`  fullest netns at the peak: ${a.fullest ? `${a.fullest.inode}, ${fmt(a.fullest.steady)} entries in steady state` : '-'}`);
+  lines.push(a.storm ? `  storms seen: the largest grew this netns by ${fmt(a.storm.growth)} entries while it ran (its inserts then, less the storm's share destroyed)` : '  no storm seen while watched');
   if (a.whatIf) {
     lines.push(`  what-if: ${fmt(a.whatIf.reconnects)} reconnects within ${a.whatIf.withinSeconds} s, ${pct(a.whatIf.aliveFraction)} of them still in the table at the end (measured lifetimes): ${fmt(a.whatIf.entries)} entries`);
   }
-  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries`);
+  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries (the largest of its census count, its steady state + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
   lines.push('');
   lines.push('nf_conntrack_max (checked against each netns\'s own count)');
   lines.push(
