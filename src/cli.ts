@@ -77,8 +77,8 @@ export interface CliIO {
   columns?: () => number | undefined;
   rows?: () => number | undefined;
   signal?: AbortSignal;
-  /** Asks a yes/no question; undefined when there is no terminal to ask on. */
-  confirm?: (question: string) => Promise<boolean>;
+  /** Asks a yes/no question (false once `signal` fires); undefined when there is no terminal to ask on. */
+  confirm?: (question: string, signal?: AbortSignal) => Promise<boolean>;
 }
 
 const options = {
@@ -378,11 +378,21 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
-async function confirm(question: string): Promise<boolean> {
+/** y/N on the terminal; no (false) on Ctrl-C, end of input or `signal`. */
+async function confirm(question: string, signal?: AbortSignal): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const abort = new AbortController();
+  const stop = (): void => abort.abort();
+  signal?.addEventListener('abort', stop, { once: true });
+  // readline takes Ctrl-C from the terminal itself: pass it on as the signal it is.
+  rl.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
+  rl.on('close', stop);
   try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
+    return /^y(es)?$/i.test((await rl.question(question, { signal: abort.signal })).trim());
+  } catch {
+    return false;
   } finally {
+    signal?.removeEventListener('abort', stop);
     rl.close();
   }
 }

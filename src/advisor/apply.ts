@@ -1,9 +1,8 @@
 // Writing advised settings into one netns: only keys the kernel lets that netns
 // write (the limit and buckets are the initial netns's), each read back.
-import { execFileSync } from 'node:child_process';
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { CtstormError } from '../errors.js';
-import { readOwnSettings, readSettingsIn, SYSCTL_DIR, type ConntrackSettings, type NetnsTarget } from './settings.js';
+import { inNetns, readOwnSettings, readSettingsIn, SYSCTL_DIR, type ConntrackSettings, type NetnsTarget } from './settings.js';
 
 export interface Change {
   key: string;
@@ -23,7 +22,7 @@ export class NetnsSysctl {
   writable(key: string): boolean {
     const file = `${SYSCTL_DIR}/${key}`;
     try {
-      if (this.target) execFileSync('nsenter', [`--net=${this.target.path}`, 'test', '-w', file], { stdio: 'ignore' });
+      if (this.target) inNetns(this.target, ['test', '-w', file], 'ignore');
       else accessSync(file, constants.W_OK);
       return true;
     } catch {
@@ -34,7 +33,7 @@ export class NetnsSysctl {
   write(key: string, value: number): void {
     const file = `${SYSCTL_DIR}/${key}`;
     try {
-      if (this.target) execFileSync('nsenter', [`--net=${this.target.path}`, 'sh', '-c', 'printf %s "$1" > "$2"', 'sh', String(value), file], { stdio: ['ignore', 'ignore', 'pipe'] });
+      if (this.target) inNetns(this.target, ['sh', '-c', 'printf %s "$1" > "$2"', 'sh', String(value), file], 'ignore');
       else writeFileSync(file, String(value));
     } catch (err) {
       const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message;
@@ -74,14 +73,15 @@ export function applyChanges(where: NetnsSysctl, changes: readonly Change[]): Co
     throw new CtstormError(`${why}; ${undone.length ? `put back ${undone.join(', ')}` : 'nothing was written before it'}${left.length ? `; still set: ${left.join(', ')}` : ''}`, 'check dmesg and the values with sysctl', 'EAPPLY');
   }
   const after = where.read();
+  const applied = changes.map((c) => `${c.key}=${c.to}`).join(', ');
   for (const c of changes) {
-    if (after[c.key] !== c.to) throw new CtstormError(`${c.key} reads ${after[c.key]} after writing ${c.to}`, 'the kernel adjusted or refused it; check dmesg', 'EAPPLY');
+    if (after[c.key] !== c.to) throw new CtstormError(`${c.key} reads ${after[c.key]} after writing ${c.to} (written: ${applied})`, 'the kernel adjusted or refused it; check dmesg', 'EAPPLY');
   }
   const want = new Map(changes.map((c) => [c.key, c.to]));
   for (const [key, value] of Object.entries(before)) {
     // nf_conntrack_count moves with traffic; every other key must be as it was.
     if (key !== 'nf_conntrack_count' && !want.has(key) && after[key] !== value) {
-      throw new CtstormError(`${key} changed from ${value} to ${after[key]} meanwhile`, 'something else is writing conntrack settings; check before applying again', 'EAPPLY');
+      throw new CtstormError(`${key} changed from ${value} to ${after[key]} meanwhile (written: ${applied})`, 'something else is writing conntrack settings; check before applying again', 'EAPPLY');
     }
   }
   return after;

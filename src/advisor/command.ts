@@ -10,8 +10,11 @@ import { applyChanges, NetnsSysctl, type Change } from './apply.js';
 import { measurementsOf } from './from-snapshot.js';
 import { readEntryCost } from './memory.js';
 import { advise, type Advice } from './model.js';
+
+/** sysctls are C ints: a larger value cannot be written. */
+const INT32_MAX = 2 ** 31 - 1;
 import { adviceChanges, adviceReport, sysctlSnippet } from './report.js';
-import { readOwnSettings, resolveNetns, type NetnsTarget } from './settings.js';
+import { isInitialNetns, readOwnSettings, resolveNetns, type NetnsTarget } from './settings.js';
 
 export interface AdviseCommand {
   /** Watch this long when no --from is given. */
@@ -32,8 +35,8 @@ export interface AdviseCommand {
 export interface AdviseIO {
   out: (text: string) => void;
   err: (text: string) => void;
-  /** Asks a yes/no question on a terminal; undefined when there is none. */
-  confirm?: (question: string) => Promise<boolean>;
+  /** Asks a yes/no question on a terminal (false once `signal` fires); undefined when there is none. */
+  confirm?: (question: string, signal?: AbortSignal) => Promise<boolean>;
 }
 
 export interface AdviseJson {
@@ -50,7 +53,7 @@ export interface AdviseJson {
 /** An error's first line, short, for a one-line message. */
 const brief = (text: string): string => (text.split('\n')[0] ?? '').slice(0, 120);
 
-async function fetchSnapshot(base: string): Promise<Snapshot> {
+async function fetchSnapshot(base: string, signal: AbortSignal | undefined): Promise<Snapshot> {
   let url: URL;
   try {
     // Relative to the base's path, so a serve behind a proxy prefix is reached.
@@ -66,7 +69,8 @@ async function fetchSnapshot(base: string): Promise<Snapshot> {
   url.password = '';
   let body: unknown;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: auth });
+    const timeout = AbortSignal.timeout(10_000);
+    const res = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout, headers: auth });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     body = await res.json();
   } catch (err) {
@@ -78,6 +82,9 @@ async function fetchSnapshot(base: string): Promise<Snapshot> {
     typeof snap.table === 'object' && snap.table !== null && typeof snap.storms === 'object' && snap.storms !== null && Array.isArray(snap.storms.past) &&
     typeof snap.chains === 'object' && snap.chains !== null && typeof snap.totals === 'object' && snap.totals !== null;
   if (!shaped) throw new CtstormError(`${shown} did not answer with ctstorm's churn JSON (version 1)`, 'point --from at a ctstorm serve of the same version', 'EFROM');
+  if (!(typeof snap.durationSeconds === 'number' && snap.durationSeconds >= 1)) {
+    throw new CtstormError(`${shown} has watched for under a second (durationSeconds ${String(snap.durationSeconds)})`, 'let ctstorm serve run first, or drop --from to watch here', 'EFROM');
+  }
   return snap as Snapshot;
 }
 
@@ -99,7 +106,7 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
   const ownInode = statSync('/proc/self/ns/net').ino;
   const targetInode = target?.inode ?? ownInode;
 
-  const snap = c.from ? await fetchSnapshot(c.from) : await takeSnapshot({ ...c.snapshot, durationSeconds: c.durationSeconds, census: true });
+  const snap = c.from ? await fetchSnapshot(c.from, c.snapshot.signal) : await takeSnapshot({ ...c.snapshot, durationSeconds: c.durationSeconds, census: true });
   const interrupted = c.snapshot.signal?.aborted ?? false;
   const source = c.from ? `${c.from} (ctstorm serve)` : `a ${c.durationSeconds} s watch here${interrupted ? ', cut short' : ''}`;
   // Measurements from another machine do not fit this one's settings.
@@ -108,17 +115,20 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
     throw new CtstormError(`--from measured another host (kernel ${snap.kernel}, nf_conntrack_max ${snap.table.max}), and --apply writes here`, 'run ctstorm advise on that node', 'EUSAGE');
   }
   const cost = readEntryCost(own, c.native?.structSizes?.bind(c.native));
-  let measurements;
+  let advice: Advice;
   try {
-    measurements = measurementsOf(snap);
+    advice = advise(measurementsOf(snap), own, targetSettings, cost, { headroom: c.headroom, whatIf: c.whatIf, targetInode });
   } catch (err) {
-    throw new CtstormError(`the churn JSON is not what this ctstorm reads (${brief((err as Error).message)})`, 'point --from at a ctstorm serve of the same version', 'EFROM');
+    if (!c.from) throw err;
+    throw new CtstormError(`the churn JSON of ${c.from} is not what this ctstorm reads (${brief((err as Error).message)})`, 'point --from at a ctstorm serve of the same version', 'EFROM');
   }
-  const advice = advise(measurements, own, targetSettings, cost, { headroom: c.headroom, whatIf: c.whatIf, targetInode });
   if (otherHost) advice.notes.unshift(`the measurements come from another host (kernel ${snap.kernel}, nf_conntrack_max ${snap.table.max}); the settings and sizes shown are this host's`);
-  // The limit and buckets are writable only in the initial netns; the kernel says which.
-  const initial = here.writable('nf_conntrack_max');
-  const advised = adviceChanges(advice, initial).filter((ch) => here.writable(ch.key));
+  // The limit and buckets belong to the initial netns (PID 1's; when that cannot be
+  // read, the netns where the kernel lets nf_conntrack_max be written).
+  const initial = isInitialNetns(targetInode) ?? here.writable('nf_conntrack_max');
+  const all = adviceChanges(advice, initial);
+  const advised = all.filter((ch) => here.writable(ch.key) && ch.to <= INT32_MAX);
+  if (all.some((ch) => ch.to > INT32_MAX)) advice.notes.push(`a value above ${INT32_MAX} cannot be written (the kernel's int): not applied`);
   // A bucket resize rehashes the whole table under every bucket lock: never as a side effect.
   const changes = advised.filter((ch) => ch.key !== 'nf_conntrack_buckets');
   const resize = advised.find((ch) => ch.key === 'nf_conntrack_buckets');
@@ -127,7 +137,8 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
     const json: AdviseJson = { version: 1, source, watchedSeconds: snap.durationSeconds, netns: { inode: targetInode, initial }, settings: targetSettings, advice, changes };
     io.out(JSON.stringify(json));
   } else if (c.output === 'sysctl') {
-    io.out(sysctlSnippet(advice, advised, new Date().toISOString().slice(0, 10), { initial, target: target && snippetTarget(target), conntrackModule: existsSync('/sys/module/nf_conntrack/initstate') }));
+    const where = target ? snippetTarget(target) : initial ? undefined : { name: `ctstorm's (inode ${ownInode})`, enter: `nsenter --net=<a path to netns ${ownInode}>` };
+    io.out(sysctlSnippet(advice, all, new Date().toISOString().slice(0, 10), { initial, target: where, conntrackModule: existsSync('/sys/module/nf_conntrack/initstate') }));
   } else {
     io.out(adviceReport(advice, { watchedSeconds: snap.durationSeconds, source, targetInode, ownInode }));
   }
@@ -145,9 +156,17 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
   }
   io.err(`ctstorm: --apply in ${where}:`);
   for (const ch of changes) io.err(`  net.netfilter.${ch.key}: ${ch.from} -> ${ch.to}`);
-  if (!c.yes && !(await io.confirm!(`apply these ${changes.length} changes? [y/N] `))) {
+  if (!c.yes && !(await io.confirm!(`apply these ${changes.length} changes? [y/N] `, c.snapshot.signal))) {
+    if (c.snapshot.signal?.aborted) {
+      io.err('ctstorm: interrupted: nothing applied');
+      return 130;
+    }
     io.err('ctstorm: nothing changed');
     return 1;
+  }
+  if (c.snapshot.signal?.aborted) {
+    io.err('ctstorm: interrupted: nothing applied');
+    return 130;
   }
   applyChanges(here, changes);
   io.err(`ctstorm: applied ${changes.length} changes in ${where}`);

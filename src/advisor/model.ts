@@ -307,7 +307,7 @@ function timeoutAdvice(m: Measurements, target: NetnsAdvice | undefined, setting
     // What it holds: rate x timeout, but never more than the netns holds.
     const pinned = Math.min(r * current, target.steady);
     const freed = (pinned * (current - t.proposed)) / current;
-    if (freed < Math.max(1, MIN_FREED_SHARE * target.steady)) continue;
+    if (!(freed >= Math.max(1, MIN_FREED_SHARE * target.steady))) continue;
     out.push({ key, current, proposed: t.proposed, pinned, freed, risk: t.risk });
   }
   return out.sort((a, b) => b.freed - a.freed);

@@ -41,7 +41,7 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   lines.push(
     a.max.raise
       ? `  raise ${fmt(a.max.current)} -> ${fmt(a.max.recommended)}: ${fmt(a.required)} needed + ${pct(a.max.headroom)} headroom`
-      : `  keep ${fmt(a.max.current)}: ${fmt(a.required)} needed leaves ${pct(a.max.headroomLeft)} headroom (wanted ${pct(a.max.headroom)})`,
+      : `  keep ${fmt(a.max.current)}: ${fmt(a.required)} needed + ${pct(a.max.headroom)} headroom fits (${pct(a.max.headroomLeft)} of the limit left at the peak)`,
   );
   lines.push('');
   lines.push('nf_conntrack_buckets (one hash shared by every netns)');

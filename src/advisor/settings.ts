@@ -2,7 +2,7 @@
 // number (limits, buckets, timeouts, switches), read from /proc/sys, in
 // ctstorm's own netns or, through nsenter, in another one.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { CtstormError } from '../errors.js';
 
 export const SYSCTL_DIR = '/proc/sys/net/netfilter';
@@ -10,12 +10,21 @@ export const SYSCTL_DIR = '/proc/sys/net/netfilter';
 /** nf_conntrack_* sysctls by their name under net.netfilter (e.g. nf_conntrack_max). */
 export type ConntrackSettings = Record<string, number>;
 
-/** A network namespace an operator can name: a path to its nsfs file. */
+/** A network namespace an operator can name: a path to its nsfs file, held open
+ * (`fd`) so every later read and write enters this netns, even if the name or the
+ * path comes to mean another one meanwhile. */
 export interface NetnsTarget {
   /** What the operator gave (name, path or inode). */
   given: string;
   path: string;
   inode: number;
+  fd: number;
+}
+
+/** Runs a command inside the target netns, entered through its held fd (passed
+ * as the child's fd 3). */
+export function inNetns(target: NetnsTarget, argv: string[], stdout: 'pipe' | 'ignore' = 'pipe'): string {
+  return execFileSync('nsenter', ['--net=/proc/self/fd/3', ...argv], { encoding: 'utf8', stdio: ['ignore', stdout, 'pipe', target.fd] }) ?? '';
 }
 
 export function parseSysctlDump(text: string): ConntrackSettings {
@@ -55,7 +64,7 @@ export function readOwnSettings(): ConntrackSettings {
 export function readSettingsIn(target: NetnsTarget): ConntrackSettings {
   let text: string;
   try {
-    text = execFileSync('nsenter', [`--net=${target.path}`, 'grep', '-rs', '.', SYSCTL_DIR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    text = inNetns(target, ['grep', '-rs', '.', SYSCTL_DIR]);
   } catch (err) {
     const out = (err as { stdout?: string }).stdout ?? '';
     if (!out) throw new CtstormError(`cannot read conntrack settings in netns ${target.given} (${target.path})`, 'check that nsenter (util-linux) is installed and that you are root', 'ENETNS');
@@ -83,16 +92,25 @@ export function resolveNetns(given: string): NetnsTarget {
     if (code === 'EACCES' || code === 'EPERM') throw new CtstormError(`cannot open ${path} (${code})`, 'run as root', 'ENETNS');
     throw new CtstormError(`no network namespace at ${path} (${code})`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
   }
-  // Entering it is the test that it is a network namespace (an nsfs file of type net).
+  let fd: number;
   try {
-    execFileSync('nsenter', [`--net=${path}`, 'true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    fd = openSync(path, 'r');
   } catch (err) {
+    throw new CtstormError(`cannot open ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'run as root', 'ENETNS');
+  }
+  // Entering it is the test that it is a network namespace (an nsfs file of type net),
+  // and the fd held from here on is what every later command enters.
+  try {
+    if (fstatSync(fd).ino !== inode) throw new Error('moved');
+    inNetns({ given, path, inode, fd }, ['true'], 'ignore');
+  } catch (err) {
+    closeSync(fd);
     const why = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CtstormError('nsenter is missing', 'install util-linux', 'ENETNS');
     if (/permission|not permitted/i.test(why)) throw new CtstormError(`cannot enter the network namespace at ${path} (permission denied)`, 'run as root', 'ENETNS');
     throw new CtstormError(`${path} is not a network namespace`, 'give a name from `ip netns list` or a path such as /proc/PID/ns/net', 'ENETNS');
   }
-  return { given, path, inode };
+  return { given, path, inode, fd };
 }
 
 /** A path to the netns with this inode: a bind mount under /run/netns, or a process's. */
@@ -120,4 +138,14 @@ export function findNetnsByInode(inode: number): string | undefined {
 
 export function ownNetnsInode(): number {
   return statSync('/proc/self/ns/net').ino;
+}
+
+/** Whether a netns is the initial one (PID 1's, where nf_conntrack_max and the
+ * buckets live and sysctl.d applies); undefined when PID 1's netns is unreadable. */
+export function isInitialNetns(inode: number): boolean | undefined {
+  try {
+    return readlinkSync('/proc/1/ns/net') === `net:[${inode}]`;
+  } catch {
+    return undefined;
+  }
 }

@@ -257,3 +257,33 @@ describe('advise --from', () => {
     }
   });
 });
+
+describe('advise --from numbers', () => {
+  const shaped = (over: object): string =>
+    JSON.stringify({
+      version: 1, kernel: 'x', durationSeconds: 60, netns: [], lifetimes: [], lifetimeHistograms: { edgesSeconds: [], rows: [] },
+      table: { entries: 0, max: 1, buckets: 1, fullest: null, totalEntries: 0 }, storms: { past: [], current: null }, chains: { histogram: {} },
+      totals: { inserts: 0, destroys: 0, lost: 0 }, kernelStats: null, ...over,
+    });
+  async function advising(body: string): Promise<string[]> {
+    const { createServer } = await import('node:http');
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { code, err } = await run(['advise', '--from', `http://127.0.0.1:${(server.address() as { port: number }).port}`]);
+      expect(code).toBe(1);
+      return err;
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  it('a serve that watched under a second is refused', async () => {
+    expect(await advising(shaped({ durationSeconds: 0 }))).toEqual([expect.stringMatching(/has watched for under a second \(durationSeconds 0\); let ctstorm serve run first/)]);
+  });
+
+  it('a count that is not a number never reaches the advice', async () => {
+    const netns = [{ inode: 5, cookie: 0, inserts: 'many', destroys: 0, lost: 0, entries: 3, protocols: [{ proto: 'udp', inserts: 'many', destroys: 0, lost: 0 }] }];
+    expect(await advising(shaped({ netns }))).toEqual([expect.stringMatching(/is not what this ctstorm reads \(a netns insert rate is null\)|is not what this ctstorm reads \(a protocol's inserts is "many"\)/)]);
+  });
+});
