@@ -3,6 +3,7 @@
 import type { CensusView } from './engine/census-view.js';
 import { CtstormError } from './errors.js';
 import { Monitor, type MonitorOptions } from './monitor.js';
+import { fmt } from './format.js';
 
 export interface BucketsOptions extends MonitorOptions {
   /** How long to wait for the insert that shows where the table is. */
@@ -41,7 +42,6 @@ export async function bucketsWait(options: BucketsOptions): Promise<CensusView> 
   }
 }
 
-const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 /** The census as text: one row per chain length, a bar for the buckets found and
  * the count uniform hashing predicts beside it. */

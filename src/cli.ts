@@ -19,6 +19,7 @@ import type { TableInfo } from './table.js';
 import { watch } from './watch.js';
 
 import { createCollector, VERSION } from './exporter/collector.js';
+import { fmt } from './format.js';
 /** watch redraws at most ten times a second. */
 const MIN_INTERVAL_SECONDS = 0.1;
 /** A second SIGINT/TERM this soon after the first is the same request (a wrapper such
@@ -218,7 +219,6 @@ function adviceFlags(values: { headroom?: string; 'what-if-reconnects'?: string;
   };
 }
 
-const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 function summary(s: Snapshot): string {
   const t = s.table;

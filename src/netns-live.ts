@@ -4,7 +4,13 @@
 // NetnsRows.merge).
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 
-const NETNS_LINK = /^net:\[(\d+)\]$/;
+/** What /proc/PID/ns/net links to: `net:[<inode>]`. */
+export const NETNS_LINK = /^net:\[(\d+)\]$/;
+
+/** Inode of ctstorm's own netns (what nf_conntrack_count and its stat file count). */
+export function ownNetnsInode(): number {
+  return statSync('/proc/self/ns/net').ino;
+}
 
 export function liveNetnsInodes(): Set<number> {
   const inodes = new Set<number>();

@@ -10,10 +10,16 @@ export interface TableInfo {
   buckets: number;
 }
 
-const sysctlDir = '/proc/sys/net/netfilter';
+/** Where the conntrack sysctls are (for ctstorm's own netns). */
+export const SYSCTL_DIR = '/proc/sys/net/netfilter';
+
+/** The one error for a kernel without conntrack active. */
+export function conntrackNotActive(): CtstormError {
+  return new CtstormError(`conntrack is not active in this kernel (${SYSCTL_DIR}/nf_conntrack_max is missing)`, 'load it with: modprobe nf_conntrack', 'ENOCONNTRACK');
+}
 
 function readNumber(name: string): number {
-  return Number.parseInt(readFileSync(`${sysctlDir}/${name}`, 'utf8'), 10);
+  return Number.parseInt(readFileSync(`${SYSCTL_DIR}/${name}`, 'utf8'), 10);
 }
 
 export function conntrackLoaded(): boolean {
@@ -33,10 +39,6 @@ export function readTable(): TableInfo {
       buckets: readNumber('nf_conntrack_buckets'),
     };
   } catch {
-    throw new CtstormError(
-      `conntrack is not active in this kernel (${sysctlDir}/nf_conntrack_max is missing)`,
-      'load it with: modprobe nf_conntrack',
-      'ENOCONNTRACK',
-    );
+    throw conntrackNotActive();
   }
 }

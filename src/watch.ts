@@ -4,6 +4,7 @@
 import { exactness } from './counters.js';
 import type { Rates, StormView, Talker } from './engine/engine.js';
 import { Monitor, type MonitorOptions, type MonitorView } from './monitor.js';
+import { fmt } from './format.js';
 
 export interface FrameOptions {
   /** Terminal columns (lines are cut to fit); Infinity when not a terminal. */
@@ -21,7 +22,6 @@ export interface FrameOptions {
   nowMs?: number;
 }
 
-const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const pad = (s: string, n: number): string => s.padStart(n);
 const SPARKS = '▁▂▃▄▅▆▇█';
 

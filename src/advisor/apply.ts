@@ -2,7 +2,8 @@
 // write (the limit and buckets are the initial netns's), each read back.
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { CtstormError } from '../errors.js';
-import { inNetns, readOwnSettings, readSettingsIn, SYSCTL_DIR, type ConntrackSettings, type NetnsTarget } from './settings.js';
+import { SYSCTL_DIR } from '../table.js';
+import { inNetns, readOwnSettings, readSettingsIn, type ConntrackSettings, type NetnsTarget } from './settings.js';
 
 export interface Change {
   key: string;

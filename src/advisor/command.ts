@@ -1,7 +1,8 @@
 // `ctstorm advise`: measurements (watched here, or a running serve's), the
 // settings of the netns advised, the model, then a report, JSON or a sysctl
 // snippet; with --apply, the changes after a diff and a yes.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { ownNetnsInode } from '../netns-live.js';
 import { release } from 'node:os';
 import { CtstormError } from '../errors.js';
 import type { NativeBinding } from '../native.js';
@@ -103,7 +104,7 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
   if (c.apply && !c.yes && !io.confirm) {
     throw new CtstormError('--apply needs a yes, and this shell cannot ask', 'add --yes to apply without asking (the diff is still printed)', 'EUSAGE');
   }
-  const ownInode = statSync('/proc/self/ns/net').ino;
+  const ownInode = ownNetnsInode();
   const targetInode = target?.inode ?? ownInode;
 
   const snap = c.from ? await fetchSnapshot(c.from, c.snapshot.signal) : await takeSnapshot({ ...c.snapshot, durationSeconds: c.durationSeconds, census: true });
@@ -143,10 +144,12 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
     io.out(adviceReport(advice, { watchedSeconds: snap.durationSeconds, source, targetInode, ownInode }));
   }
   if (!c.apply) return 0;
-  if (interrupted) {
+  // A signal during the watch or at the prompt applies nothing.
+  const stopped = (): number => {
     io.err('ctstorm: interrupted: nothing applied');
     return 130;
-  }
+  };
+  if (interrupted) return stopped();
 
   const where = `netns ${targetInode}${target ? ` (${target.given})` : ''}`;
   if (resize) io.err(`ctstorm: net.netfilter.nf_conntrack_buckets ${resize.from} -> ${resize.to} not applied: a resize rehashes the whole table under a lock; off-peak, run: sysctl -w net.netfilter.nf_conntrack_buckets=${resize.to}`);
@@ -156,17 +159,11 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
   }
   io.err(`ctstorm: --apply in ${where}:`);
   for (const ch of changes) io.err(`  net.netfilter.${ch.key}: ${ch.from} -> ${ch.to}`);
-  if (!c.yes && !(await io.confirm!(`apply these ${changes.length} changes? [y/N] `, c.snapshot.signal))) {
-    if (c.snapshot.signal?.aborted) {
-      io.err('ctstorm: interrupted: nothing applied');
-      return 130;
-    }
+  const agreed = c.yes || (await io.confirm!(`apply these ${changes.length} changes? [y/N] `, c.snapshot.signal));
+  if (c.snapshot.signal?.aborted) return stopped();
+  if (!agreed) {
     io.err('ctstorm: nothing changed');
     return 1;
-  }
-  if (c.snapshot.signal?.aborted) {
-    io.err('ctstorm: interrupted: nothing applied');
-    return 130;
   }
   applyChanges(here, changes);
   io.err(`ctstorm: applied ${changes.length} changes in ${where}`);

@@ -6,7 +6,8 @@ import { renderSnapshot } from '../snapshot.js';
 import { measurementsOf } from './from-snapshot.js';
 import { readEntryCost, type EntryCost } from './memory.js';
 import { advise, type Advice, type AdviseOptions } from './model.js';
-import { ownNetnsInode, readOwnSettings, type ConntrackSettings } from './settings.js';
+import { ownNetnsInode } from '../netns-live.js';
+import { readOwnSettings, type ConntrackSettings } from './settings.js';
 
 const SETTINGS_TTL_MS = 10_000;
 

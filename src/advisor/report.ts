@@ -1,8 +1,8 @@
 // The advice as people read it: a report with its reasoning, and a ready
 // /etc/sysctl.d/ snippet.
 import type { Advice } from './model.js';
+import { fmt } from '../format.js';
 
-const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const pct = (x: number): string => `${(x * 100).toFixed(0)} %`;
 const secs = (s: number | null): string => (s === null ? '-' : s >= 100 ? `${fmt(s)} s` : `${s.toFixed(1)} s`);
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -4,8 +4,9 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { CtstormError } from '../errors.js';
+import { NETNS_LINK } from '../netns-live.js';
+import { conntrackNotActive, SYSCTL_DIR } from '../table.js';
 
-export const SYSCTL_DIR = '/proc/sys/net/netfilter';
 
 /** nf_conntrack_* sysctls by their name under net.netfilter (e.g. nf_conntrack_max). */
 export type ConntrackSettings = Record<string, number>;
@@ -54,7 +55,7 @@ export function readOwnSettings(): ConntrackSettings {
     }
   }
   if (out.nf_conntrack_max === undefined) {
-    throw new CtstormError(`conntrack is not active in this kernel (${SYSCTL_DIR}/nf_conntrack_max is missing)`, 'load it with: modprobe nf_conntrack', 'ENOCONNTRACK');
+    throw conntrackNotActive();
   }
   return out;
 }
@@ -128,7 +129,7 @@ export function findNetnsByInode(inode: number): string | undefined {
   }
   for (const path of candidates) {
     try {
-      if (path.startsWith('/proc/') ? readlinkSync(path) === `net:[${inode}]` : statSync(path).ino === inode) return path;
+      if (path.startsWith('/proc/') ? Number(NETNS_LINK.exec(readlinkSync(path))?.[1]) === inode : statSync(path).ino === inode) return path;
     } catch {
       // gone meanwhile, or not ours to read
     }
@@ -136,15 +137,11 @@ export function findNetnsByInode(inode: number): string | undefined {
   return undefined;
 }
 
-export function ownNetnsInode(): number {
-  return statSync('/proc/self/ns/net').ino;
-}
-
 /** Whether a netns is the initial one (PID 1's, where nf_conntrack_max and the
  * buckets live and sysctl.d applies); undefined when PID 1's netns is unreadable. */
 export function isInitialNetns(inode: number): boolean | undefined {
   try {
-    return readlinkSync('/proc/1/ns/net') === `net:[${inode}]`;
+    return Number(NETNS_LINK.exec(readlinkSync('/proc/1/ns/net'))?.[1]) === inode;
   } catch {
     return undefined;
   }

@@ -5,6 +5,7 @@
 // last name after its processes are gone, until forget() (its final rows still
 // need one).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { NETNS_LINK } from '../netns-live.js';
 import { cgroupPathOf, identityOf, type CgroupIdentity } from './cgroup-names.js';
 
 interface ProcessInfo {
@@ -24,8 +25,6 @@ export interface NetnsName {
   /** Command names, most processes first. */
   processes: Array<{ comm: string; count: number }>;
 }
-
-const NETNS_LINK = /^net:\[(\d+)\]$/;
 
 export class NetnsNames {
   private readonly processes = new Map<number, ProcessInfo>();

@@ -217,8 +217,8 @@ export class Engine {
     this.topEpochSeconds = options.topEpochSeconds ?? 10;
     this.storms = new StormDetector(options.storms ?? DEFAULT_STORM_CONFIG);
     this.hot = new HotBuckets(options.buckets ?? 1 << 18);
-    this.firstWatched = options.startNs === undefined ? -Infinity : Math.ceil(options.startNs / 1e9);
     this.startSeconds = options.startNs === undefined ? -Infinity : options.startNs / 1e9;
+    this.firstWatched = Math.ceil(this.startSeconds);
     this.sources = new SpaceSaving(k);
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);

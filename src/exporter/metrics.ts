@@ -2,24 +2,23 @@
 // the monitor's view at scrape time. Names follow Prometheus practice: base
 // units, `_total` for counters, `_seconds` for durations. Label values are
 // bounded: netns beyond `maxNetns` fold into netns="other" (see netns-fold.ts).
-import { statSync } from 'node:fs';
 import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
 import type { MonitorView } from '../monitor.js';
+import { ownNetnsInode } from '../netns-live.js';
 import { protoName } from '../protocols.js';
 import { NetnsFold, PRECREATED_PROTOCOLS } from './netns-fold.js';
 import { AdviceHeadline } from '../advisor/headline.js';
 import { adviceMetrics } from './advice-metrics.js';
 import { histogramSamples, topAndOther, ViewMetric, type ViewMetricSpec } from './view-metric.js';
 
-/** The inode of ctstorm's own netns (what nf_conntrack_count counts). */
-function ownNetnsInode(): number | undefined {
+/** ctstorm's own netns (undefined where /proc cannot say). */
+const ownNetns = ((): number | undefined => {
   try {
-    return statSync('/proc/self/ns/net').ino;
+    return ownNetnsInode();
   } catch {
     return undefined;
   }
-}
-const ownNetns = ownNetnsInode();
+})();
 
 export interface MetricsOptions {
   /** Netns label values at most, ctstorm's own netns included; netns seen once
