@@ -4,34 +4,19 @@
 // ctstorm's own netns. (The model's steady state against `conntrack -C` is
 // measured in BENCHMARKS.md, not asserted here: the kernel's GC sometimes stalls
 // for ~40 s, and a 10 % check then fails about one run in three; issue #19.)
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdviseJson } from '../../src/advisor/command.js';
 import { NetnsPair } from '../live/netns.js';
 import { liveSkipReason } from '../live/privileges.js';
+import { spawnCaptured, type Spawned } from '../live/spawned.js';
 import { until } from '../live/wait.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const skip = liveSkipReason();
 
-interface Run {
-  proc: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exit: Promise<number | null>;
-}
-
-function run(cmd: string, args: string[]): Run {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return { proc, out: () => out, err: () => err, exit };
-}
 
 /** Every numeric nf_conntrack_* sysctl of the netns this process is in. */
 function ownSettings(): Record<string, number> {
@@ -61,9 +46,9 @@ describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
   /** One-way UDP flows into the server netns at about `perSecond` (hping3 paces
    * with usleep: a little slower), each from a random source address (a new entry
    * each), for at most `count` packets. */
-  const udpFlows = (count: number, perSecond = 200): Run => {
+  const udpFlows = (count: number, perSecond = 200): Spawned => {
     const gap = `u${Math.round(1e6 / perSecond)}`;
-    const r = run('ip', ['netns', 'exec', pair.client, 'hping3', '--udp', '-i', gap, '--rand-source', '-p', '53', '-c', String(count), pair.serverAddr]);
+    const r = spawnCaptured('ip', ['netns', 'exec', pair.client, 'hping3', '--udp', '-i', gap, '--rand-source', '-p', '53', '-c', String(count), pair.serverAddr]);
     started.push(r.proc);
     return r;
   };
@@ -80,7 +65,7 @@ describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
     pair.exec(pair.server, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_udp_timeout=600');
     const before = netnsSettings();
     const flows = udpFlows(200 * 20);
-    const r = run(process.execPath, [cli, 'advise', '--duration', '60', '--netns', pair.server, '--apply', '--yes']);
+    const r = spawnCaptured(process.execPath, [cli, 'advise', '--duration', '60', '--netns', pair.server, '--apply', '--yes']);
     started.push(r.proc);
     let exited = false;
     void r.exit.then(() => (exited = true));
@@ -99,14 +84,14 @@ describe.skipIf(skip !== undefined)('ctstorm advise, live', () => {
     const netnsBefore = netnsSettings();
     const ownBefore = ownSettings();
 
-    const refused = run(process.execPath, [cli, 'advise', '--duration', '5', '--netns', pair.server, '--apply']);
+    const refused = spawnCaptured(process.execPath, [cli, 'advise', '--duration', '5', '--netns', pair.server, '--apply']);
     expect(await refused.exit).toBe(2);
     expect(refused.err()).toMatch(/^ctstorm: --apply needs a yes, and this shell cannot ask; add --yes[^\n]*\n$/);
     expect(refused.err()).not.toContain('attached'); // refused before the probe loaded
     expect(netnsSettings()).toEqual(netnsBefore);
 
     const flows = udpFlows(200 * 20);
-    const applied = run(process.execPath, [cli, 'advise', '--duration', '8', '--netns', pair.server, '--apply', '--yes', '--json']);
+    const applied = spawnCaptured(process.execPath, [cli, 'advise', '--duration', '8', '--netns', pair.server, '--apply', '--yes', '--json']);
     started.push(applied.proc);
     expect(await applied.exit, applied.err()).toBe(0);
     flows.proc.kill('SIGINT');

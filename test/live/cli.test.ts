@@ -9,6 +9,7 @@ import type { ModeChoice } from '../../src/index.js';
 import { NetnsPair } from './netns.js';
 import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
+import { spawnCaptured, type Spawned } from './spawned.js';
 import { until } from './wait.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -51,15 +52,10 @@ afterEach(() => {
   started.clear();
 });
 
-function start(args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
-  const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  return { proc, out: () => out, err: () => err, exit };
+function start(args: string[]): Spawned {
+  const run = spawnCaptured(process.execPath, [cli, ...args]);
+  started.add(run.proc);
+  return run;
 }
 
 /** Waits for the line ctstorm writes on stderr once it counts, and checks that

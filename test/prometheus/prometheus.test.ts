@@ -6,7 +6,6 @@
 // the windows they ship with ([5m], Grafana's $__rate_interval). This host only:
 // one Prometheus, tracepoint or whatever mode the host kernel has. The
 // kube-state-metrics alerts are not loaded: there is no kube-state-metrics here.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { NetnsPair } from '../live/netns.js';
 import { liveSkipReason } from '../live/privileges.js';
+import { spawnCaptured, type Spawned } from '../live/spawned.js';
 import { until } from '../live/wait.js';
 import { withBoolComparisons } from './promql.js';
 
@@ -45,21 +45,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-interface Proc {
-  proc: ChildProcess;
-  output: () => string;
-  exited: () => boolean;
-}
-
-function run(cmd: string, args: string[]): Proc {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  let exited = false;
-  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  proc.on('exit', () => (exited = true));
-  return { proc, output: () => output, exited: () => exited };
-}
 
 type Series = { metric: Record<string, string>; value?: [number, string]; values?: Array<[number, string]> };
 interface Alert {
@@ -108,8 +93,8 @@ function ruleExprs(file: string): Array<{ name: string; expr: string }> {
 describe.skipIf(skip !== undefined)('a real Prometheus scraping ctstorm serve', () => {
   const pair = new NetnsPair('prom');
   const dir = mkdtempSync(join(tmpdir(), 'ctstorm-prom-'));
-  let ctstorm: Proc;
-  let prometheus: Proc;
+  let ctstorm: Spawned;
+  let prometheus: Spawned;
   let api = '';
   let ctstormApi = '';
   let startedAt = 0;
@@ -182,7 +167,7 @@ describe.skipIf(skip !== undefined)('a real Prometheus scraping ctstorm serve', 
 
     // --max-netns 1000 (the most there is): the test netns keeps its own label
     // however many others the host has.
-    ctstorm = run(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--max-netns', '1000']);
+    ctstorm = spawnCaptured(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--max-netns', '1000']);
     await until(() => ctstorm.exited() || /serving http:\/\/127\.0\.0\.1:\d+\/metrics\n/.test(ctstorm.output()), 60_000, 'ctstorm serve to listen');
     if (ctstorm.exited()) throw new Error(`ctstorm serve exited: ${ctstorm.output()}`);
     const target = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(ctstorm.output())![1]!;
@@ -199,7 +184,7 @@ describe.skipIf(skip !== undefined)('a real Prometheus scraping ctstorm serve', 
         `  - { job_name: ctstorm, static_configs: [{ targets: [${JSON.stringify(target)}] }] }`,
       ].join('\n'),
     );
-    prometheus = run('prometheus', [
+    prometheus = spawnCaptured('prometheus', [
       `--config.file=${join(dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
