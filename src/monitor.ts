@@ -6,7 +6,7 @@ import { exactness, type Exactness, type KernelCounters, type NetnsProtoCounts }
 import { censusView, type CensusView } from './engine/census-view.js';
 import { Engine, type EngineOptions, type EngineView } from './engine/engine.js';
 import { poissonPmf } from './engine/poisson.js';
-import { fillBaseline, netnsKey, tableFill, type TableFill } from './engine/table-fill.js';
+import { entriesByNetns, FillAverage, fillBaseline, netnsKey, tableFill, type TableFill } from './engine/table-fill.js';
 import { errorLine } from './errors.js';
 import { readConntrackStat, statDeltas, statRates, type KernelStats } from './kernel-stats.js';
 import { RECORD_SIZE, type RecordBatch } from './record.js';
@@ -120,6 +120,7 @@ export class Monitor {
   private statsBefore: { at: number; stats: KernelStats } | null;
   private statsPerSecond: KernelStats = {};
   private baseline: Map<number, number> | null = null;
+  private readonly fillAverage = new FillAverage();
   private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', blocked: null, churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
@@ -146,9 +147,8 @@ export class Monitor {
   }
 
   /** The view, with a reading of the kernel's statistics taken by the caller. */
-  private buildView(stats: KernelStats | null): MonitorView {
+  private buildView(stats: KernelStats | null, counters = this.source.counters()): MonitorView {
     if (this.failure !== undefined) throw this.failure;
-    const counters = this.source.counters();
     const table = this.readTable();
     const engine = this.engine.view(this.clockNs());
     const growth = new Map(engine.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows['10s'].netPerSecond]));
@@ -158,6 +158,7 @@ export class Monitor {
       censusNetns: this.censusState.last?.netns ?? [],
       counters: counters.netns,
       growth,
+      means: this.fillAverage,
     });
     return {
       mode: this.source.mode,
@@ -361,8 +362,13 @@ export class Monitor {
     this.statsBefore = stats && { at: now, stats };
     const due = this.censusState.last === null || (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
     if (due && !this.censusRunning) void this.census();
+    const counters = this.source.counters();
+    if (this.baseline) {
+      const entries = entriesByNetns(this.baseline, this.censusState.last?.netns ?? [], counters.netns);
+      this.fillAverage.sample(new Map([...entries].map(([key, n]) => [key, n.entries])), now);
+    }
     if (this.subscribers.size === 0) return;
-    const view = this.buildView(stats); // the reading just taken: one read of the file a tick
+    const view = this.buildView(stats, counters); // the readings just taken: one read of each a tick
     for (const fn of this.subscribers) fn(view);
   }
 }

@@ -36,6 +36,9 @@ export interface Snapshot {
       inode: number;
       cookie: number;
       entries: number | null;
+      /** Added later: entries averaged over time since the first census (null
+       * before a second of it; absent from older snapshots). */
+      meanEntries?: number | null;
       protocols: Array<Counts & { proto: string }>;
       /** Added later: this netns's rates (absent for a netns the engine has no row for). */
       windows?: WindowRates;
@@ -76,6 +79,7 @@ export interface SnapshotOptions extends MonitorOptions {
 }
 
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
+const nullableRound = (x: number | null, digits: number): number | null => (x === null ? null : round(x, digits));
 
 function roundWindows(w: WindowRates): WindowRates {
   const r = (x: Rates): Rates => ({ insertsPerSecond: round(x.insertsPerSecond, 2), destroysPerSecond: round(x.destroysPerSecond, 2), netPerSecond: round(x.netPerSecond, 2) });
@@ -86,7 +90,7 @@ function roundWindows(w: WindowRates): WindowRates {
 export function renderSnapshot(view: MonitorView, seconds: number, buckets?: CensusView | null): Snapshot {
   const sum = totals(view.counters);
   const fill = view.table.fill;
-  const entries = new Map(fill.netns.map((n) => [netnsKey(n.cookie, n.inode), n.entries]));
+  const entries = new Map(fill.netns.map((n) => [netnsKey(n.cookie, n.inode), n]));
   const e = view.engine;
   // Rounded: one netns row of a 1000-netns churn JSON is mostly these rates.
   const netnsWindows = new Map(e.netns.map((n) => [netnsKey(n.cookie, n.inode), roundWindows(n.windows)]));
@@ -115,7 +119,8 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
       inserts: n.inserts,
       destroys: n.destroys,
       lost: n.lost,
-      entries: fill.known ? (entries.get(netnsKey(n.cookie, n.inode)) ?? 0) : null,
+      entries: fill.known ? (entries.get(netnsKey(n.cookie, n.inode))?.entries ?? 0) : null,
+      meanEntries: fill.known ? nullableRound(entries.get(netnsKey(n.cookie, n.inode))?.meanEntries ?? null, 1) : null,
       protocols: n.protocols.map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
       ...(netnsWindows.has(netnsKey(n.cookie, n.inode)) ? { windows: netnsWindows.get(netnsKey(n.cookie, n.inode))! } : {}),
     })),

@@ -13,12 +13,13 @@ export function measurementsOf(s: Snapshot): Measurements {
   const netns: Measurements['netns'] = s.netns.map((n) => ({
     inode: n.inode,
     entries: n.entries === null ? null : num(n.entries, 'a netns entry count'),
+    meanEntries: n.meanEntries == null ? null : num(n.meanEntries, 'a netns mean entry count'),
     insertsPerSecond: num(n.windows?.['60s'].insertsPerSecond ?? n.inserts / Math.max(1, s.durationSeconds), 'a netns insert rate'),
     protocols: n.protocols.map((p) => ({ proto: p.proto, inserts: num(p.inserts, 'a protocol\'s inserts') })),
   }));
   // The fullest netns may have inserted nothing while watched: it still counts.
   const f = s.table.fullest;
-  if (f && !netns.some((n) => n.inode === f.inode)) netns.push({ inode: f.inode, entries: f.entries, insertsPerSecond: 0, protocols: [] });
+  if (f && !netns.some((n) => n.inode === f.inode)) netns.push({ inode: f.inode, entries: f.entries, meanEntries: f.meanEntries ?? null, insertsPerSecond: 0, protocols: [] });
   const storms = [...s.storms.past, ...(s.storms.current ? [s.storms.current] : [])];
   return {
     durationSeconds: num(s.durationSeconds, 'durationSeconds'),

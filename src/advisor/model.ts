@@ -1,7 +1,9 @@
 // The tuning model: pure (measurements and settings in, advice out).
 // - Steady state per netns and protocol by Little's law: entries = insert rate x
 //   mean time in the table (the mean lifetime of the entries destroyed while
-//   watched). A netns holds at least what the census counted there.
+//   watched). A netns holds at least its count averaged over the watch: Little's
+//   L measured, which the model misses when the kernel's GC reaps late (entries
+//   outliving the watch end unseen).
 // - A netns's peak is the larger of its census count and its steady state plus
 //   its share of the largest net growth a storm brought (inserts - destroys while
 //   it ran); a what-if storm adds N reconnects in W seconds times the share of
@@ -20,6 +22,8 @@ export interface Measurements {
     inode: number;
     /** Census count carried forward; null before a census. */
     entries: number | null;
+    /** The same averaged over time since the census; null without one. */
+    meanEntries: number | null;
     /** Inserts per second now (the 60 s window, or the whole watch if shorter). */
     insertsPerSecond: number;
     protocols: Array<{ proto: string; inserts: number }>;
@@ -61,9 +65,12 @@ export interface TimeoutAdvice {
 export interface NetnsAdvice {
   inode: number;
   measured: number | null;
+  /** Entries averaged over the watch (census + exact counters, every second). */
+  averaged: number | null;
   /** Sum over protocols of rate x mean lifetime, for the protocols with a lifetime. */
   modeled: number;
-  /** max(measured, modeled): what the netns holds in steady state. */
+  /** What the netns holds in steady state: the larger of the time-averaged count
+   * (the census count when there is no average) and the model. */
   steady: number;
   /** The largest net growth a storm brought this netns. */
   stormGrowth: number;
@@ -244,7 +251,8 @@ function netnsAdvice(m: Measurements, means: (inode: number) => Map<string, numb
       return { proto: p.proto, insertsPerSecond: rate, meanLifetimeSeconds: mean, entries: mean === null ? null : rate * mean };
     });
     const modeled = protocols.reduce((acc, p) => acc + (p.entries ?? 0), 0);
-    return { inode: n.inode, measured: n.entries, modeled, steady: Math.max(n.entries ?? 0, modeled), stormGrowth: stormGrowth(m, n.inode), protocols };
+    const steady = Math.max(n.meanEntries ?? n.entries ?? 0, modeled);
+    return { inode: n.inode, measured: n.entries, averaged: n.meanEntries, modeled, steady, stormGrowth: stormGrowth(m, n.inode), protocols };
   });
 }
 
@@ -333,7 +341,7 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   // A netns the census finds empty has no traffic now (gone, or idle): its rates
   // are history, not a steady state.
   const all = netnsAdvice(m, meansFor);
-  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, n.modeled + n.stormGrowth);
+  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, n.averaged ?? 0, n.modeled + n.stormGrowth);
   const netns = all.filter((n) => n.measured !== 0).sort((a, b) => peakOf(b) - peakOf(a) || b.steady - a.steady);
   if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now (gone or idle) left out`);
   const top = netns[0];

@@ -20,12 +20,12 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   const lines: string[] = [];
   lines.push(`ctstorm advise: from ${c.source} (${fmt(c.watchedSeconds)} s of measurements)`);
   lines.push('');
-  lines.push('Steady state (Little\'s law: entries = inserts/s x mean time in the table; a netns holds at least its census count)');
+  lines.push('Steady state (Little\'s law: entries = inserts/s x mean time in the table; a netns holds at least its count averaged over the watch)');
   for (const n of a.netns.slice(0, 10)) {
     const parts = n.protocols
       .filter((p) => p.insertsPerSecond > 0)
       .map((p) => `${p.proto} ${p.insertsPerSecond.toFixed(1)}/s x ${secs(p.meanLifetimeSeconds)} = ${p.entries === null ? 'lifetime unknown' : fmt(p.entries)}`);
-    lines.push(`  netns ${n.inode}${n.inode === c.ownInode ? ' (ctstorm\'s)' : ''}: ${fmt(n.steady)} entries (census ${n.measured === null ? '-' : fmt(n.measured)}, modeled ${fmt(n.modeled)})${parts.length ? `: ${parts.join('; ')}` : ''}`);
+    lines.push(`  netns ${n.inode}${n.inode === c.ownInode ? ' (ctstorm\'s)' : ''}: ${fmt(n.steady)} entries (now ${n.measured === null ? '-' : fmt(n.measured)}, averaged ${n.averaged === null ? '-' : fmt(n.averaged)}, modeled ${fmt(n.modeled)})${parts.length ? `: ${parts.join('; ')}` : ''}`);
   }
   if (a.netns.length > 10) lines.push(`  ... and ${a.netns.length - 10} more netns`);
   lines.push('');
@@ -35,7 +35,7 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   if (a.whatIf) {
     lines.push(`  what-if: ${fmt(a.whatIf.reconnects)} reconnects within ${a.whatIf.withinSeconds} s, ${pct(a.whatIf.aliveFraction)} of them still in the table at the end (measured lifetimes): ${fmt(a.whatIf.entries)} entries`);
   }
-  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries (the largest of its census count, its steady state + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
+  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries (the largest of its count now, its averaged count, its modeled steady state + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
   lines.push('');
   lines.push('nf_conntrack_max (checked against each netns\'s own count)');
   lines.push(

@@ -20,6 +20,9 @@ export interface NetnsFill {
   netPerSecond: number;
   /** At that growth; null when not growing or no limit. */
   secondsToFull: number | null;
+  /** Entries averaged over time since the first census (Little's law's L, measured
+   * rather than modeled); null until a second has been averaged. */
+  meanEntries: number | null;
 }
 
 export interface TableFill {
@@ -68,30 +71,78 @@ export interface FillInput {
   counters: readonly NetnsProtoCounts[];
   /** Net growth per netns key, entries/s. */
   growth: ReadonlyMap<number, number>;
+  /** Time-averaged entries per netns key (FillAverage). */
+  means?: FillAverage;
+}
+
+/** Entries per netns key now: the census baseline plus the counters' inserts
+ * minus destroys since, for every netns the census or the counters know. */
+export function entriesByNetns(
+  baseline: ReadonlyMap<number, number>,
+  censusNetns: ReadonlyArray<{ cookie: number; inode: number }>,
+  counters: readonly NetnsProtoCounts[],
+): Map<number, { cookie: number; inode: number; entries: number }> {
+  const out = new Map<number, { cookie: number; inode: number; entries: number }>();
+  for (const n of censusNetns) out.set(netnsKey(n.cookie, n.inode), { cookie: n.cookie, inode: n.inode, entries: 0 });
+  const net = netByNetns(counters);
+  for (const [key, n] of net) out.set(key, { cookie: n.cookie, inode: n.inode, entries: 0 });
+  for (const [key, row] of out) {
+    // A race between the census and the counters can leave a count a little
+    // below zero on a busy table: a netns never holds fewer than none.
+    row.entries = Math.max(0, (baseline.get(key) ?? 0) + (net.get(key)?.net ?? 0));
+  }
+  return out;
+}
+
+/** Each netns's entries averaged over time, from samples taken as time passes
+ * (every tick): a sample's count holds until the next one. Over a whole watch
+ * this is the L of Little's law measured, which stays right when the kernel's GC
+ * reaps late (entries then outlive their timeouts past the end of the watch,
+ * where no lifetime is seen). A netns gone from the samples is forgotten. */
+export class FillAverage {
+  private readonly sums = new Map<number, number>();
+  private last: { atMs: number; entries: ReadonlyMap<number, number> } | null = null;
+  private firstMs: number | null = null;
+
+  sample(entries: ReadonlyMap<number, number>, atMs: number): void {
+    if (this.last) {
+      const dt = Math.max(0, atMs - this.last.atMs) / 1000;
+      for (const [key, n] of this.last.entries) if (entries.has(key)) this.sums.set(key, (this.sums.get(key) ?? 0) + n * dt);
+      for (const key of this.sums.keys()) if (!entries.has(key)) this.sums.delete(key);
+    }
+    this.firstMs ??= atMs;
+    this.last = { atMs, entries };
+  }
+
+  /** Seconds averaged so far. */
+  get seconds(): number {
+    return this.last && this.firstMs !== null ? (this.last.atMs - this.firstMs) / 1000 : 0;
+  }
+
+  /** The mean for a netns key; null before a second has been averaged. */
+  mean(key: number): number | null {
+    const s = this.seconds;
+    return s >= 1 ? (this.sums.get(key) ?? 0) / s : null;
+  }
 }
 
 export function tableFill(input: FillInput): TableFill {
   if (!input.baseline) return { known: false, total: null, netns: [], fullest: null };
-  const names = new Map<number, { cookie: number; inode: number }>();
-  for (const n of input.censusNetns) names.set(netnsKey(n.cookie, n.inode), { cookie: n.cookie, inode: n.inode });
-  const net = netByNetns(input.counters);
-  for (const [key, n] of net) names.set(key, { cookie: n.cookie, inode: n.inode });
   const rows: NetnsFill[] = [];
   let total = 0;
-  for (const [key, name] of names) {
-    // A race between the census and the counters can leave a count a little
-    // below zero on a busy table: a netns never holds fewer than none.
-    const entries = Math.max(0, (input.baseline.get(key) ?? 0) + (net.get(key)?.net ?? 0));
+  for (const [key, { cookie, inode, entries }] of entriesByNetns(input.baseline, input.censusNetns, input.counters)) {
     const growth = input.growth.get(key) ?? 0;
     total += entries;
     if (entries === 0 && growth === 0) continue;
     const limited = input.max > 0;
     rows.push({
-      ...name,
+      cookie,
+      inode,
       entries,
       fillPercent: limited ? (100 * entries) / input.max : null,
       netPerSecond: growth,
       secondsToFull: limited && growth > 0 ? Math.max(0, input.max - entries) / growth : null,
+      meanEntries: input.means?.mean(key) ?? null,
     });
   }
   rows.sort((a, b) => b.entries - a.entries || a.inode - b.inode);

@@ -19,7 +19,7 @@ const settings = {
 function measurements(over: Partial<Measurements> = {}): Measurements {
   return {
     durationSeconds: 600,
-    netns: [{ inode: 100, entries: 1000, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 600 }, { proto: 'udp', inserts: 400 }] }],
+    netns: [{ inode: 100, entries: 1000, meanEntries: null, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 600 }, { proto: 'udp', inserts: 400 }] }],
     lifetimes: [
       // TCP: 50 ended in time_wait after 120 s each, 10 in established after 100 s.
       { proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: 130, predating: 0 },
@@ -47,6 +47,18 @@ describe('advise', () => {
     ]);
     expect(a.netns[0]!.modeled).toBeCloseTo(8200, 9);
     expect(a.netns[0]!.steady).toBeCloseTo(8200, 9); // above the census's 1000
+  });
+
+  it('a netns holds at least its count averaged over the watch (Little\'s L measured)', () => {
+    // The GC reaped late: 20,000 entries on average while the model gives 8200.
+    const late = measurements({ netns: [{ ...measurements().netns[0]!, meanEntries: 20000 }] });
+    const b = advise(late, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(b.netns[0]).toMatchObject({ measured: 1000, averaged: 20000, modeled: expect.closeTo(8200, 9), steady: 20000 });
+    // Peak: max(1000 now, 20000 averaged, 8200 + 4000 storm) = 20000.
+    expect(b.required).toBe(20000);
+    // Below the model, the average changes nothing.
+    const low = advise(measurements({ netns: [{ ...measurements().netns[0]!, meanEntries: 500 }] }), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect([low.netns[0]!.steady, low.required]).toEqual([expect.closeTo(8200, 9), 12200]);
   });
 
   it('sizes the limit for the fullest netns plus the largest storm growth and headroom', () => {
@@ -112,7 +124,7 @@ describe('advise', () => {
   it('never says a timeout holds more than the netns does', () => {
     // 10 TCP/s ending in time_wait would hold 1200 by rate x timeout; the netns holds 116.
     const m = measurements({
-      netns: [{ inode: 100, entries: 116, insertsPerSecond: 10, protocols: [{ proto: 'tcp', inserts: 1 }] }],
+      netns: [{ inode: 100, entries: 116, meanEntries: null, insertsPerSecond: 10, protocols: [{ proto: 'tcp', inserts: 1 }] }],
       lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 0, sum: 0, max: null, predating: 30 }],
       storms: [],
     });
@@ -146,7 +158,7 @@ describe('advise', () => {
   it('adds a storm\'s growth to the netns that stormed, not to the fullest', () => {
     // The storm was all netns 200's: netns 100 keeps its 8200; 200 peaks at 0 + 4000.
     const m = measurements({
-      netns: [...measurements().netns, { inode: 200, entries: 10, insertsPerSecond: 0, protocols: [] }],
+      netns: [...measurements().netns, { inode: 200, entries: 10, meanEntries: null, insertsPerSecond: 0, protocols: [] }],
       storms: [{ inserts: 5000, destroys: 1000, peakPerSecond: 2000, netns: [{ inode: 200, inserts: 5000 }] }],
     });
     const b = advise(m, settings, settings, cost, { headroom: 0.5, targetInode: 100 });

@@ -6,7 +6,7 @@ const cost = { objectBytes: 256, objectSource: 'slab', extensionBytes: 128, exte
 const settings = { nf_conntrack_max: 16384, nf_conntrack_buckets: 16384, nf_conntrack_tcp_timeout_time_wait: 120, nf_conntrack_udp_timeout: 30 };
 const m: Measurements = {
   durationSeconds: 600,
-  netns: [{ inode: 100, entries: 1000, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 1 }] }],
+  netns: [{ inode: 100, entries: 1000, meanEntries: null, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 1 }] }],
   // 100 TCP inserts/s, all ending in time_wait after 120 s: 12000 entries.
   lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: 121, predating: 0 }],
   lifetimeHistograms: [],
@@ -55,7 +55,7 @@ describe('advice output', () => {
 
   it('the report gives the reasoning behind each number', () => {
     const text = adviceReport(advice, { watchedSeconds: 600, source: 'a test', targetInode: 100, ownInode: 100 });
-    expect(text).toContain("netns 100 (ctstorm's): 12,000 entries (census 1,000, modeled 12,000): tcp 100.0/s x 120 s = 12,000");
+    expect(text).toContain("netns 100 (ctstorm's): 12,000 entries (now 1,000, averaged -, modeled 12,000): tcp 100.0/s x 120 s = 12,000");
     expect(text).toContain('raise 16,384 -> 18,432: 12,000 needed + 50 % headroom');
     expect(text).toContain('raise 16,384 -> 32,768 (a power of two)');
     expect(text).toContain('nf_conntrack_tcp_timeout_time_wait 120 -> 60: frees 6,000 of the 12,000 entries it holds');
@@ -65,7 +65,7 @@ describe('advice output', () => {
 
 describe('netns left out', () => {
   it('a netns the census finds empty is history, not a steady state', () => {
-    const two: Measurements = { ...m, netns: [...m.netns, { inode: 200, entries: 0, insertsPerSecond: 50, protocols: [{ proto: 'tcp', inserts: 1 }] }] };
+    const two: Measurements = { ...m, netns: [...m.netns, { inode: 200, entries: 0, meanEntries: null, insertsPerSecond: 50, protocols: [{ proto: 'tcp', inserts: 1 }] }] };
     const a = advise(two, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
     expect(a.netns.map((n) => n.inode)).toEqual([100]);
     expect(a.notes).toContain('1 netns with no entries now (gone or idle) left out');

@@ -1,7 +1,7 @@
 // Entries per netns: a census count carried forward by exact counters; the
 // fullest netns, its fill and seconds to full.
 import { describe, expect, it } from 'vitest';
-import { fillBaseline, netnsKey, tableFill } from '../../../src/engine/table-fill.js';
+import { FillAverage, fillBaseline, netnsKey, tableFill } from '../../../src/engine/table-fill.js';
 import { censusView } from '../../../src/engine/census-view.js';
 
 const row = (cookie: number, inode: number, l4proto: number, inserts: number, destroys: number) => ({ cookie, inode, l4proto, inserts, destroys, lost: 0 });
@@ -23,13 +23,36 @@ describe('tableFill', () => {
     const fill = tableFill({ max: 100, baseline, censusNetns: [{ cookie: 1, inode: 11 }, { cookie: 2, inode: 22 }], counters: now, growth });
     expect(fill.total).toBe(55 + 9 + 4);
     expect(fill.netns.map((n) => [n.inode, n.entries])).toEqual([[11, 55], [22, 9], [33, 4]]);
-    expect(fill.fullest).toEqual({ cookie: 1, inode: 11, entries: 55, fillPercent: 55, netPerSecond: 2, secondsToFull: 22.5 });
+    expect(fill.fullest).toEqual({ cookie: 1, inode: 11, entries: 55, fillPercent: 55, netPerSecond: 2, secondsToFull: 22.5, meanEntries: null });
     expect(fill.netns[1]!.secondsToFull).toBeNull(); // shrinking
   });
 
   it('no limit (max 0): no fill and no seconds to full', () => {
     const fill = tableFill({ max: 0, baseline: new Map([[netnsKey(1, 11), 10]]), censusNetns: [{ cookie: 1, inode: 11 }], counters: [], growth: new Map([[netnsKey(1, 11), 5]]) });
     expect(fill.fullest).toMatchObject({ entries: 10, fillPercent: null, secondsToFull: null });
+  });
+});
+
+describe('FillAverage', () => {
+  it('weights each sample by the time it held, and forgets a netns gone from the samples', () => {
+    const avg = new FillAverage();
+    avg.sample(new Map([[1, 100], [2, 10]]), 0);
+    expect(avg.mean(1)).toBeNull(); // nothing averaged yet
+    avg.sample(new Map([[1, 300], [2, 10]]), 1000); // 100 held for 1 s
+    avg.sample(new Map([[1, 0], [3, 7]]), 4000); // 300 held for 3 s; netns 2 gone; 3 new
+    // netns 1: (100 x 1 + 300 x 3) / 4 = 250; netns 3: not held yet; 2: forgotten.
+    expect(avg.seconds).toBe(4);
+    expect([avg.mean(1), avg.mean(2), avg.mean(3)]).toEqual([250, 0, 0]);
+    avg.sample(new Map([[1, 0], [3, 7]]), 6000);
+    expect([avg.mean(1), avg.mean(3)]).toEqual([1000 / 6, 14 / 6]);
+  });
+
+  it('gives tableFill each netns\'s mean', () => {
+    const avg = new FillAverage();
+    avg.sample(new Map([[netnsKey(1, 11), 40]]), 0);
+    avg.sample(new Map([[netnsKey(1, 11), 60]]), 2000);
+    const fill = tableFill({ max: 100, baseline: new Map([[netnsKey(1, 11), 60]]), censusNetns: [{ cookie: 1, inode: 11 }], counters: [], growth: new Map(), means: avg });
+    expect(fill.fullest).toMatchObject({ entries: 60, meanEntries: 40 });
   });
 });
 
