@@ -83,21 +83,23 @@ struct {
 	__type(value, struct live_entry);
 } live SEC(".maps");
 
-/* Tracepoint mode: allocated, not yet reported as inserted. Keyed by address and
- * start time: the slab reuses a freed object at once (early drop frees one entry
- * and allocates the next), and an address alone would let the sweep delete the
- * next occupant's entry while finishing with the previous one's. */
-struct pending_key {
+/* Tracepoint mode: allocated, not yet reported as inserted, in allocation
+ * order. A queue, so a sweep costs what it finds (a hash map's iteration visits
+ * every bucket of its capacity: 256 us a run at 65,536). Each item names its
+ * object by address and start time: the slab reuses a freed object at once
+ * (early drop frees one entry and allocates the next), and an address alone
+ * would let the sweep report the next occupant while finishing the previous
+ * one's. A freed object's item stays until a sweep pops and drops it. */
+struct pending_item {
 	__u64 ct;
 	__u64 start_ns;
+	__u64 queued_ns; /* when (re)queued: a sweep stops at items queued after it began */
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_QUEUE);
 	__uint(max_entries, 1 << 16); /* resized by userspace */
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pending_key);
-	__type(value, __u8);
+	__type(value, struct pending_item);
 } pending SEC(".maps");
 
 /* kprobe mode: the insert's arguments, from entry to return, one slot per CPU.
@@ -599,23 +601,26 @@ static __always_inline bool is_conntrack_cache(struct kmem_cache *s)
 SEC("raw_tp/kmem_cache_alloc")
 int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s)
 {
-	__u64 key = (__u64)ptr;
-	__u64 now = bpf_ktime_get_ns();
-	struct live_entry e = { .start_ns = now, .state = now };
-	struct pending_key pk = { .ct = key, .start_ns = now };
-	__u8 one = 1;
+	__u64 key = (__u64)ptr, now;
+	struct live_entry e;
+	struct pending_item item;
 
+	/* Every slab allocation of the system comes here: leave at once for the
+	 * caches ignored, before any helper call. */
 	if (!ptr || !is_conntrack_cache(s))
 		return 0;
+	now = bpf_ktime_get_ns();
+	e = (struct live_entry){ .start_ns = now, .state = now };
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY)) {
 		/* Its insert is never seen and its destroy counts with an unknown
 		 * start: the counts are no longer exact, and health says so. */
 		health_inc(CTSTORM_H_UNTRACKED);
 		return 0;
 	}
-	/* Without a pending entry the sweep never looks at it; the free path still
+	/* Without a queued item the sweep never looks at it; the free path still
 	 * reports its insert, late. */
-	if (bpf_map_update_elem(&pending, &pk, &one, BPF_ANY))
+	item = (struct pending_item){ .ct = key, .start_ns = now, .queued_ns = now };
+	if (bpf_map_push_elem(&pending, &item, 0))
 		health_inc(CTSTORM_H_PENDING_OVERFLOW);
 	return 0;
 }
@@ -645,9 +650,7 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 	hashed = was_hashed(ct);
 	e = bpf_map_lookup_elem(&live, &key);
 	if (e) {
-		struct pending_key pk = { .ct = key, .start_ns = e->start_ns };
-
-		start = pk.start_ns;
+		start = e->start_ns;
 		/* Claimed even when never hashed: a sweep still holding this element
 		 * must not report the object's next occupant under it. */
 		state = claim(e, start, 0);
@@ -657,7 +660,6 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true);
 		}
 		bpf_map_delete_elem(&live, &key);
-		bpf_map_delete_elem(&pending, &pk);
 	}
 	if (!hashed) {
 		health_inc((status & IPS_CONFIRMED) ? CTSTORM_H_NEVER_HASHED : CTSTORM_H_UNCONFIRMED_FREES);
@@ -671,24 +673,21 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 	return 0;
 }
 
-static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unused)
+/* Reports one queued insert if its entry is in the table now. Returns true when
+ * the item must wait for a later sweep (allocated, not yet confirmed). */
+static __always_inline bool sweep_item(const struct pending_item *item)
 {
-	struct pending_key pk = *key;
-	struct nf_conn *ct = (struct nf_conn *)pk.ct;
-	__u64 start = pk.start_ns, state;
-	struct live_entry *e = bpf_map_lookup_elem(&live, &pk.ct);
+	struct nf_conn *ct = (struct nf_conn *)item->ct;
+	__u64 start = item->start_ns, state;
+	struct live_entry *e = bpf_map_lookup_elem(&live, &item->ct);
 	struct ctstorm_record *r;
 	struct netns_id ns;
 	__u8 l4proto;
 
-	if (!e || e->start_ns != start) {
-		/* Its object was freed meanwhile, and the free path decided. The key
-		 * is this occupant's alone, so deleting it cannot hide the next one. */
-		bpf_map_delete_elem(&pending, &pk);
-		return 0;
-	}
+	if (!e || e->start_ns != start)
+		return false; /* its object was freed meanwhile, and the free path decided */
 	if (!reply_linked(ct))
-		return 0; /* not in the table yet (or no longer: the free path reports it) */
+		return e->state == start; /* not in the table yet (or no longer: the free path reports it) */
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
@@ -700,31 +699,58 @@ static long sweep_one(void *map, struct pending_key *key, __u8 *val, void *unuse
 			count(ns, l4proto, COUNT_INSERT);
 			count(ns, l4proto, COUNT_LOST);
 		}
-	} else {
-		fill(r, ct, CTSTORM_INSERT, ns, l4proto);
-		r->status |= IPS_CONFIRMED;
-		r->ts_ns = start;
-		/* A NAT clash loser is hashed in the reply direction only. */
-		if (!(r->status & IPS_NAT_CLASH))
-			locate(r, ct, (__u32)-1, (__u32)-1);
-		state = pack_buckets(r);
-		if (claim(e, start, state) == start) {
-			bpf_ringbuf_submit(r, 0);
-			count(ns, l4proto, COUNT_INSERT);
-		} else {
-			bpf_ringbuf_discard(r, 0);
-		}
+		return false;
 	}
-	bpf_map_delete_elem(&pending, &pk);
+	fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+	r->status |= IPS_CONFIRMED;
+	r->ts_ns = start;
+	/* A NAT clash loser is hashed in the reply direction only. */
+	if (!(r->status & IPS_NAT_CLASH))
+		locate(r, ct, (__u32)-1, (__u32)-1);
+	state = pack_buckets(r);
+	if (claim(e, start, state) == start) {
+		bpf_ringbuf_submit(r, 0);
+		count(ns, l4proto, COUNT_INSERT);
+	} else {
+		bpf_ringbuf_discard(r, 0);
+	}
+	return false;
+}
+
+struct sweep_ctx {
+	__u64 started_ns;
+};
+
+static long sweep_step(__u32 i, struct sweep_ctx *c)
+{
+	struct pending_item item;
+
+	if (bpf_map_pop_elem(&pending, &item))
+		return 1; /* empty */
+	if (item.queued_ns >= c->started_ns) {
+		/* Queued after this sweep began (or requeued by it): the next sweep's. */
+		if (bpf_map_push_elem(&pending, &item, 0))
+			health_inc(CTSTORM_H_PENDING_OVERFLOW);
+		return 1;
+	}
+	if (sweep_item(&item)) {
+		item.queued_ns = bpf_ktime_get_ns();
+		if (bpf_map_push_elem(&pending, &item, 0))
+			health_inc(CTSTORM_H_PENDING_OVERFLOW);
+	}
 	return 0;
 }
 
 /* Never attached: userspace runs it with BPF_PROG_TEST_RUN before each drain, so
- * confirmed entries are reported within one poll interval of their insert. */
+ * confirmed entries are reported within one poll interval of their insert. It
+ * pops what was queued before it began: its cost follows the allocations since
+ * the last sweep, not the queue's capacity. */
 SEC("raw_tp")
 int sweep(void *ctx)
 {
-	bpf_for_each_map_elem(&pending, sweep_one, NULL, 0);
+	struct sweep_ctx c = { .started_ns = bpf_ktime_get_ns() };
+
+	bpf_loop(1 << 20, sweep_step, &c, 0);
 	return 0;
 }
 
