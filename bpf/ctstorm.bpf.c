@@ -719,39 +719,45 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 
 struct sweep_ctx {
 	__u64 started_ns;
+	bool stopped; /* met the queue's end, or an item queued after the run began */
 };
 
+/* Sweeps are serialized by userspace (ct_probe_sweep's lock) and only they pop,
+ * so the head peeked is the head popped: an item queued after this run began
+ * stays where it is, and the queue's order with it. */
 static long sweep_step(__u32 i, struct sweep_ctx *c)
 {
 	struct pending_item item;
 
-	if (bpf_map_pop_elem(&pending, &item))
-		return 1; /* empty */
-	if (item.queued_ns >= c->started_ns) {
-		/* Queued after this sweep began (or requeued by it): the next sweep's. */
-		if (bpf_map_push_elem(&pending, &item, 0))
-			health_inc(CTSTORM_H_PENDING_OVERFLOW);
+	if (bpf_map_peek_elem(&pending, &item) || item.queued_ns >= c->started_ns ||
+	    bpf_map_pop_elem(&pending, &item)) {
+		c->stopped = true;
 		return 1;
 	}
-	if (sweep_item(&item)) {
-		item.queued_ns = bpf_ktime_get_ns();
-		if (bpf_map_push_elem(&pending, &item, 0))
-			health_inc(CTSTORM_H_PENDING_OVERFLOW);
+	if (!sweep_item(&item))
+		return 0;
+	if (c->started_ns - item.start_ns > CTSTORM_PENDING_MAX_AGE_NS) {
+		health_inc(CTSTORM_H_PENDING_EXPIRED);
+		return 0;
 	}
+	item.queued_ns = bpf_ktime_get_ns();
+	if (bpf_map_push_elem(&pending, &item, 0))
+		health_inc(CTSTORM_H_PENDING_OVERFLOW);
 	return 0;
 }
 
 /* Never attached: userspace runs it with BPF_PROG_TEST_RUN before each drain, so
  * confirmed entries are reported within one poll interval of their insert. It
- * pops what was queued before it began: its cost follows the allocations since
- * the last sweep, not the queue's capacity. */
+ * pops what was queued before it began, CTSTORM_SWEEP_BATCH items at most: its
+ * cost follows the allocations since the last sweep, not the queue's capacity.
+ * Returns 1 when items it did not reach remain. */
 SEC("raw_tp")
 int sweep(void *ctx)
 {
 	struct sweep_ctx c = { .started_ns = bpf_ktime_get_ns() };
 
-	bpf_loop(1 << 20, sweep_step, &c, 0);
-	return 0;
+	bpf_loop(CTSTORM_SWEEP_BATCH, sweep_step, &c, 0);
+	return !c.stopped;
 }
 
 /* The whole-table census (census.c): one object, so it reads table_base. */

@@ -81,8 +81,19 @@ enum ctstorm_health {
 	CTSTORM_H_NEVER_HASHED = 5,      /* freed with IPS_CONFIRMED yet never in the table */
 	CTSTORM_H_PENDING_OVERFLOW = 6,  /* tracepoint mode: no room in "pending": insert reported late */
 	CTSTORM_H_INSERT_UNPAIRED = 7,   /* kprobe mode: a kretprobe without its kprobe, or the reverse */
-	CTSTORM_H_MAX = 8,
+	CTSTORM_H_PENDING_EXPIRED = 8,   /* tracepoint mode: unconfirmed past CTSTORM_PENDING_MAX_AGE_NS:
+					  * the sweep stops watching; an insert is reported when freed */
+	CTSTORM_H_MAX = 9,
 };
+
+/* Tracepoint mode: how long the sweep watches an allocated entry for its insert.
+ * The kernel confirms within microseconds; an entry held longer (a packet queued
+ * to userspace, a free the probe missed) would otherwise cycle through the queue
+ * for ever. */
+#define CTSTORM_PENDING_MAX_AGE_NS (10ULL * 1000000000ULL)
+/* Items one sweep run handles at most: a run is not preemptible (BPF_PROG_TEST_RUN
+ * pins it to its CPU), so userspace runs it again while it says there is more. */
+#define CTSTORM_SWEEP_BATCH 4096
 
 #define CTSTORM_PROTO_SLOTS 256
 /* Chain steps followed at most, per direction: above the kernel's own limit

@@ -2,6 +2,7 @@
 /* libbpf glue for the ctstorm probe. Kept in C so the lifecycle reads like the
  * libbpf-bootstrap loaders it follows; native/probe_binding.cc wraps it for JS. */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@ struct ct_probe {
 	int ncpus;
 	uint64_t census_base_seen;    /* table_base when a census last started */
 	uint32_t census_buckets_seen; /* the bucket count then */
+	/* One sweep at a time (the drain's worker thread and counters() on the main
+	 * one): the sweep program relies on being the queue's only consumer. */
+	pthread_mutex_t sweep_lock;
 };
 
 static const char *mode_names[CT_MODE_COUNT] = { "fentry", "kprobe", "tracepoint" };
@@ -302,6 +306,7 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return fail(err, errlen, -ENOMEM, "allocate");
+	pthread_mutex_init(&p->sweep_lock, NULL);
 	p->mode = mode;
 	p->ncpus = libbpf_num_possible_cpus();
 	if (p->ncpus <= 0) {
@@ -374,10 +379,26 @@ cleanup:
 int ct_probe_sweep(struct ct_probe *p)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, run);
+	int fd, rc = 0;
 
 	if (p->mode != CT_MODE_TRACEPOINT)
 		return 0;
-	return bpf_prog_test_run_opts(bpf_program__fd(p->skel->progs.sweep), &run) ? -errno : 0;
+	fd = bpf_program__fd(p->skel->progs.sweep);
+	pthread_mutex_lock(&p->sweep_lock);
+	/* A run handles CTSTORM_SWEEP_BATCH items at most and says when more wait;
+	 * bounded here too, so a queue refilled as fast as it drains cannot hold the
+	 * caller (the next drain sweeps again). */
+	for (int i = 0; i < 64; i++) {
+		run.retval = 0;
+		if (bpf_prog_test_run_opts(fd, &run)) {
+			rc = -errno;
+			break;
+		}
+		if (!run.retval)
+			break;
+	}
+	pthread_mutex_unlock(&p->sweep_lock);
+	return rc;
 }
 
 /* Deletes every row of a hash map: keys first (get_next_key from the previous
@@ -695,6 +716,7 @@ void ct_probe_close(struct ct_probe *p)
 	for (int i = 0; i < MAX_LINKS; i++)
 		bpf_link__destroy(p->links[i]);
 	ctstorm_bpf__destroy(p->skel);
+	pthread_mutex_destroy(&p->sweep_lock);
 	free(p);
 }
 

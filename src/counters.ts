@@ -35,6 +35,9 @@ export interface Health {
   pendingOverflow: number;
   /** kprobe mode: an insert's kprobe and kretprobe did not pair up (the kernel skipped one). */
   insertUnpaired: number;
+  /** Tracepoint mode: entries still unconfirmed 10 s after allocation, which the sweep
+   * stopped watching; an insert of theirs is reported when they are freed. */
+  pendingExpired: number;
   /** Runs of the probe's programs the kernel skipped (recursion on a CPU, kprobe misses):
    * events in them were not seen. */
   missedRuns: number;
@@ -73,6 +76,7 @@ export function healthFromArray(values: readonly number[], missedRuns = 0): Heal
     neverHashed: values[5] ?? 0,
     pendingOverflow: values[6] ?? 0,
     insertUnpaired: values[7] ?? 0,
+    pendingExpired: values[8] ?? 0,
     missedRuns,
   };
 }

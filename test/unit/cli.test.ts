@@ -60,7 +60,7 @@ describe('ctstorm snapshot', () => {
       ],
       health: {
         unconfirmedFrees: 3, untracked: 0, netnsOverflow: 0, unknownStart: 1, natClashes: 0,
-        neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, missedRuns: 0,
+        neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, pendingExpired: 0, missedRuns: 0,
       },
       exactness: { exact: true, notes: [] },
     });

@@ -27,7 +27,7 @@ function headerFacts(): Record<string, number> {
   }
   const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED'];
   consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_NEVER_HASHED',
-    'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_MAX', 'CTSTORM_MAX_WALK', 'CTSTORM_CHAIN_BINS');
+    'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_PENDING_EXPIRED', 'CTSTORM_H_MAX', 'CTSTORM_MAX_WALK', 'CTSTORM_CHAIN_BINS');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include "ctstorm.h"\nint main(void) {\nprintf("{");\n${lines.join('\n')}\nprintf("\\"size\\": %zu, \\"tupleSize\\": %zu}", sizeof(struct ctstorm_record), sizeof(struct ctstorm_tuple));\nreturn 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), 'ctstorm-layout-'));
@@ -80,6 +80,7 @@ describe('record layout', () => {
       neverHashed: 100 + c.CTSTORM_H_NEVER_HASHED!,
       pendingOverflow: 100 + c.CTSTORM_H_PENDING_OVERFLOW!,
       insertUnpaired: 100 + c.CTSTORM_H_INSERT_UNPAIRED!,
+      pendingExpired: 100 + c.CTSTORM_H_PENDING_EXPIRED!,
       missedRuns: 42,
     });
   });
@@ -94,7 +95,7 @@ describe('record layout', () => {
     expect(Object.keys(healthFromArray([])).length).toBe(c.CTSTORM_H_MAX! + 1);
     expect(healthFromArray([])).toEqual({
       unconfirmedFrees: 0, untracked: 0, netnsOverflow: 0, unknownStart: 0, natClashes: 0,
-      neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, missedRuns: 0,
+      neverHashed: 0, pendingOverflow: 0, insertUnpaired: 0, pendingExpired: 0, missedRuns: 0,
     });
   });
 });

@@ -76,7 +76,7 @@ describe('counters through the source', () => {
       counters: [{
         protocols: [{ l4proto: 6, inserts: 2, destroys: 1, lost: 0 }],
         netns: [{ cookie: 77, inode: 4026532000, l4proto: 6, inserts: 2, destroys: 1, lost: 0 }],
-        health: [1, 2, 3, 4, 5, 6, 7, 8],
+        health: [1, 2, 3, 4, 5, 6, 7, 8, 10],
         missedRuns: 9,
         missesVisible: false,
       }],
@@ -89,7 +89,7 @@ describe('counters through the source', () => {
       netns: [{ cookie: 77, inode: 4026532000, l4proto: 6, inserts: 2, destroys: 1, lost: 0 }],
       health: {
         unconfirmedFrees: 1, untracked: 2, netnsOverflow: 3, unknownStart: 4, natClashes: 5,
-        neverHashed: 6, pendingOverflow: 7, insertUnpaired: 8, missedRuns: 9,
+        neverHashed: 6, pendingOverflow: 7, insertUnpaired: 8, pendingExpired: 10, missedRuns: 9,
       },
       missesVisible: false,
     });
