@@ -181,6 +181,8 @@ export class Engine {
   private readonly total = new Churn();
   private readonly byProto = new Map<number, Churn>();
   private readonly byNetns = new Map<number, NetnsChurn>();
+  /** The netns of the last record: records come in runs from one netns. */
+  private lastNetns: NetnsChurn | null = null;
   private readonly endStates = new Map<number, Churn>();
   private readonly lifetimes = new Map<number, LogHistogram>();
   private readonly predating = new Map<number, number>();
@@ -206,6 +208,10 @@ export class Engine {
   private readonly topCapacity: number;
   private readonly batchSources = new Map<number | string, number>();
   private readonly batchDestinations = new Map<number | string, number>();
+  /** The destination of the last inserts and how many in a row: a storm's
+   * clients mostly reconnect to one service, so most inserts skip the map. */
+  private runDestination: number | string | null = null;
+  private runLength = 0;
   private sources: SpaceSaving<number | string>;
   private destinations: SpaceSaving<number | string>;
   private lastSources: SpaceSaving<number | string>;
@@ -228,7 +234,15 @@ export class Engine {
   /** Adds the peers counted since the last flush to the sketches: weighted
    * Space-Saving keeps its bounds, and a storm's few peers cost a few updates a
    * batch instead of one per record. */
+  private endDestinationRun(): void {
+    const dst = this.runDestination;
+    if (dst !== null) this.batchDestinations.set(dst, (this.batchDestinations.get(dst) ?? 0) + this.runLength);
+    this.runDestination = null;
+    this.runLength = 0;
+  }
+
   private flushTalkers(): void {
+    this.endDestinationRun();
     const peers = this.stormPeers;
     for (const [key, n] of this.batchSources) {
       this.sources.add(key, n);
@@ -250,7 +264,7 @@ export class Engine {
       if (sec < this.firstSecond) this.firstSecond = sec;
       const l4 = batch.l4proto(i);
       this.total.count(type, sec);
-      this.churn(this.byProto, l4).count(type, sec);
+      (this.byProto.get(l4) ?? this.churn(this.byProto, l4)).count(type, sec);
       this.netnsChurn(batch, i).count(type, sec);
       if (type === RecordType.insert) this.onInsert(batch, i, sec);
       else this.onDestroy(batch, i, sec, l4);
@@ -333,7 +347,13 @@ export class Engine {
     const src = v4 ? batch.origSrcV4(i) | 0 : batch.origAddress(i, 'src');
     const dst = v4 ? batch.origDstV4(i) * 65536 + batch.origDport(i) : `${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`;
     this.batchSources.set(src, (this.batchSources.get(src) ?? 0) + 1);
-    this.batchDestinations.set(dst, (this.batchDestinations.get(dst) ?? 0) + 1);
+    if (dst === this.runDestination) {
+      this.runLength++;
+    } else {
+      this.endDestinationRun();
+      this.runDestination = dst;
+      this.runLength = 1;
+    }
     const flags = batch.flags(i);
     if (flags & RecordFlag.buckets) {
       this.hot.add(batch.bucketOrig(i));
@@ -463,9 +483,12 @@ export class Engine {
   private netnsChurn(batch: RecordBatch, i: number): Churn {
     const cookie = batch.netnsCookie(i);
     const inode = batch.netns(i);
+    const last = this.lastNetns;
+    if (last && last.cookie === cookie && last.inode === inode) return last;
     const key = netnsKey(cookie, inode);
     let c = this.byNetns.get(key);
     if (!c) this.byNetns.set(key, (c = Object.assign(new Churn(), { cookie, inode })));
+    this.lastNetns = c;
     return c;
   }
 

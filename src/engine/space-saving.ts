@@ -13,9 +13,15 @@ export interface HeavyHitter<K> {
   error: number;
 }
 
+/** A counter in the heap; it knows its own position, so moving it in the heap
+ * touches no map (the map lookup is once per add). */
+interface Slot<K> extends HeavyHitter<K> {
+  pos: number;
+}
+
 export class SpaceSaving<K> {
-  private readonly index = new Map<K, number>(); // key -> heap position
-  private readonly heap: Array<HeavyHitter<K>> = [];
+  private readonly index = new Map<K, Slot<K>>();
+  private readonly heap: Array<Slot<K>> = [];
   /** Events seen. */
   total = 0;
 
@@ -26,17 +32,18 @@ export class SpaceSaving<K> {
   /** Counts n events of key; `error`: how far n itself may be over (merging). */
   add(key: K, n = 1, error = 0): void {
     this.total += n;
-    const at = this.index.get(key);
-    if (at !== undefined) {
-      this.heap[at]!.count += n;
-      this.heap[at]!.error += error;
-      this.down(at);
+    const slot = this.index.get(key);
+    if (slot !== undefined) {
+      slot.count += n;
+      slot.error += error;
+      this.down(slot.pos);
       return;
     }
     if (this.heap.length < this.capacity) {
-      this.heap.push({ key, count: n, error });
-      this.index.set(key, this.heap.length - 1);
-      this.up(this.heap.length - 1);
+      const added = { key, count: n, error, pos: this.heap.length };
+      this.heap.push(added);
+      this.index.set(key, added);
+      this.up(added.pos);
       return;
     }
     // Replace the smallest: the newcomer inherits its count as possible error.
@@ -45,7 +52,7 @@ export class SpaceSaving<K> {
     min.error = min.count + error;
     min.count += n;
     min.key = key;
-    this.index.set(key, 0);
+    this.index.set(key, min);
     this.down(0);
   }
 
@@ -60,7 +67,7 @@ export class SpaceSaving<K> {
     return [...this.heap]
       .sort((a, b) => b.count - a.count || a.error - b.error)
       .slice(0, n)
-      .map((h) => ({ ...h }));
+      .map((h) => ({ key: h.key, count: h.count, error: h.error }));
   }
 
   /** The bound on any reported count's overestimate: total / capacity. */
@@ -79,8 +86,8 @@ export class SpaceSaving<K> {
     const b = this.heap[j]!;
     this.heap[i] = b;
     this.heap[j] = a;
-    this.index.set(b.key, i);
-    this.index.set(a.key, j);
+    b.pos = i;
+    a.pos = j;
   }
 
   private up(i: number): void {
