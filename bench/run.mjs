@@ -13,7 +13,7 @@
 // Writes bench/results/bench-<kernel>-<mode>.json and prints the table that
 // BENCHMARKS.md gives. Root; `npm run build` first (npm run bench does it).
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Monitor, totals } from '../dist/index.js';
@@ -25,6 +25,11 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 /** Only the storms and the paced cost (what a QEMU guest under TCG can run in minutes). */
 const stormsOnly = args.includes('--storms-only');
+/** The QEMU guests' storms (fentry and kprobe mode on Debian 6.1 and 6.12): part of
+ * a full run, left out of --quick (minutes per guest under TCG) and inside a guest. */
+const withVm = !quick && !stormsOnly && process.env.CTSTORM_VM !== '1' && !args.includes('--no-vm');
+const VM_KERNELS = ['6.1', '6.12'];
+const VM_MODES = ['fentry', 'kprobe'];
 const modeArg = args.includes('--mode') ? args[args.indexOf('--mode') + 1] : 'auto';
 /** Entries per flat-out storm: below nf_conntrack_max, so nothing is evicted. */
 const STORM_ENTRIES = quick ? 120_000 : 240_000;
@@ -315,7 +320,7 @@ async function fullTable(lab) {
       if (line) inServer = Number(line[1]);
       else await sleep(200);
     }
-    out.ctstormMetrics = { ...(await scrapeTimes(`${url}/metrics`, SCRAPES)), serverNetnsEntries: inServer };
+    out.ctstormMetrics = { ...(await scrapeTimes(`${url}/metrics`, SCRAPES)), serverNetnsEntries: inServer, tableThen: lab.count() };
   } finally {
     serve.kill('SIGINT');
     await new Promise((r) => serve.once('exit', r));
@@ -365,8 +370,31 @@ async function drainRate(lab) {
 async function engineAlone() {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./engine.mjs', import.meta.url)), quick ? '2' : '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((r) => child.once('exit', r));
-  const { readFileSync } = await import('node:fs');
   return JSON.parse(readFileSync(fileURLToPath(new URL('./results/engine.json', import.meta.url)), 'utf8'));
+}
+
+/** The storm comparison inside each QEMU guest, one boot per kernel, both modes:
+ * absolute rates under TCG are slow, so the figures that matter are the ratios
+ * against the baseline measured in the same guest. */
+async function vmStorms() {
+  const out = [];
+  const repo = fileURLToPath(new URL('..', import.meta.url));
+  for (const kernel of VM_KERNELS) {
+    const runs = VM_MODES.map((m) => `node bench/run.mjs --quick --storms-only --mode ${m}`).join(' && ');
+    log(`QEMU guest ${kernel}: ${VM_MODES.join(', ')} (several minutes under TCG)`);
+    const t0 = Date.now();
+    const child = spawn('bash', ['test/vm/run.sh', '--kernel', kernel, '--timeout', '1500', '--', 'sh', '-c', runs], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    child.stderr.on('data', (d) => (text += d));
+    const code = await new Promise((r) => child.once('exit', r));
+    if (code !== 0) throw new Error(`the ${kernel} guest's storms failed (exit ${code}): ${text.trim().split('\n').slice(-3).join(' | ')}`);
+    for (const file of [...text.matchAll(/^results: (\S+)$/gm)].map((m) => m[1])) {
+      const r = JSON.parse(readFileSync(file, 'utf8'));
+      out.push({ kernel: r.machine.kernel, mode: r.mode, bootAndRunSeconds: Math.round((Date.now() - t0) / 1000), storm: r.storm, paced: r.paced });
+    }
+  }
+  return out;
 }
 
 async function main() {
@@ -407,6 +435,7 @@ async function main() {
       log('the engine alone');
       engine = await engineAlone();
     }
+    const vm = withVm ? await vmStorms() : null;
     const result = {
       at: new Date().toISOString(),
       quick,
@@ -420,6 +449,7 @@ async function main() {
       full,
       drain,
       engine,
+      vm,
     };
     mkdirSync(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
     const file = fileURLToPath(new URL(`./results/bench-${release()}-${result.mode}${quick ? '-quick' : ''}${stormsOnly ? '-storms' : ''}.json`, import.meta.url));
@@ -474,8 +504,20 @@ function table(r) {
     `| pipeline | figure | target |`,
     '|---|---|---|',
     `| addon drain (${f(r.drain.records)} records) | ${f(r.drain.recordsPerSecond)} records/s | |`,
-    `| engine alone, one core | ${f(r.engine.recordsPerSecond)} records/s | >= 10 M |`,
+    `| engine alone, one core | ${f(r.engine.recordsPerSecond)} records/s mixed, ${f(r.engine.storm?.recordsPerSecond)} storm-shaped | >= 10 M |`,
   );
+  if (r.vm) {
+    lines.push(
+      '',
+      '| QEMU guest (TCG), mode | producer, nobody watching | with ctstorm | with conntrack -E | ctstorm seen / truth, lost | conntrack -E lost | BPF per event |',
+      '|---|---|---|---|---|---|---|',
+      ...r.vm.map((g) => {
+        const s2 = g.storm;
+        const pct = (x) => `${f(x.entriesPerSecond)}/s (${ratio(x.entriesPerSecond, s2.none.entriesPerSecond)})`;
+        return `| ${g.kernel} ${g.mode} | ${f(s2.none.entriesPerSecond)}/s | ${pct(s2.ctstorm)} | ${pct(s2.conntrackE)} | ${f(s2.ctstorm.records)} / ${f(s2.ctstorm.truth)}, ${f(s2.ctstorm.counted.lost)} | ${f(s2.conntrackE.lost)} | ${f(g.paced.bpfNsPerEvent)} ns |`;
+      }),
+    );
+  }
   return lines.join('\n');
 }
 

@@ -12,9 +12,10 @@ packages=(
 # `bash scripts/setup.sh test` (npm test) adds what only the tests need: the QEMU
 # kernel matrix, traffic tools, the kernel's netfilter selftests, and promtool
 # (from Debian's prometheus package) to check what /metrics serves.
-if [[ ${1:-} == bench ]]; then
-  # `npm run bench`: traffic, a C compiler for the storm generator, and the
-  # tools ctstorm is measured against (node_exporter from Debian's package).
+if [[ ${1:-} == bench || ${1:-} == test ]]; then
+  # `npm run bench` (and its exactness check in npm test): traffic, a C compiler
+  # for the storm generator, and the tools ctstorm is measured against
+  # (node_exporter from Debian's package).
   packages+=(hping3 gcc libc6-dev curl time procps prometheus-node-exporter)
 fi
 if [[ ${1:-} == test ]]; then

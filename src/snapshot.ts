@@ -28,6 +28,8 @@ export interface Snapshot {
     fullest: NetnsFill | null;
     /** Entries in every netns together; null before a census. */
     totalEntries: number | null;
+    /** Added later: seconds the netns rows' meanEntries cover at most (since the first census). */
+    averagedSeconds?: number;
   };
   totals: Counts;
   rates: { insertsPerSecond: number; destroysPerSecond: number };
@@ -105,8 +107,9 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
       buckets: view.table.buckets,
       fillPercent: fill.fullest?.fillPercent ?? (fill.known && view.table.max > 0 ? 0 : null),
       secondsToFull: fill.fullest?.secondsToFull ?? null,
-      fullest: fill.fullest,
+      fullest: fill.fullest && { ...fill.fullest, meanEntries: nullableRound(fill.fullest.meanEntries, 1) },
       totalEntries: fill.total,
+      averagedSeconds: round(fill.averagedSeconds, 1),
     },
     totals: sum,
     rates: {

@@ -141,7 +141,7 @@ export async function runAdvise(c: AdviseCommand, io: AdviseIO): Promise<number>
     const where = target ? snippetTarget(target) : initial ? undefined : { name: `ctstorm's (inode ${ownInode})`, enter: `nsenter --net=<a path to netns ${ownInode}>` };
     io.out(sysctlSnippet(advice, all, new Date().toISOString().slice(0, 10), { initial, target: where, conntrackModule: existsSync('/sys/module/nf_conntrack/initstate') }));
   } else {
-    io.out(adviceReport(advice, { watchedSeconds: snap.durationSeconds, source, targetInode, ownInode }));
+    io.out(adviceReport(advice, { watchedSeconds: snap.durationSeconds, averagedSeconds: snap.table.averagedSeconds ?? null, source, targetInode, ownInode }));
   }
   if (!c.apply) return 0;
   // A signal during the watch or at the prompt applies nothing.

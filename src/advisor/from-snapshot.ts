@@ -23,6 +23,7 @@ export function measurementsOf(s: Snapshot): Measurements {
   const storms = [...s.storms.past, ...(s.storms.current ? [s.storms.current] : [])];
   return {
     durationSeconds: num(s.durationSeconds, 'durationSeconds'),
+    averagedSeconds: s.table.averagedSeconds == null ? null : num(s.table.averagedSeconds, 'table.averagedSeconds'),
     netns,
     lifetimes: s.lifetimes.map((l) => ({
       proto: l.proto,

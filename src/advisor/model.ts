@@ -4,9 +4,9 @@
 //   watched). A netns holds at least its count averaged over the watch: Little's
 //   L measured, which the model misses when the kernel's GC reaps late (entries
 //   outliving the watch end unseen).
-// - A netns's peak is the larger of its census count and its steady state plus
-//   its share of the largest net growth a storm brought (inserts - destroys while
-//   it ran); a what-if storm adds N reconnects in W seconds times the share of
+// - A netns's peak is the larger of its count now and its averaged count (or,
+//   without one, its model) plus its share of the largest net growth a storm
+//   brought (inserts - destroys while it ran); a what-if storm adds N reconnects in W seconds times the share of
 //   them still in the table at the window's end (the measured lifetimes).
 // - The limit is per netns: nf_conntrack_max is sized for the fullest netns plus
 //   headroom; the hash is shared by all netns, so buckets are sized for the total.
@@ -18,6 +18,8 @@ import type { ConntrackSettings } from './settings.js';
 
 export interface Measurements {
   durationSeconds: number;
+  /** Seconds the netns's meanEntries cover at most (since the first census); null when not given. */
+  averagedSeconds: number | null;
   netns: Array<{
     inode: number;
     /** Census count carried forward; null before a census. */
@@ -83,8 +85,11 @@ export interface Advice {
   /** The largest storm growth of the fullest netns; null when no storm was seen. */
   storm: { growth: number } | null;
   whatIf: { reconnects: number; withinSeconds: number; aliveFraction: number; entries: number } | null;
-  /** Entries the fullest netns must hold: steady + the larger of storm growth and what-if. */
+  /** Entries the fullest netns must hold: the largest of its count now, its
+   * averaged count (or model) + storm growth, and the what-if. */
   required: number;
+  /** Which of those set `required`. */
+  requiredBy: 'now' | 'storm' | 'what-if' | 'none';
   max: { current: number; recommended: number; headroom: number; raise: boolean; headroomLeft: number };
   buckets: {
     current: number;
@@ -341,9 +346,12 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   // A netns the census finds empty has no traffic now (gone, or idle): its rates
   // are history, not a steady state.
   const all = netnsAdvice(m, meansFor);
-  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, n.averaged ?? 0, n.modeled + n.stormGrowth);
-  const netns = all.filter((n) => n.measured !== 0).sort((a, b) => peakOf(b) - peakOf(a) || b.steady - a.steady);
-  if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now (gone or idle) left out`);
+  // The storm's growth goes on the averaged count or the model, never on the count
+  // now (which may still hold the storm). Conservative: a storm inside the watch
+  // is in the average a little, and is added whole.
+  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, Math.max(n.averaged ?? 0, n.modeled) + n.stormGrowth);
+  const netns = all.filter((n) => n.measured !== 0 || (n.averaged ?? 0) > 0).sort((a, b) => peakOf(b) - peakOf(a) || b.steady - a.steady);
+  if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now or on average (gone or idle) left out`);
   const top = netns[0];
   const fullest = top ? { inode: top.inode, steady: top.steady } : null;
   const ended = new Set(m.lifetimes.filter((l) => l.count > 0).map((l) => l.proto));
@@ -374,6 +382,13 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
     if (o.whatIf.withinSeconds > m.durationSeconds / 2) notes.push(`the what-if window (${o.whatIf.withinSeconds} s) is long beside the ${Math.round(m.durationSeconds)} s watched: lifetimes beyond the watch are unknown and taken as lasting`);
   }
   const required = Math.ceil(Math.max(peak, whatIf?.entries ?? 0));
+  const requiredBy: Advice['requiredBy'] = !top
+    ? 'none'
+    : whatIf && whatIf.entries > peak
+      ? 'what-if'
+      : (top.measured ?? 0) >= Math.max(top.averaged ?? 0, top.modeled) + top.stormGrowth
+        ? 'now'
+        : 'storm';
 
   const currentMax = settings.nf_conntrack_max ?? 0;
   const wanted = roundUp(Math.max(1, required * (1 + o.headroom)), 1024);
@@ -382,8 +397,11 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   if (currentMax === 0) notes.push('nf_conntrack_max is 0 (no limit): every netns can grow until memory runs out');
 
   const totalNow = Math.max(m.totalEntries ?? 0, netns.reduce((n, x) => n + (x.measured ?? 0), 0));
-  const totalSteady = Math.max(m.totalEntries ?? 0, netns.reduce((n, x) => n + x.steady, 0));
-  const totalPeak = Math.ceil(totalSteady + (required - steady));
+  // Every netns at the larger of its count now and its steady state; the fullest
+  // one's peak adds what it needs beyond that.
+  const held = (x: NetnsAdvice): number => Math.max(x.measured ?? 0, x.steady);
+  const totalSteady = Math.max(m.totalEntries ?? 0, netns.reduce((n, x) => n + held(x), 0));
+  const totalPeak = Math.ceil(totalSteady + Math.max(0, required - (top ? held(top) : 0)));
   const currentBuckets = settings.nf_conntrack_buckets ?? 0;
   const wantedBuckets = nextPow2(Math.max(max.recommended, totalPeak) / ENTRIES_PER_BUCKET);
   const raiseBuckets = wantedBuckets > currentBuckets;
@@ -409,5 +427,5 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
     fullestAtLimitBytes: max.recommended * cost.perEntryBytes,
     hashBytes: bucketsRecommended * cost.bucketBytes,
   };
-  return { netns, fullest, storm, whatIf, required, max, buckets, timeouts, memory, notes: [...new Set(notes)] };
+  return { netns, fullest, storm, whatIf, required, requiredBy, max, buckets, timeouts, memory, notes: [...new Set(notes)] };
 }

@@ -10,6 +10,8 @@ const sysctlName = (key: string): string => `net.netfilter.${key}`;
 
 export interface ReportContext {
   watchedSeconds: number;
+  /** Seconds the netns's averaged counts cover; null when the source gave none. */
+  averagedSeconds: number | null;
   /** Where the measurements come from ("watched here for 60 s", a URL). */
   source: string;
   targetInode: number;
@@ -20,7 +22,10 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   const lines: string[] = [];
   lines.push(`ctstorm advise: from ${c.source} (${fmt(c.watchedSeconds)} s of measurements)`);
   lines.push('');
-  lines.push('Steady state (Little\'s law: entries = inserts/s x mean time in the table; a netns holds at least its count averaged over the watch)');
+  const averaged = c.averagedSeconds === null
+    ? 'no time average from this source: a netns holds at least its count now'
+    : `a netns holds at least its count averaged over the ${fmt(Math.round(c.averagedSeconds))} s since the first census`;
+  lines.push(`Steady state (Little's law: entries = inserts/s x mean time in the table; ${averaged})`);
   for (const n of a.netns.slice(0, 10)) {
     const parts = n.protocols
       .filter((p) => p.insertsPerSecond > 0)
@@ -35,7 +40,8 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   if (a.whatIf) {
     lines.push(`  what-if: ${fmt(a.whatIf.reconnects)} reconnects within ${a.whatIf.withinSeconds} s, ${pct(a.whatIf.aliveFraction)} of them still in the table at the end (measured lifetimes): ${fmt(a.whatIf.entries)} entries`);
   }
-  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries (the largest of its count now, its averaged count, its modeled steady state + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
+  const setBy = { now: 'its count now', storm: 'its averaged count (or model) + its storm growth', 'what-if': 'the what-if', none: 'no netns' }[a.requiredBy];
+  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries, set by ${setBy} (the largest of its count now, its averaged count or model + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
   lines.push('');
   lines.push('nf_conntrack_max (checked against each netns\'s own count)');
   lines.push(

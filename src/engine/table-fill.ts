@@ -30,8 +30,10 @@ export interface TableFill {
   known: boolean;
   /** Entries in every netns together. */
   total: number | null;
-  /** Namespaces holding entries, fullest first. */
+  /** Namespaces holding entries (now or on average), fullest first. */
   netns: NetnsFill[];
+  /** Seconds the time averages (meanEntries) cover at most: since the first census. */
+  averagedSeconds: number;
   fullest: NetnsFill | null;
 }
 
@@ -95,45 +97,57 @@ export function entriesByNetns(
 }
 
 /** Each netns's entries averaged over time, from samples taken as time passes
- * (every tick): a sample's count holds until the next one. Over a whole watch
- * this is the L of Little's law measured, which stays right when the kernel's GC
- * reaps late (entries then outlive their timeouts past the end of the watch,
- * where no lifetime is seen). A netns gone from the samples is forgotten. */
+ * (every tick): a sample's count holds until the next one. Over a watch this is
+ * the L of Little's law measured, which stays right when the kernel's GC reaps
+ * late (entries then outlive their timeouts past the end of the watch, where no
+ * lifetime is seen). A netns is averaged over the time since it was first
+ * sampled (one created mid-watch is not diluted by the time before it existed);
+ * one gone from the samples is forgotten. */
 export class FillAverage {
-  private readonly sums = new Map<number, number>();
+  private readonly sums = new Map<number, { sum: number; firstMs: number }>();
   private last: { atMs: number; entries: ReadonlyMap<number, number> } | null = null;
   private firstMs: number | null = null;
 
   sample(entries: ReadonlyMap<number, number>, atMs: number): void {
-    if (this.last) {
-      const dt = Math.max(0, atMs - this.last.atMs) / 1000;
-      for (const [key, n] of this.last.entries) if (entries.has(key)) this.sums.set(key, (this.sums.get(key) ?? 0) + n * dt);
+    const last = this.last;
+    if (last) {
+      const dt = Math.max(0, atMs - last.atMs) / 1000;
+      for (const [key, n] of last.entries) {
+        const s = this.sums.get(key);
+        if (s && entries.has(key)) s.sum += n * dt;
+      }
       for (const key of this.sums.keys()) if (!entries.has(key)) this.sums.delete(key);
     }
+    for (const key of entries.keys()) if (!this.sums.has(key)) this.sums.set(key, { sum: 0, firstMs: atMs });
     this.firstMs ??= atMs;
     this.last = { atMs, entries };
   }
 
-  /** Seconds averaged so far. */
+  /** Seconds averaged so far (the longest any netns has been). */
   get seconds(): number {
     return this.last && this.firstMs !== null ? (this.last.atMs - this.firstMs) / 1000 : 0;
   }
 
-  /** The mean for a netns key; null before a second has been averaged. */
+  /** The mean for a netns key over the time since it was first sampled; null
+   * before a second of it has been averaged. */
   mean(key: number): number | null {
-    const s = this.seconds;
-    return s >= 1 ? (this.sums.get(key) ?? 0) / s : null;
+    const s = this.sums.get(key);
+    if (!s || !this.last) return null;
+    const seconds = (this.last.atMs - s.firstMs) / 1000;
+    return seconds >= 1 ? s.sum / seconds : null;
   }
 }
 
 export function tableFill(input: FillInput): TableFill {
-  if (!input.baseline) return { known: false, total: null, netns: [], fullest: null };
+  if (!input.baseline) return { known: false, total: null, netns: [], fullest: null, averagedSeconds: 0 };
   const rows: NetnsFill[] = [];
   let total = 0;
   for (const [key, { cookie, inode, entries }] of entriesByNetns(input.baseline, input.censusNetns, input.counters)) {
     const growth = input.growth.get(key) ?? 0;
+    const meanEntries = input.means?.mean(key) ?? null;
     total += entries;
-    if (entries === 0 && growth === 0) continue;
+    // A netns empty now but not on average (drained at the end) keeps its row.
+    if (entries === 0 && growth === 0 && !(meanEntries !== null && meanEntries > 0)) continue;
     const limited = input.max > 0;
     rows.push({
       cookie,
@@ -142,9 +156,9 @@ export function tableFill(input: FillInput): TableFill {
       fillPercent: limited ? (100 * entries) / input.max : null,
       netPerSecond: growth,
       secondsToFull: limited && growth > 0 ? Math.max(0, input.max - entries) / growth : null,
-      meanEntries: input.means?.mean(key) ?? null,
+      meanEntries,
     });
   }
   rows.sort((a, b) => b.entries - a.entries || a.inode - b.inode);
-  return { known: true, total, netns: rows, fullest: rows[0] ?? null };
+  return { known: true, total, netns: rows, fullest: rows[0] ?? null, averagedSeconds: input.means?.seconds ?? 0 };
 }

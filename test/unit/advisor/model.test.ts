@@ -19,6 +19,7 @@ const settings = {
 function measurements(over: Partial<Measurements> = {}): Measurements {
   return {
     durationSeconds: 600,
+    averagedSeconds: null,
     netns: [{ inode: 100, entries: 1000, meanEntries: null, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 600 }, { proto: 'udp', inserts: 400 }] }],
     lifetimes: [
       // TCP: 50 ended in time_wait after 120 s each, 10 in established after 100 s.
@@ -54,11 +55,25 @@ describe('advise', () => {
     const late = measurements({ netns: [{ ...measurements().netns[0]!, meanEntries: 20000 }] });
     const b = advise(late, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
     expect(b.netns[0]).toMatchObject({ measured: 1000, averaged: 20000, modeled: expect.closeTo(8200, 9), steady: 20000 });
-    // Peak: max(1000 now, 20000 averaged, 8200 + 4000 storm) = 20000.
-    expect(b.required).toBe(20000);
+    // Peak: max(1000 now, max(20000 averaged, 8200 modeled) + 4000 storm) = 24000:
+    // a storm inside the watch is in the average a little, and is added whole.
+    expect([b.required, b.requiredBy]).toEqual([24000, 'storm']);
     // Below the model, the average changes nothing.
     const low = advise(measurements({ netns: [{ ...measurements().netns[0]!, meanEntries: 500 }] }), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
     expect([low.netns[0]!.steady, low.required]).toEqual([expect.closeTo(8200, 9), 12200]);
+    // The count now sets the need when it is the largest.
+    const full = advise(measurements({ netns: [{ ...measurements().netns[0]!, entries: 30000, meanEntries: 500 }] }), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect([full.required, full.requiredBy]).toEqual([30000, 'now']);
+    // Every netns at the larger of now and steady, the fullest's need on top, once:
+    // netns 100 holds 30000 now (its need), netns 200 8 now and 12 on average.
+    const two = advise(
+      measurements({ totalEntries: null, netns: [{ ...measurements().netns[0]!, entries: 30000, meanEntries: 500 }, { inode: 200, entries: 8, meanEntries: 12, insertsPerSecond: 0, protocols: [] }] }),
+      settings, settings, cost, { headroom: 0.5, targetInode: 100 },
+    );
+    expect(two.buckets.totalEntries).toBe(30000 + 12);
+    // A netns empty now but not on average stays in.
+    const drained = advise(measurements({ netns: [...measurements().netns, { inode: 300, entries: 0, meanEntries: 40, insertsPerSecond: 0, protocols: [] }] }), settings, settings, cost, { headroom: 0.5, targetInode: 100 });
+    expect(drained.netns.map((n) => n.inode)).toEqual([100, 300]);
   });
 
   it('sizes the limit for the fullest netns plus the largest storm growth and headroom', () => {

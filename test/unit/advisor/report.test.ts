@@ -6,6 +6,7 @@ const cost = { objectBytes: 256, objectSource: 'slab', extensionBytes: 128, exte
 const settings = { nf_conntrack_max: 16384, nf_conntrack_buckets: 16384, nf_conntrack_tcp_timeout_time_wait: 120, nf_conntrack_udp_timeout: 30 };
 const m: Measurements = {
   durationSeconds: 600,
+  averagedSeconds: null,
   netns: [{ inode: 100, entries: 1000, meanEntries: null, insertsPerSecond: 100, protocols: [{ proto: 'tcp', inserts: 1 }] }],
   // 100 TCP inserts/s, all ending in time_wait after 120 s: 12000 entries.
   lifetimes: [{ proto: 'tcp', state: 'time_wait', count: 50, sum: 6000, max: 121, predating: 0 }],
@@ -54,7 +55,7 @@ describe('advice output', () => {
   });
 
   it('the report gives the reasoning behind each number', () => {
-    const text = adviceReport(advice, { watchedSeconds: 600, source: 'a test', targetInode: 100, ownInode: 100 });
+    const text = adviceReport(advice, { watchedSeconds: 600, averagedSeconds: null, source: 'a test', targetInode: 100, ownInode: 100 });
     expect(text).toContain("netns 100 (ctstorm's): 12,000 entries (now 1,000, averaged -, modeled 12,000): tcp 100.0/s x 120 s = 12,000");
     expect(text).toContain('raise 16,384 -> 18,432: 12,000 needed + 50 % headroom');
     expect(text).toContain('raise 16,384 -> 32,768 (a power of two)');
@@ -68,6 +69,6 @@ describe('netns left out', () => {
     const two: Measurements = { ...m, netns: [...m.netns, { inode: 200, entries: 0, meanEntries: null, insertsPerSecond: 50, protocols: [{ proto: 'tcp', inserts: 1 }] }] };
     const a = advise(two, settings, settings, cost, { headroom: 0.5, targetInode: 100 });
     expect(a.netns.map((n) => n.inode)).toEqual([100]);
-    expect(a.notes).toContain('1 netns with no entries now (gone or idle) left out');
+    expect(a.notes).toContain('1 netns with no entries now or on average (gone or idle) left out');
   });
 });

@@ -9,7 +9,7 @@ const row = (cookie: number, inode: number, l4proto: number, inserts: number, de
 describe('tableFill', () => {
   it('is unknown before a census', () => {
     expect(tableFill({ max: 100, baseline: null, censusNetns: [], counters: [row(1, 11, 6, 5, 0)], growth: new Map() })).toEqual({
-      known: false, total: null, netns: [], fullest: null,
+      known: false, total: null, netns: [], fullest: null, averagedSeconds: 0,
     });
   });
 
@@ -40,11 +40,12 @@ describe('FillAverage', () => {
     expect(avg.mean(1)).toBeNull(); // nothing averaged yet
     avg.sample(new Map([[1, 300], [2, 10]]), 1000); // 100 held for 1 s
     avg.sample(new Map([[1, 0], [3, 7]]), 4000); // 300 held for 3 s; netns 2 gone; 3 new
-    // netns 1: (100 x 1 + 300 x 3) / 4 = 250; netns 3: not held yet; 2: forgotten.
+    // netns 1: (100 x 1 + 300 x 3) / 4 = 250; netns 3: nothing averaged yet; 2: forgotten.
     expect(avg.seconds).toBe(4);
-    expect([avg.mean(1), avg.mean(2), avg.mean(3)]).toEqual([250, 0, 0]);
+    expect([avg.mean(1), avg.mean(2), avg.mean(3)]).toEqual([250, null, null]);
     avg.sample(new Map([[1, 0], [3, 7]]), 6000);
-    expect([avg.mean(1), avg.mean(3)]).toEqual([1000 / 6, 14 / 6]);
+    // netns 3 came 4 s in: averaged over its own 2 s, not diluted by the 4 before.
+    expect([avg.mean(1), avg.mean(3)]).toEqual([1000 / 6, 7]);
   });
 
   it('gives tableFill each netns\'s mean', () => {
