@@ -70,8 +70,13 @@ export class Lab {
     return Number.parseInt(this.inNs(this.server, 'conntrack', '-C'), 10);
   }
 
-  flush() {
+  /** Empties the server netns's table, and waits until its count says so: freed
+   * entries leave the count a little later (RCU), and a storm that starts before
+   * would meet a limit not yet lowered (an early drop). */
+  async flush() {
     this.inNs(this.server, 'conntrack', '-F');
+    for (let i = 0; i < 200 && this.count() !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    if (this.count() !== 0) throw new Error(`the server netns still holds ${this.count()} entries 10 s after a flush`);
   }
 }
 

@@ -47,7 +47,7 @@ const log = (line) => process.stderr.write(`bench: ${line}\n`);
 
 /** A storm with nobody watching: the producer's rate is the kernel's. */
 async function stormAlone(lab, o) {
-  lab.flush();
+  await lab.flush();
   const gen = await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...o });
   await sleep(200);
   const truth = lab.count();
@@ -58,7 +58,7 @@ async function stormAlone(lab, o) {
  * `ctstorm watch` runs): records and counters against the table, its CPU and RSS,
  * the BPF programs' run time, and each insert's delay to the engine. */
 async function stormCtstorm(lab, o, monitorOptions = {}) {
-  lab.flush();
+  await lab.flush();
   const inode = lab.serverInode();
   const monitor = new Monitor({ mode: modeArg, censusIntervalSeconds: 0, ...monitorOptions });
   let inserts = 0;
@@ -119,7 +119,7 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
  * (user and system CPU, peak RSS) with its RSS sampled from /proc while it runs;
  * with a storm `o` started once it is attached, or none (the idle baseline). */
 async function ctstormProcess(lab, o, seconds) {
-  lab.flush();
+  await lab.flush();
   const inode = lab.serverInode();
   const child = spawn('/usr/bin/time', ['-f', 'time: %U %S %M', process.execPath, cli, 'snapshot', '--mode', modeArg, '--duration', String(seconds), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -189,7 +189,7 @@ async function pacedCost(lab, rate, count) {
 /** A storm with `conntrack -E` listening in the server netns: lines printed
  * against the table; its CPU from /proc. */
 async function stormConntrackE(lab, o) {
-  lab.flush();
+  await lab.flush();
   const listener = spawn('ip', ['netns', 'exec', lab.server, 'conntrack', '-E', '-e', 'NEW'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let lines = 0;
   let err = '';
@@ -270,14 +270,15 @@ async function waitForUrl(url, child, what) {
 
 /** The full table, read by each tool. */
 async function fullTable(lab) {
-  lab.flush();
+  await lab.flush();
   const gen = await runStormgen({ netns: lab.client, dst: lab.serverAddr, proto: 'udp', rate: 'max', count: FULL_TABLE, seconds: 60 });
   await sleep(300);
   const entries = lab.count();
   const n = quick ? 3 : 5;
   const out = { entries, sent: gen.sent };
-  out.procScan = timed(lab, n, 'sh', '-c', 'cat /proc/net/nf_conntrack | wc -l');
-  out.conntrackL = timed(lab, n, 'sh', '-c', 'conntrack -L 2>/dev/null | wc -l');
+  // Each tool's reading, and the table's count right after it (what it must equal).
+  out.procScan = { ...timed(lab, n, 'sh', '-c', 'cat /proc/net/nf_conntrack | wc -l'), tableThen: lab.count() };
+  out.conntrackL = { ...timed(lab, n, 'sh', '-c', 'conntrack -L 2>/dev/null | wc -l'), tableThen: lab.count() };
   out.conntrackC = timed(lab, n, 'conntrack', '-C');
 
   // node_exporter's conntrack collector alone, in the server netns (it reads
@@ -298,7 +299,7 @@ async function fullTable(lab) {
     const t = lab.inNs(lab.server, 'sh', '-c', `for i in $(seq ${SCRAPES}); do curl -s -o /dev/null -w '%{time_total}\\n' http://127.0.0.1:${port}/metrics; done`);
     const ms = t.trim().split('\n').map((x) => Number(x) * 1000).sort((a, b) => a - b);
     const body = lab.inNs(lab.server, 'curl', '-s', `http://127.0.0.1:${port}/metrics`);
-    out.nodeExporter = { ms: round(median(ms), 2), p90: round(percentile(ms, 90), 2), value: Number(/^node_nf_conntrack_entries (\S+)$/m.exec(body)?.[1]) };
+    out.nodeExporter = { ms: round(median(ms), 2), p90: round(percentile(ms, 90), 2), value: Number(/^node_nf_conntrack_entries (\S+)$/m.exec(body)?.[1]), tableThen: lab.count() };
   } finally {
     ne.kill('SIGTERM');
   }
@@ -348,14 +349,14 @@ async function fullTable(lab) {
  * paused, then drained. */
 async function drainRate(lab) {
   const n = quick ? 60_000 : 120_000;
-  lab.flush();
+  await lab.flush();
   await runStormgen({ netns: lab.client, dst: lab.serverAddr, proto: 'udp', rate: 'max', count: n, seconds: 30 });
   const monitor = new Monitor({ mode: modeArg, censusIntervalSeconds: 0, ringBytes: 64 << 20 });
   let drained = 0;
   monitor.onBatch((b) => (drained += b.count));
   await monitor.settle();
   await monitor.pauseDrain();
-  lab.flush(); // n destroys into the ring
+  await lab.flush(); // n destroys into the ring
   const c = totals(monitor.source.counters());
   const t0 = performance.now();
   const before = drained;
@@ -403,6 +404,15 @@ async function main() {
   const lab = new Lab();
   const restore = [setSysctl('kernel.bpf_stats_enabled', 1)];
   const started = Date.now();
+  // Ctrl-C puts the machine back as it was: namespaces gone, sysctls restored.
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      lab.down();
+      for (const r of restore.reverse()) r();
+      process.stderr.write('bench: interrupted; the machine is as it was\n');
+      process.exit(130);
+    });
+  }
   try {
     lab.up({ udpTimeout: 600 });
     const flat = { proto: 'udp', rate: 'max', count: STORM_ENTRIES, seconds: 30 };
@@ -429,6 +439,11 @@ async function main() {
     let engine = null;
     if (!stormsOnly) {
       log(`a full table: ${FULL_TABLE} entries`);
+      // Room above the table's 262,144 entries while tools read it: above 95 % of
+      // nf_conntrack_max the GC evicts unassured entries (one-way UDP, as here),
+      // and the count would move under the tools being timed. Put back after.
+      const max = Number(sh('cat', '/proc/sys/net/netfilter/nf_conntrack_max').trim());
+      restore.push(setSysctl('net.netfilter.nf_conntrack_max', Math.max(max, 2 * FULL_TABLE)));
       full = await fullTable(lab);
       log('the addon\'s drain rate');
       drain = await drainRate(lab);
