@@ -102,8 +102,9 @@ export function bpfProgramStats(names) {
   const progs = JSON.parse(sh('bpftool', 'prog', 'show', '-j'));
   const out = {};
   for (const p of progs) {
-    // The kernel keeps 15 characters of a program's name.
-    const name = names.find((n) => n.slice(0, 15) === p.name);
+    // The kernel keeps 15 characters of a program's name; bpftool shows the whole
+    // one when the program carries BTF function info.
+    const name = names.find((n) => n === p.name || n.slice(0, 15) === p.name);
     if (!name) continue;
     const cur = out[name] ?? { runs: 0, ns: 0 };
     out[name] = { runs: cur.runs + (p.run_cnt ?? 0), ns: cur.ns + (p.run_time_ns ?? 0) };

@@ -62,7 +62,7 @@ export interface NativeProbe {
   /** Reads the counters as they are (see sweep). */
   counters(): NativeCounters;
   /** Tracepoint mode: reports entries inserted since the last sweep (the drain
-   * sweeps every ~10 ms too). A no-op in the other modes. */
+   * sweeps every ~5 ms too). A no-op in the other modes. */
   sweep(): void;
   /** Deletes one per-netns counter row; true when there was one. */
   deleteNetnsRow(cookie: number, inode: number, l4proto: number): boolean;
