@@ -9,18 +9,28 @@ function num(x: unknown, what: string): number {
   return x;
 }
 
+/** A netns's steady insert rate: the last minute's, or, once a storm has been
+ * seen, the whole watch's outside the storms (a storm's inserts are its own
+ * growth, not steady traffic: counted in both, they were counted twice). */
+function steadyRate(n: Snapshot['netns'][number], s: Snapshot, storms: Snapshot['storms']['past']): number {
+  const inStorms = storms.reduce((acc, st) => acc + (st.netns.find((x) => x.inode === n.inode)?.inserts ?? 0), 0);
+  if (inStorms === 0) return n.windows?.['60s'].insertsPerSecond ?? n.inserts / Math.max(1, s.durationSeconds);
+  const stormSeconds = storms.reduce((acc, st) => acc + st.durationSeconds, 0);
+  return Math.max(0, n.inserts - inStorms) / Math.max(1, s.durationSeconds - stormSeconds);
+}
+
 export function measurementsOf(s: Snapshot): Measurements {
+  const storms = [...s.storms.past, ...(s.storms.current ? [s.storms.current] : [])];
   const netns: Measurements['netns'] = s.netns.map((n) => ({
     inode: n.inode,
     entries: n.entries === null ? null : num(n.entries, 'a netns entry count'),
     meanEntries: n.meanEntries == null ? null : num(n.meanEntries, 'a netns mean entry count'),
-    insertsPerSecond: num(n.windows?.['60s'].insertsPerSecond ?? n.inserts / Math.max(1, s.durationSeconds), 'a netns insert rate'),
+    insertsPerSecond: num(steadyRate(n, s, storms), 'a netns insert rate'),
     protocols: n.protocols.map((p) => ({ proto: p.proto, inserts: num(p.inserts, 'a protocol\'s inserts') })),
   }));
   // The fullest netns may have inserted nothing while watched: it still counts.
   const f = s.table.fullest;
   if (f && !netns.some((n) => n.inode === f.inode)) netns.push({ inode: f.inode, entries: f.entries, meanEntries: f.meanEntries ?? null, insertsPerSecond: 0, protocols: [] });
-  const storms = [...s.storms.past, ...(s.storms.current ? [s.storms.current] : [])];
   return {
     durationSeconds: num(s.durationSeconds, 'durationSeconds'),
     averagedSeconds: s.table.averagedSeconds == null ? null : num(s.table.averagedSeconds, 'table.averagedSeconds'),

@@ -4,9 +4,10 @@
 //   watched). A netns holds at least its count averaged over the watch: Little's
 //   L measured, which the model misses when the kernel's GC reaps late (entries
 //   outliving the watch end unseen).
-// - A netns's peak is the larger of its count now and its averaged count (or,
-//   without one, its model) plus its share of the largest net growth a storm
-//   brought (inserts - destroys while it ran); a what-if storm adds N reconnects in W seconds times the share of
+// - A netns's peak is the larger of its count now and its steady state plus its
+//   share of the largest net growth a storm brought (inserts - destroys while it
+//   ran); with a storm, the steady state is the model alone, its insert rate taken
+//   outside the storms (the counts and the last minute's rate hold the storm); a what-if storm adds N reconnects in W seconds times the share of
 //   them still in the table at the window's end (the measured lifetimes).
 // - The limit is per netns: nf_conntrack_max is sized for the fullest netns plus
 //   headroom; the hash is shared by all netns, so buckets are sized for the total.
@@ -72,7 +73,8 @@ export interface NetnsAdvice {
   /** Sum over protocols of rate x mean lifetime, for the protocols with a lifetime. */
   modeled: number;
   /** What the netns holds in steady state: the larger of the time-averaged count
-   * (the census count when there is no average) and the model. */
+   * (the census count when there is no average) and the model; the model alone
+   * when a storm ran in the netns (the counts hold the storm). */
   steady: number;
   /** The largest net growth a storm brought this netns. */
   stormGrowth: number;
@@ -256,8 +258,11 @@ function netnsAdvice(m: Measurements, means: (inode: number) => Map<string, numb
       return { proto: p.proto, insertsPerSecond: rate, meanLifetimeSeconds: mean, entries: mean === null ? null : rate * mean };
     });
     const modeled = protocols.reduce((acc, p) => acc + (p.entries ?? 0), 0);
-    const steady = Math.max(n.meanEntries ?? n.entries ?? 0, modeled);
-    return { inode: n.inode, measured: n.entries, averaged: n.meanEntries, modeled, steady, stormGrowth: stormGrowth(m, n.inode), protocols };
+    const growth = stormGrowth(m, n.inode);
+    // A storm's entries are in the averaged count and the count now too: with one,
+    // the model (its rate taken outside the storms) is the steady state alone.
+    const steady = growth > 0 ? modeled : Math.max(n.meanEntries ?? n.entries ?? 0, modeled);
+    return { inode: n.inode, measured: n.entries, averaged: n.meanEntries, modeled, steady, stormGrowth: growth, protocols };
   });
 }
 
@@ -346,10 +351,9 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
   // A netns the census finds empty has no traffic now (gone, or idle): its rates
   // are history, not a steady state.
   const all = netnsAdvice(m, meansFor);
-  // The storm's growth goes on the averaged count or the model, never on the count
-  // now (which may still hold the storm). Conservative: a storm inside the watch
-  // is in the average a little, and is added whole.
-  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, Math.max(n.averaged ?? 0, n.modeled) + n.stormGrowth);
+  // The storm's growth goes on the steady state, never on the count now (which may
+  // still hold the storm).
+  const peakOf = (n: NetnsAdvice): number => Math.max(n.measured ?? 0, n.steady + n.stormGrowth);
   const netns = all.filter((n) => n.measured !== 0 || (n.averaged ?? 0) > 0).sort((a, b) => peakOf(b) - peakOf(a) || b.steady - a.steady);
   if (netns.length < all.length) notes.push(`${all.length - netns.length} netns with no entries now or on average (gone or idle) left out`);
   const top = netns[0];
@@ -386,7 +390,7 @@ export function advise(m: Measurements, settings: ConntrackSettings, targetSetti
     ? 'none'
     : whatIf && whatIf.entries > peak
       ? 'what-if'
-      : (top.measured ?? 0) >= Math.max(top.averaged ?? 0, top.modeled) + top.stormGrowth
+      : (top.measured ?? 0) >= top.steady + top.stormGrowth
         ? 'now'
         : 'storm';
 

@@ -30,7 +30,7 @@ export function adviceReport(a: Advice, c: ReportContext): string {
     const parts = n.protocols
       .filter((p) => p.insertsPerSecond > 0)
       .map((p) => `${p.proto} ${p.insertsPerSecond.toFixed(1)}/s x ${secs(p.meanLifetimeSeconds)} = ${p.entries === null ? 'lifetime unknown' : fmt(p.entries)}`);
-    lines.push(`  netns ${n.inode}${n.inode === c.ownInode ? ' (ctstorm\'s)' : ''}: ${fmt(n.steady)} entries (now ${n.measured === null ? '-' : fmt(n.measured)}, averaged ${n.averaged === null ? '-' : fmt(n.averaged)}, modeled ${fmt(n.modeled)})${parts.length ? `: ${parts.join('; ')}` : ''}`);
+    lines.push(`  netns ${n.inode}${n.inode === c.ownInode ? ' (ctstorm\'s)' : ''}: ${fmt(n.steady)} entries (now ${n.measured === null ? '-' : fmt(n.measured)}, averaged ${n.averaged === null ? '-' : fmt(n.averaged)}${n.stormGrowth > 0 ? ' with a storm in it' : ''}, modeled ${fmt(n.modeled)}${n.stormGrowth > 0 ? ' outside the storms' : ''})${parts.length ? `: ${parts.join('; ')}` : ''}`);
   }
   if (a.netns.length > 10) lines.push(`  ... and ${a.netns.length - 10} more netns`);
   lines.push('');
@@ -40,8 +40,8 @@ export function adviceReport(a: Advice, c: ReportContext): string {
   if (a.whatIf) {
     lines.push(`  what-if: ${fmt(a.whatIf.reconnects)} reconnects within ${a.whatIf.withinSeconds} s, ${pct(a.whatIf.aliveFraction)} of them still in the table at the end (measured lifetimes): ${fmt(a.whatIf.entries)} entries`);
   }
-  const setBy = { now: 'its count now', storm: 'its averaged count (or model) + its storm growth', 'what-if': 'the what-if', none: 'no netns' }[a.requiredBy];
-  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries, set by ${setBy} (the largest of its count now, its averaged count or model + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
+  const setBy = { now: 'its count now', storm: 'its steady state + its storm growth', 'what-if': 'the what-if', none: 'no netns' }[a.requiredBy];
+  lines.push(`  needed in the fullest netns: ${fmt(a.required)} entries, set by ${setBy} (the largest of its count now, its steady state + its storm growth${a.whatIf ? ', and the what-if' : ''})`);
   lines.push('');
   lines.push('nf_conntrack_max (checked against each netns\'s own count)');
   lines.push(
