@@ -11,14 +11,12 @@ import { MODES, isMode, probeModes, type ModeChoice } from './source.js';
 import { bucketsChart, bucketsWait } from './buckets.js';
 import { runAdvise } from './advisor/command.js';
 import { createInterface } from 'node:readline/promises';
-import { serve } from './exporter/server.js';
-import { loadWebConfig } from './exporter/web-config.js';
 import type { KernelStats } from './kernel-stats.js';
 import type { Snapshot } from './snapshot.js';
 import type { TableInfo } from './table.js';
 import { watch } from './watch.js';
 
-import { createCollector, VERSION } from './exporter/collector.js';
+import { VERSION } from './version.js';
 import { fmt } from './format.js';
 /** watch redraws at most ten times a second. */
 const MIN_INTERVAL_SECONDS = 0.1;
@@ -316,6 +314,13 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         return 0;
       }
       case 'serve': {
+        // Loaded here only: prom-client and the web stack are ~13 MB of RSS that
+        // watch, snapshot and advise do without.
+        const [{ serve }, { loadWebConfig }, { createCollector }] = await Promise.all([
+          import('./exporter/server.js'),
+          import('./exporter/web-config.js'),
+          import('./exporter/collector.js'),
+        ]);
         const listen = listenAddress(values.listen);
         const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
         // Read before the probe loads: a bad file changes nothing.

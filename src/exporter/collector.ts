@@ -9,7 +9,9 @@ import { AdviceHeadline, type HeadlineOptions } from '../advisor/headline.js';
 import { ctstormMetrics, newNetnsFold } from './metrics.js';
 import type { NetnsFold } from './netns-fold.js';
 
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
+
+export { VERSION };
 /** A scrape reads the view once: views this young are reused. */
 const VIEW_CACHE_MS = 250;
 
