@@ -7,6 +7,7 @@ import { LogHistogram, type Quantiles } from './histogram.js';
 import { HotBuckets, type HotBucketsView } from './hot-buckets.js';
 import { netnsKey } from './table-fill.js';
 import { SecondSlots, SLOT_SECONDS } from './slots.js';
+import { IntCounter } from './int-counter.js';
 import { SpaceSaving } from './space-saving.js';
 import { DEFAULT_STORM_CONFIG, StormDetector, type Storm, type StormConfig } from './storms.js';
 
@@ -206,7 +207,13 @@ export class Engine {
   private stormPeers: PeerSketches | null = null;
   private readonly pastPeers = new Map<number, { sources: Talker[]; destinations: Talker[] }>();
   private readonly topCapacity: number;
+  /** IPv4 sources of the batch (int32 keys), and the others (text). */
+  private readonly batchSourcesV4 = new IntCounter();
   private readonly batchSources = new Map<number | string, number>();
+  private readonly flushSource = (key: number | string, n: number): void => {
+    this.sources.add(key, n);
+    this.stormPeers?.sources.add(key, n);
+  };
   private readonly batchDestinations = new Map<number | string, number>();
   /** The destination of the last inserts and how many in a row: a storm's
    * clients mostly reconnect to one service, so most inserts skip the map. */
@@ -244,14 +251,13 @@ export class Engine {
   private flushTalkers(): void {
     this.endDestinationRun();
     const peers = this.stormPeers;
-    for (const [key, n] of this.batchSources) {
-      this.sources.add(key, n);
-      peers?.sources.add(key, n);
-    }
+    this.batchSourcesV4.forEach(this.flushSource);
+    for (const [key, n] of this.batchSources) this.flushSource(key, n);
     for (const [key, n] of this.batchDestinations) {
       this.destinations.add(key, n);
       peers?.destinations.add(key, n);
     }
+    this.batchSourcesV4.clear();
     this.batchSources.clear();
     this.batchDestinations.clear();
   }
@@ -344,9 +350,13 @@ export class Engine {
     // Source as int32 (a small integer to V8, no boxing); counted per batch first
     // and added to the sketches once per distinct peer (flushTalkers).
     const v4 = batch.l3proto(i) === AF_INET;
-    const src = v4 ? batch.origSrcV4(i) | 0 : batch.origAddress(i, 'src');
+    if (v4) {
+      this.batchSourcesV4.add(batch.origSrcV4(i) | 0);
+    } else {
+      const src = batch.origAddress(i, 'src');
+      this.batchSources.set(src, (this.batchSources.get(src) ?? 0) + 1);
+    }
     const dst = v4 ? batch.origDstV4(i) * 65536 + batch.origDport(i) : `${batch.origAddress(i, 'dst')}|${batch.origDport(i)}`;
-    this.batchSources.set(src, (this.batchSources.get(src) ?? 0) + 1);
     if (dst === this.runDestination) {
       this.runLength++;
     } else {
