@@ -82,7 +82,7 @@ static __always_inline void census_stage_node(__u64 node)
 	}
 	if (i >= CENSUS_MAX_CHAIN)
 		return;
-	ns = ct_netns(ct);
+	ns = ct_netns(ct, false);
 	census_stage[i].netns_cookie = ns.cookie;
 	census_stage[i].netns_ino = ns.ino;
 	census_stage[i].pad = 0;

@@ -157,11 +157,28 @@ struct netns_id {
 	__u32 ino;
 };
 
-static __always_inline struct netns_id ct_netns(struct nf_conn *ct)
-{
-	struct net *net = BPF_CORE_READ(ct, ct_net.net);
-	struct netns_id id = {};
+/* A field of the entry: a direct load where `ct` is a typed (BTF) pointer, as in
+ * fentry/fexit programs, else a bpf_probe_read_kernel (kprobe and tracepoint
+ * programs hold it as a plain number). `typed` is a constant at every call site,
+ * so each program keeps one of the two; a direct load costs a load, a probe read
+ * a helper call (under QEMU TCG, most of the hooks' time). */
+#define CT_READ(typed, ct, field) ((typed) ? (ct)->field : BPF_CORE_READ(ct, field))
 
+static __always_inline struct netns_id ct_netns(struct nf_conn *ct, bool typed)
+{
+	struct netns_id id = {};
+	struct net *net;
+
+	if (typed) {
+		net = ct->ct_net.net;
+		if (!net)
+			return id;
+		id.ino = net->ns.inum;
+		if (bpf_core_field_exists(net->net_cookie))
+			id.cookie = net->net_cookie;
+		return id;
+	}
+	net = BPF_CORE_READ(ct, ct_net.net);
 	if (!kernel_ptr((__u64)net))
 		return id;
 	id.ino = BPF_CORE_READ(net, ns.inum);
@@ -384,8 +401,16 @@ static __always_inline __u64 pack_buckets(const struct ctstorm_record *r)
 	       (r->bucket_reply & BUCKET_MASK);
 }
 
+static __always_inline void read_tuple_typed(struct ctstorm_tuple *out, struct nf_conntrack_tuple *t)
+{
+	__builtin_memcpy(out->src, &t->src.u3, 16);
+	__builtin_memcpy(out->dst, &t->dst.u3, 16);
+	__builtin_memcpy(out->sport, &t->src.u.all, 2);
+	__builtin_memcpy(out->dport, &t->dst.u.all, 2);
+}
+
 static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, __u8 type,
-				 struct netns_id ns, __u8 l4proto)
+				 struct netns_id ns, __u8 l4proto, bool typed)
 {
 	__builtin_memset(r, 0, sizeof(*r));
 	r->version = CTSTORM_RECORD_VERSION;
@@ -393,31 +418,36 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, _
 	r->netns_ino = ns.ino;
 	r->netns_cookie = ns.cookie;
 	r->l4proto = l4proto;
-	r->l3proto = (__u8)BPF_CORE_READ(ct, tuplehash[0].tuple.src.l3num);
-	r->status = (__u32)BPF_CORE_READ(ct, status);
+	r->l3proto = (__u8)CT_READ(typed, ct, tuplehash[0].tuple.src.l3num);
+	r->status = (__u32)CT_READ(typed, ct, status);
 	if (bpf_core_field_exists(ct->mark))
-		r->mark = BPF_CORE_READ(ct, mark);
+		r->mark = CT_READ(typed, ct, mark);
 	if (bpf_core_field_exists(ct->zone))
-		r->zone = BPF_CORE_READ(ct, zone.id);
+		r->zone = CT_READ(typed, ct, zone.id);
 	if (l4proto == IPPROTO_TCP)
-		r->tcp_state = BPF_CORE_READ(ct, proto.tcp.state);
+		r->tcp_state = CT_READ(typed, ct, proto.tcp.state);
+	if (typed) {
+		read_tuple_typed(&r->orig, &ct->tuplehash[0].tuple);
+		read_tuple_typed(&r->reply, &ct->tuplehash[1].tuple);
+		return;
+	}
 	read_tuple(&r->orig, __builtin_preserve_access_index(&ct->tuplehash[0].tuple));
 	read_tuple(&r->reply, __builtin_preserve_access_index(&ct->tuplehash[1].tuple));
 }
 
-static __always_inline __u8 ct_l4proto(struct nf_conn *ct)
+static __always_inline __u8 ct_l4proto(struct nf_conn *ct, bool typed)
 {
-	return BPF_CORE_READ(ct, tuplehash[0].tuple.dst.protonum);
+	return CT_READ(typed, ct, tuplehash[0].tuple.dst.protonum);
 }
 
 /* Counts and reports an insert. Hooked at the insert itself, the entry is in its
  * chains (locate); seen only when freed (late), it is not. Returns the state to
  * keep in its live entry: its buckets. */
 static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
-					 bool late)
+					 bool late, bool typed)
 {
-	struct netns_id ns = ct_netns(ct);
-	__u8 l4proto = ct_l4proto(ct);
+	struct netns_id ns = ct_netns(ct, typed);
+	__u8 l4proto = ct_l4proto(ct, typed);
 	struct ctstorm_record *r;
 	__u64 state = REPORTED;
 
@@ -430,7 +460,7 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 				 (reply_hash & BUCKET_MASK);
 		return state;
 	}
-	fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+	fill(r, ct, CTSTORM_INSERT, ns, l4proto, typed);
 	/* Kernels with the 2025 clash fix set IPS_CONFIRMED only after the hash
 	 * insert returns: the record says what the entry is, confirmed. */
 	r->status |= IPS_CONFIRMED;
@@ -447,10 +477,10 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 /* state: the live entry's (REPORTED with buckets), or 0 when they are unknown.
  * Buckets come from the insert: walking from a node already unlinked would read
  * a chain it has left (or a dying list's marker on older kernels). */
-static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u64 state)
+static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u64 state, bool typed)
 {
-	struct netns_id ns = ct_netns(ct);
-	__u8 l4proto = ct_l4proto(ct);
+	struct netns_id ns = ct_netns(ct, typed);
+	__u8 l4proto = ct_l4proto(ct, typed);
 	__u64 now = bpf_ktime_get_ns();
 	struct ctstorm_record *r;
 
@@ -460,7 +490,7 @@ static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u
 		count(ns, l4proto, COUNT_LOST);
 		return;
 	}
-	fill(r, ct, CTSTORM_DESTROY, ns, l4proto);
+	fill(r, ct, CTSTORM_DESTROY, ns, l4proto, typed);
 	r->ts_ns = now;
 	if (start_ns && start_ns <= now) {
 		r->lifetime_ns = now - start_ns;
@@ -476,21 +506,21 @@ static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u
 
 /* ---- fentry and kprobe modes ------------------------------------------------ */
 
-static __always_inline void on_hash_insert(struct nf_conn *ct, __u32 hash, __u32 reply_hash)
+static __always_inline void on_hash_insert(struct nf_conn *ct, __u32 hash, __u32 reply_hash, bool typed)
 {
 	__u64 key = (__u64)ct, now = bpf_ktime_get_ns();
 	struct live_entry e = { .start_ns = now };
 
-	e.state = emit_insert(ct, now, hash, reply_hash, false);
+	e.state = emit_insert(ct, now, hash, reply_hash, false, typed);
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY))
 		health_inc(CTSTORM_H_UNTRACKED);
 }
 
-static __always_inline void on_conntrack_free(struct nf_conn *ct)
+static __always_inline void on_conntrack_free(struct nf_conn *ct, bool typed)
 {
 	__u64 key = (__u64)ct, start = 0, state = 0;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &key);
-	__u32 status = BPF_CORE_READ(ct, status);
+	__u32 status = CT_READ(typed, ct, status);
 	bool known = e;
 
 	if (e) {
@@ -509,24 +539,24 @@ static __always_inline void on_conntrack_free(struct nf_conn *ct)
 		 * and destroys agree with the table count and with tracepoint mode. */
 		health_inc(CTSTORM_H_NAT_CLASH);
 		if (!known)
-			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, true);
+			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, true, typed);
 	} else if (!known) {
 		health_inc(CTSTORM_H_UNKNOWN_START);
 	}
-	emit_destroy(ct, start, state);
+	emit_destroy(ct, start, state, typed);
 }
 
 SEC("fexit/__nf_conntrack_hash_insert")
 int BPF_PROG(fexit_hash_insert, struct nf_conn *ct, unsigned int hash, unsigned int reply_hash)
 {
-	on_hash_insert(ct, hash, reply_hash);
+	on_hash_insert(ct, hash, reply_hash, true);
 	return 0;
 }
 
 SEC("fentry/nf_conntrack_free")
 int BPF_PROG(fentry_conntrack_free, struct nf_conn *ct)
 {
-	on_conntrack_free(ct);
+	on_conntrack_free(ct, true);
 	return 0;
 }
 
@@ -566,14 +596,14 @@ int BPF_KRETPROBE(kretprobe_hash_insert)
 		return 0;
 	}
 	a->ct = 0;
-	on_hash_insert((struct nf_conn *)ct, a->hash, a->reply_hash);
+	on_hash_insert((struct nf_conn *)ct, a->hash, a->reply_hash, false);
 	return 0;
 }
 
 SEC("kprobe/nf_conntrack_free")
 int BPF_KPROBE(kprobe_conntrack_free, struct nf_conn *ct)
 {
-	on_conntrack_free(ct);
+	on_conntrack_free(ct, false);
 	return 0;
 }
 
@@ -657,7 +687,7 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 		if (state == start) {
 			state = 0;
 			if (hashed)
-				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true);
+				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true, false);
 		}
 		bpf_map_delete_elem(&live, &key);
 	}
@@ -669,7 +699,7 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 		health_inc(CTSTORM_H_NAT_CLASH);
 	if (!e)
 		health_inc(CTSTORM_H_UNKNOWN_START);
-	emit_destroy(ct, start, state);
+	emit_destroy(ct, start, state, false);
 	return 0;
 }
 
@@ -691,8 +721,8 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
-	ns = ct_netns(ct);
-	l4proto = ct_l4proto(ct);
+	ns = ct_netns(ct, false);
+	l4proto = ct_l4proto(ct, false);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
 		if (claim(e, start, REPORTED) == start) {
@@ -701,7 +731,7 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 		}
 		return false;
 	}
-	fill(r, ct, CTSTORM_INSERT, ns, l4proto);
+	fill(r, ct, CTSTORM_INSERT, ns, l4proto, false);
 	r->status |= IPS_CONFIRMED;
 	r->ts_ns = start;
 	/* A NAT clash loser is hashed in the reply direction only. */
