@@ -171,6 +171,8 @@ static __always_inline struct netns_id ct_netns(struct nf_conn *ct, bool typed)
 
 	if (typed) {
 		net = ct->ct_net.net;
+		/* Required, not defensive: on kernels whose BTF tags the field __rcu the
+		 * verifier types it maybe-NULL and refuses the loads below without it. */
 		if (!net)
 			return id;
 		id.ino = net->ns.inum;
