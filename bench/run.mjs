@@ -84,7 +84,7 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
   clearInterval(sampler);
   const bpf1 = bpfProgramStats(PROGRAMS);
   const row = monitor.view().counters.netns.filter((r) => r.inode === inode);
-  const counted = { inserts: row.reduce((n, r) => n + r.inserts, 0), destroys: row.reduce((n, r) => n + r.destroys, 0), lost: row.reduce((n, r) => n + r.lost, 0) };
+  const counted = totals({ protocols: row }); // sums any rows of counts
   const mode = monitor.source.mode;
   const health = monitor.view().counters.health;
   await monitor.close();
@@ -153,7 +153,7 @@ async function ctstormProcess(lab, o, seconds) {
   return {
     gen,
     truth: lab.count(),
-    counted: { inserts: rows.reduce((n, r) => n + r.inserts, 0), destroys: rows.reduce((n, r) => n + r.destroys, 0), lost: rows.reduce((n, r) => n + r.lost, 0) },
+    counted: totals({ protocols: rows }),
     cpuSeconds: user + system,
     cpu: { user, system },
     maxRssMiB: maxKb / 1024,

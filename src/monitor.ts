@@ -6,7 +6,7 @@ import { exactness, type Exactness, type KernelCounters, type NetnsProtoCounts }
 import { censusView, type CensusView } from './engine/census-view.js';
 import { Engine, type EngineOptions, type EngineView } from './engine/engine.js';
 import { poissonPmf } from './engine/poisson.js';
-import { entriesByNetns, FillAverage, fillBaseline, netnsKey, tableFill, type TableFill } from './engine/table-fill.js';
+import { entriesByNetns, FillAverage, fillBaseline, netnsKey, tableFill, type NetnsEntries, type TableFill } from './engine/table-fill.js';
 import { errorLine } from './errors.js';
 import { readConntrackStat, statDeltas, statRates, type KernelStats } from './kernel-stats.js';
 import { RECORD_SIZE, type RecordBatch } from './record.js';
@@ -147,16 +147,14 @@ export class Monitor {
   }
 
   /** The view, with a reading of the kernel's statistics taken by the caller. */
-  private buildView(stats: KernelStats | null, counters = this.source.counters()): MonitorView {
+  private buildView(stats: KernelStats | null, counters = this.source.counters(), entries = this.entriesNow(counters)): MonitorView {
     if (this.failure !== undefined) throw this.failure;
     const table = this.readTable();
     const engine = this.engine.view(this.clockNs());
     const growth = new Map(engine.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows['10s'].netPerSecond]));
     const fill = tableFill({
       max: table.max,
-      baseline: this.baseline,
-      censusNetns: this.censusState.last?.netns ?? [],
-      counters: counters.netns,
+      entries,
       growth,
       means: this.fillAverage,
     });
@@ -173,6 +171,12 @@ export class Monitor {
       kernelStats: stats && this.statsAtStart ? { current: stats, sinceStart: statDeltas(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
       census: { ...this.censusState },
     };
+  }
+
+  /** Entries per netns now: the last census carried forward by the counters;
+   * null before a census. */
+  private entriesNow(counters: KernelCounters): Map<number, NetnsEntries> | null {
+    return this.baseline && entriesByNetns(this.baseline, this.censusState.last?.netns ?? [], counters.netns);
   }
 
   /** Walks the whole table now (one walk at a time: a second caller shares the
@@ -363,12 +367,10 @@ export class Monitor {
     const due = this.censusState.last === null || (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
     if (due && !this.censusRunning) void this.census();
     const counters = this.source.counters();
-    if (this.baseline) {
-      const entries = entriesByNetns(this.baseline, this.censusState.last?.netns ?? [], counters.netns);
-      this.fillAverage.sample(new Map([...entries].map(([key, n]) => [key, n.entries])), now);
-    }
+    const entries = this.entriesNow(counters);
+    if (entries) this.fillAverage.sample(entries, now);
     if (this.subscribers.size === 0) return;
-    const view = this.buildView(stats, counters); // the readings just taken: one read of each a tick
+    const view = this.buildView(stats, counters, entries); // the readings just taken: one read of each a tick
     for (const fn of this.subscribers) fn(view);
   }
 }

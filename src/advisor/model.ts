@@ -4,11 +4,12 @@
 //   watched). A netns holds at least its count averaged over the watch: Little's
 //   L measured, which the model misses when the kernel's GC reaps late (entries
 //   outliving the watch end unseen).
+// - With a storm in a netns, its steady state is the model alone, its insert rate
+//   taken outside the storms (the counts and the last minute's rate hold the storm).
 // - A netns's peak is the larger of its count now and its steady state plus its
 //   share of the largest net growth a storm brought (inserts - destroys while it
-//   ran); with a storm, the steady state is the model alone, its insert rate taken
-//   outside the storms (the counts and the last minute's rate hold the storm); a what-if storm adds N reconnects in W seconds times the share of
-//   them still in the table at the window's end (the measured lifetimes).
+//   ran); a what-if storm adds N reconnects in W seconds times the share of them
+//   still in the table at the window's end (the measured lifetimes).
 // - The limit is per netns: nf_conntrack_max is sized for the fullest netns plus
 //   headroom; the hash is shared by all netns, so buckets are sized for the total.
 // - A timeout pins (rate of entries ending by it) x (timeout) entries: lowering

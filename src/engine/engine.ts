@@ -238,9 +238,7 @@ export class Engine {
     this.lastDestinations = new SpaceSaving(k);
   }
 
-  /** Adds the peers counted since the last flush to the sketches: weighted
-   * Space-Saving keeps its bounds, and a storm's few peers cost a few updates a
-   * batch instead of one per record. */
+  /** Counts the run of inserts to one destination that just ended. */
   private endDestinationRun(): void {
     const dst = this.runDestination;
     if (dst !== null) this.batchDestinations.set(dst, (this.batchDestinations.get(dst) ?? 0) + this.runLength);
@@ -248,6 +246,9 @@ export class Engine {
     this.runLength = 0;
   }
 
+  /** Adds the peers counted since the last flush to the sketches: weighted
+   * Space-Saving keeps its bounds, and a storm's few peers cost a few updates a
+   * batch instead of one per record. */
   private flushTalkers(): void {
     this.endDestinationRun();
     const peers = this.stormPeers;
@@ -270,7 +271,7 @@ export class Engine {
       if (sec < this.firstSecond) this.firstSecond = sec;
       const l4 = batch.l4proto(i);
       this.total.count(type, sec);
-      (this.byProto.get(l4) ?? this.churn(this.byProto, l4)).count(type, sec);
+      this.churn(this.byProto, l4).count(type, sec);
       this.netnsChurn(batch, i).count(type, sec);
       if (type === RecordType.insert) this.onInsert(batch, i, sec);
       else this.onDestroy(batch, i, sec, l4);

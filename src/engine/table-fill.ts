@@ -66,11 +66,8 @@ export function fillBaseline(
 
 export interface FillInput {
   max: number;
-  /** From fillBaseline; null before the first census. */
-  baseline: ReadonlyMap<number, number> | null;
-  /** Census rows (for namespaces the counters have not seen since). */
-  censusNetns: ReadonlyArray<{ cookie: number; inode: number }>;
-  counters: readonly NetnsProtoCounts[];
+  /** Entries per netns key now (entriesByNetns); null before the first census. */
+  entries: ReadonlyMap<number, NetnsEntries> | null;
   /** Net growth per netns key, entries/s. */
   growth: ReadonlyMap<number, number>;
   /** Time-averaged entries per netns key (FillAverage). */
@@ -79,12 +76,18 @@ export interface FillInput {
 
 /** Entries per netns key now: the census baseline plus the counters' inserts
  * minus destroys since, for every netns the census or the counters know. */
+export interface NetnsEntries {
+  cookie: number;
+  inode: number;
+  entries: number;
+}
+
 export function entriesByNetns(
   baseline: ReadonlyMap<number, number>,
   censusNetns: ReadonlyArray<{ cookie: number; inode: number }>,
   counters: readonly NetnsProtoCounts[],
-): Map<number, { cookie: number; inode: number; entries: number }> {
-  const out = new Map<number, { cookie: number; inode: number; entries: number }>();
+): Map<number, NetnsEntries> {
+  const out = new Map<number, NetnsEntries>();
   for (const n of censusNetns) out.set(netnsKey(n.cookie, n.inode), { cookie: n.cookie, inode: n.inode, entries: 0 });
   const net = netByNetns(counters);
   for (const [key, n] of net) out.set(key, { cookie: n.cookie, inode: n.inode, entries: 0 });
@@ -105,16 +108,16 @@ export function entriesByNetns(
  * one gone from the samples is forgotten. */
 export class FillAverage {
   private readonly sums = new Map<number, { sum: number; firstMs: number }>();
-  private last: { atMs: number; entries: ReadonlyMap<number, number> } | null = null;
+  private last: { atMs: number; entries: ReadonlyMap<number, { entries: number }> } | null = null;
   private firstMs: number | null = null;
 
-  sample(entries: ReadonlyMap<number, number>, atMs: number): void {
+  sample(entries: ReadonlyMap<number, { entries: number }>, atMs: number): void {
     const last = this.last;
     if (last) {
       const dt = Math.max(0, atMs - last.atMs) / 1000;
       for (const [key, n] of last.entries) {
         const s = this.sums.get(key);
-        if (s && entries.has(key)) s.sum += n * dt;
+        if (s && entries.has(key)) s.sum += n.entries * dt;
       }
       for (const key of this.sums.keys()) if (!entries.has(key)) this.sums.delete(key);
     }
@@ -139,10 +142,10 @@ export class FillAverage {
 }
 
 export function tableFill(input: FillInput): TableFill {
-  if (!input.baseline) return { known: false, total: null, netns: [], fullest: null, averagedSeconds: 0 };
+  if (!input.entries) return { known: false, total: null, netns: [], fullest: null, averagedSeconds: 0 };
   const rows: NetnsFill[] = [];
   let total = 0;
-  for (const [key, { cookie, inode, entries }] of entriesByNetns(input.baseline, input.censusNetns, input.counters)) {
+  for (const [key, { cookie, inode, entries }] of input.entries) {
     const growth = input.growth.get(key) ?? 0;
     const meanEntries = input.means?.mean(key) ?? null;
     total += entries;

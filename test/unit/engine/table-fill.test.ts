@@ -1,14 +1,16 @@
 // Entries per netns: a census count carried forward by exact counters; the
 // fullest netns, its fill and seconds to full.
 import { describe, expect, it } from 'vitest';
-import { FillAverage, fillBaseline, netnsKey, tableFill } from '../../../src/engine/table-fill.js';
+import { entriesByNetns, FillAverage, fillBaseline, netnsKey, tableFill } from '../../../src/engine/table-fill.js';
 import { censusView } from '../../../src/engine/census-view.js';
 
+/** Entry counts per netns key, as the monitor samples them. */
+const counts = (pairs: Array<[number, number]>) => new Map(pairs.map(([key, entries]) => [key, { entries }]));
 const row = (cookie: number, inode: number, l4proto: number, inserts: number, destroys: number) => ({ cookie, inode, l4proto, inserts, destroys, lost: 0 });
 
 describe('tableFill', () => {
   it('is unknown before a census', () => {
-    expect(tableFill({ max: 100, baseline: null, censusNetns: [], counters: [row(1, 11, 6, 5, 0)], growth: new Map() })).toEqual({
+    expect(tableFill({ max: 100, entries: null, growth: new Map() })).toEqual({
       known: false, total: null, netns: [], fullest: null, averagedSeconds: 0,
     });
   });
@@ -20,7 +22,7 @@ describe('tableFill', () => {
     // Since: A +5 tcp; B +3 -1; C (new, no cookie: kernel before 5.12) +4.
     const now = [row(1, 11, 6, 35, 0), row(1, 11, 17, 0, 10), row(2, 22, 17, 3, 1), row(0, 33, 17, 4, 0)];
     const growth = new Map([[netnsKey(1, 11), 2], [netnsKey(2, 22), -1]]);
-    const fill = tableFill({ max: 100, baseline, censusNetns: [{ cookie: 1, inode: 11 }, { cookie: 2, inode: 22 }], counters: now, growth });
+    const fill = tableFill({ max: 100, entries: entriesByNetns(baseline, [{ cookie: 1, inode: 11 }, { cookie: 2, inode: 22 }], now), growth });
     expect(fill.total).toBe(55 + 9 + 4);
     expect(fill.netns.map((n) => [n.inode, n.entries])).toEqual([[11, 55], [22, 9], [33, 4]]);
     expect(fill.fullest).toEqual({ cookie: 1, inode: 11, entries: 55, fillPercent: 55, netPerSecond: 2, secondsToFull: 22.5, meanEntries: null });
@@ -28,7 +30,7 @@ describe('tableFill', () => {
   });
 
   it('no limit (max 0): no fill and no seconds to full', () => {
-    const fill = tableFill({ max: 0, baseline: new Map([[netnsKey(1, 11), 10]]), censusNetns: [{ cookie: 1, inode: 11 }], counters: [], growth: new Map([[netnsKey(1, 11), 5]]) });
+    const fill = tableFill({ max: 0, entries: entriesByNetns(new Map([[netnsKey(1, 11), 10]]), [{ cookie: 1, inode: 11 }], []), growth: new Map([[netnsKey(1, 11), 5]]) });
     expect(fill.fullest).toMatchObject({ entries: 10, fillPercent: null, secondsToFull: null });
   });
 });
@@ -36,23 +38,23 @@ describe('tableFill', () => {
 describe('FillAverage', () => {
   it('weights each sample by the time it held, and forgets a netns gone from the samples', () => {
     const avg = new FillAverage();
-    avg.sample(new Map([[1, 100], [2, 10]]), 0);
+    avg.sample(counts([[1, 100], [2, 10]]), 0);
     expect(avg.mean(1)).toBeNull(); // nothing averaged yet
-    avg.sample(new Map([[1, 300], [2, 10]]), 1000); // 100 held for 1 s
-    avg.sample(new Map([[1, 0], [3, 7]]), 4000); // 300 held for 3 s; netns 2 gone; 3 new
+    avg.sample(counts([[1, 300], [2, 10]]), 1000); // 100 held for 1 s
+    avg.sample(counts([[1, 0], [3, 7]]), 4000); // 300 held for 3 s; netns 2 gone; 3 new
     // netns 1: (100 x 1 + 300 x 3) / 4 = 250; netns 3: nothing averaged yet; 2: forgotten.
     expect(avg.seconds).toBe(4);
     expect([avg.mean(1), avg.mean(2), avg.mean(3)]).toEqual([250, null, null]);
-    avg.sample(new Map([[1, 0], [3, 7]]), 6000);
+    avg.sample(counts([[1, 0], [3, 7]]), 6000);
     // netns 3 came 4 s in: averaged over its own 2 s, not diluted by the 4 before.
     expect([avg.mean(1), avg.mean(3)]).toEqual([1000 / 6, 7]);
   });
 
   it('gives tableFill each netns\'s mean', () => {
     const avg = new FillAverage();
-    avg.sample(new Map([[netnsKey(1, 11), 40]]), 0);
-    avg.sample(new Map([[netnsKey(1, 11), 60]]), 2000);
-    const fill = tableFill({ max: 100, baseline: new Map([[netnsKey(1, 11), 60]]), censusNetns: [{ cookie: 1, inode: 11 }], counters: [], growth: new Map(), means: avg });
+    avg.sample(counts([[netnsKey(1, 11), 40]]), 0);
+    avg.sample(counts([[netnsKey(1, 11), 60]]), 2000);
+    const fill = tableFill({ max: 100, entries: entriesByNetns(new Map([[netnsKey(1, 11), 60]]), [{ cookie: 1, inode: 11 }], []), growth: new Map(), means: avg });
     expect(fill.fullest).toMatchObject({ entries: 60, meanEntries: 40 });
   });
 });
