@@ -90,10 +90,18 @@ struct {
  * (early drop frees one entry and allocates the next), and an address alone
  * would let the sweep report the next occupant while finishing the previous
  * one's. A freed object's item stays until a sweep pops and drops it. */
+struct task_info {
+	__u8 context; /* enum ctstorm_context */
+	__u32 tgid;
+	__u64 cgroup_id;
+	char comm[16];
+};
+
 struct pending_item {
 	__u64 ct;
 	__u64 start_ns;
 	__u64 queued_ns; /* when (re)queued: a sweep stops at items queued after it began */
+	struct task_info task; /* who allocated it: the context its insert happens in */
 };
 
 struct {
@@ -140,6 +148,79 @@ static __always_inline void health_inc(__u32 idx)
 
 	if (v)
 		add(v);
+}
+
+/* Whether each CPU serves a softirq now, from the softirq_entry/exit
+ * tracepoints (which bracket every softirq handler, in irq exit, in
+ * local_bh_enable and in ksoftirqd alike). SOFTIRQ_UNSEEN: none ended on this
+ * CPU since they were hooked; one begun before is over by softirq_hooked_ns +
+ * CTSTORM_SOFTIRQ_GRACE_NS (a handler runs for milliseconds), and userspace
+ * waits that long before it hooks conntrack. Why not the preempt count: x86 keeps it in a
+ * per-CPU variable, and a typed ksym needs CONFIG_KALLSYMS_ALL (this machine's
+ * 6.18 has none) and per-CPU variables in BTF (Debian's 5.10 has none). */
+enum softirq_state { SOFTIRQ_UNSEEN = 0, SOFTIRQ_IN = 1, SOFTIRQ_OUT = 2 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} softirq SEC(".maps");
+
+/* Set by userspace once both softirq programs are attached. */
+__u64 softirq_hooked_ns = 0;
+
+static __always_inline void set_softirq(__u32 state)
+{
+	__u32 zero = 0, *s = bpf_map_lookup_elem(&softirq, &zero);
+
+	if (s)
+		*s = state;
+}
+
+SEC("raw_tp/softirq_entry")
+int BPF_PROG(tp_softirq_entry)
+{
+	set_softirq(SOFTIRQ_IN);
+	return 0;
+}
+
+SEC("raw_tp/softirq_exit")
+int BPF_PROG(tp_softirq_exit)
+{
+	set_softirq(SOFTIRQ_OUT);
+	return 0;
+}
+
+/* Who runs now: a process is named only when the CPU runs it, never the task a
+ * softirq happened to interrupt. Conntrack never runs in hardirq or NMI. */
+static __always_inline void current_task_info(struct task_info *t)
+{
+	__u32 zero = 0, *s = bpf_map_lookup_elem(&softirq, &zero);
+	__u64 hooked = softirq_hooked_ns;
+
+	if (!s || !hooked || (*s == SOFTIRQ_UNSEEN && bpf_ktime_get_ns() < hooked + CTSTORM_SOFTIRQ_GRACE_NS)) {
+		t->context = CTSTORM_CTX_UNKNOWN;
+		return;
+	}
+	if (*s == SOFTIRQ_IN) {
+		t->context = CTSTORM_CTX_INTERRUPT;
+		return;
+	}
+	t->context = CTSTORM_CTX_TASK;
+	t->tgid = bpf_get_current_pid_tgid() >> 32;
+	t->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
+}
+
+static __always_inline void set_task(struct ctstorm_record *r, const struct task_info *t)
+{
+	r->context = t->context;
+	if (t->context != CTSTORM_CTX_TASK)
+		return;
+	r->tgid = t->tgid;
+	r->cgroup_id = t->cgroup_id;
+	__builtin_memcpy(r->comm, t->comm, sizeof(r->comm));
 }
 
 /* Whether a value read from kernel memory can be a kernel address: the top byte
@@ -446,7 +527,7 @@ static __always_inline __u8 ct_l4proto(struct nf_conn *ct, bool typed)
  * chains (locate); seen only when freed (late), it is not. Returns the state to
  * keep in its live entry: its buckets. */
 static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
-					 bool late, bool typed)
+					 bool late, bool typed, const struct task_info *task)
 {
 	struct netns_id ns = ct_netns(ct, typed);
 	__u8 l4proto = ct_l4proto(ct, typed);
@@ -467,6 +548,8 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 	 * insert returns: the record says what the entry is, confirmed. */
 	r->status |= IPS_CONFIRMED;
 	r->ts_ns = ts;
+	if (task)
+		set_task(r, task);
 	if (late)
 		r->flags |= CTSTORM_F_LATE;
 	else
@@ -512,8 +595,12 @@ static __always_inline void on_hash_insert(struct nf_conn *ct, __u32 hash, __u32
 {
 	__u64 key = (__u64)ct, now = bpf_ktime_get_ns();
 	struct live_entry e = { .start_ns = now };
+	struct task_info task = {};
 
-	e.state = emit_insert(ct, now, hash, reply_hash, false, typed);
+	/* The insert runs where the entry's first packet is processed: in the
+	 * sending process for a local flow, in softirq for one received. */
+	current_task_info(&task);
+	e.state = emit_insert(ct, now, hash, reply_hash, false, typed, &task);
 	if (bpf_map_update_elem(&live, &key, &e, BPF_ANY))
 		health_inc(CTSTORM_H_UNTRACKED);
 }
@@ -541,7 +628,7 @@ static __always_inline void on_conntrack_free(struct nf_conn *ct, bool typed)
 		 * and destroys agree with the table count and with tracepoint mode. */
 		health_inc(CTSTORM_H_NAT_CLASH);
 		if (!known)
-			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, true, typed);
+			emit_insert(ct, bpf_ktime_get_ns(), (__u32)-1, (__u32)-1, true, typed, NULL);
 	} else if (!known) {
 		health_inc(CTSTORM_H_UNKNOWN_START);
 	}
@@ -652,6 +739,8 @@ int BPF_PROG(tp_cache_alloc, unsigned long call_site, const void *ptr, struct km
 	/* Without a queued item the sweep never looks at it; the free path still
 	 * reports its insert, late. */
 	item = (struct pending_item){ .ct = key, .start_ns = now, .queued_ns = now };
+	/* Allocated where its first packet is processed, as it is inserted. */
+	current_task_info(&item.task);
 	if (bpf_map_push_elem(&pending, &item, 0))
 		health_inc(CTSTORM_H_PENDING_OVERFLOW);
 	return 0;
@@ -689,7 +778,7 @@ int BPF_PROG(tp_cache_free, unsigned long call_site, const void *ptr, struct kme
 		if (state == start) {
 			state = 0;
 			if (hashed)
-				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true, false);
+				state = emit_insert(ct, start, (__u32)-1, (__u32)-1, true, false, NULL);
 		}
 		bpf_map_delete_elem(&live, &key);
 	}
@@ -736,6 +825,7 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 	fill(r, ct, CTSTORM_INSERT, ns, l4proto, false);
 	r->status |= IPS_CONFIRMED;
 	r->ts_ns = start;
+	set_task(r, &item->task);
 	/* A NAT clash loser is hashed in the reply direction only. */
 	if (!(r->status & IPS_NAT_CLASH))
 		locate(r, ct, (__u32)-1, (__u32)-1);

@@ -7,11 +7,22 @@
 
 #include <linux/types.h>
 
-#define CTSTORM_RECORD_VERSION 1
+/* 2: the process context of inserts (context, tgid, cgroup_id, comm), appended. */
+#define CTSTORM_RECORD_VERSION 2
 
 enum ctstorm_record_type {
 	CTSTORM_INSERT = 1,
 	CTSTORM_DESTROY = 2,
+};
+
+/* Where an insert happened (record.context). The kernel creates an entry in the
+ * context of the packet that makes it: a local process sending its first packet
+ * (connect, sendmsg), or softirq for received and forwarded packets, where the
+ * task running is whoever was interrupted and names nothing. */
+enum ctstorm_context {
+	CTSTORM_CTX_UNKNOWN = 0,   /* destroys; late inserts; a CPU not yet seen outside a softirq */
+	CTSTORM_CTX_TASK = 1,      /* a process: tgid, cgroup_id and comm are its */
+	CTSTORM_CTX_INTERRUPT = 2, /* softirq, hardirq or NMI: no process */
 };
 
 /* What the record knows; a mode that cannot know something leaves the bit clear. */
@@ -36,7 +47,7 @@ struct ctstorm_record {
 	__u8 l3proto;        /* 2  AF_INET or AF_INET6 */
 	__u8 l4proto;        /* 3  IPPROTO_* */
 	__u8 tcp_state;      /* 4  enum tcp_conntrack, 0 when not TCP */
-	__u8 pad0;           /* 5 */
+	__u8 context;        /* 5  enum ctstorm_context (inserts) */
 	__u16 flags;         /* 6  enum ctstorm_record_flags */
 	__u64 ts_ns;         /* 8  CLOCK_MONOTONIC */
 	__u64 lifetime_ns;   /* 16 destroy: time since insert */
@@ -53,7 +64,12 @@ struct ctstorm_record {
 	struct ctstorm_tuple orig;  /* 56 */
 	struct ctstorm_tuple reply; /* 92 */
 	__u64 netns_cookie;  /* 128 net->net_cookie, never reused (0: kernel has none) */
-};                           /* 136 */
+	/* Version 2: set when context is CTSTORM_CTX_TASK, zero otherwise. */
+	__u32 tgid;          /* 136 process id in the initial pid namespace */
+	__u32 pad3;          /* 140 */
+	__u64 cgroup_id;     /* 144 cgroup v2 id (the cgroup directory's inode) */
+	char comm[16];       /* 152 the thread's command name, NUL-terminated */
+};                           /* 168 */
 
 /* Exact per-CPU counts; userspace sums the CPUs. */
 struct ctstorm_counts {
@@ -94,6 +110,10 @@ enum ctstorm_health {
 /* Items one sweep run handles at most: a run is not preemptible (BPF_PROG_TEST_RUN
  * pins it to its CPU), so userspace runs it again while it says there is more. */
 #define CTSTORM_SWEEP_BATCH 4096
+
+/* How long a softirq begun before the probe hooked softirqs may still run: the
+ * probe waits this long before it hooks conntrack (a handler runs for a few ms). */
+#define CTSTORM_SOFTIRQ_GRACE_NS (100 * 1000000)
 
 #define CTSTORM_PROTO_SLOTS 256
 /* Chain steps followed at most, per direction: above the kernel's own limit

@@ -37,6 +37,8 @@ struct ct_probe {
 	/* One sweep at a time (the drain's worker thread and counters() on the main
 	 * one): the sweep program relies on being the queue's only consumer. */
 	pthread_mutex_t sweep_lock;
+	/* softirq_entry, softirq_exit: tell inserts made by a process from those in softirq. */
+	struct bpf_link *softirq_links[2];
 };
 
 static const char *mode_names[CT_MODE_COUNT] = { "fentry", "kprobe", "tracepoint" };
@@ -50,11 +52,11 @@ const char *ct_probe_hooks(enum ct_mode mode)
 {
 	switch (mode) {
 	case CT_MODE_FENTRY:
-		return "insert: fexit __nf_conntrack_hash_insert; destroy: fentry nf_conntrack_free";
+		return "insert: fexit __nf_conntrack_hash_insert; destroy: fentry nf_conntrack_free; process: raw_tp softirq_entry/exit";
 	case CT_MODE_KPROBE:
-		return "insert: kprobe+kretprobe __nf_conntrack_hash_insert; destroy: kprobe nf_conntrack_free";
+		return "insert: kprobe+kretprobe __nf_conntrack_hash_insert; destroy: kprobe nf_conntrack_free; process: raw_tp softirq_entry/exit";
 	case CT_MODE_TRACEPOINT:
-		return "insert: raw_tp kmem_cache_alloc + sweep of confirmed entries; destroy: raw_tp kmem_cache_free";
+		return "insert: raw_tp kmem_cache_alloc + sweep of confirmed entries; destroy: raw_tp kmem_cache_free; process: raw_tp softirq_entry/exit";
 	default:
 		return "";
 	}
@@ -346,6 +348,18 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 		rc = fail(err, errlen, rc, step);
 		goto cleanup;
 	}
+
+	/* Softirqs first: an insert must know whether it runs in one. A softirq
+	 * begun before the hook is over within the grace; wait it out, so that no
+	 * insert is seen while a CPU's state is unknown. */
+	p->softirq_links[0] = bpf_program__attach(p->skel->progs.tp_softirq_entry);
+	p->softirq_links[1] = p->softirq_links[0] ? bpf_program__attach(p->skel->progs.tp_softirq_exit) : NULL;
+	if (!p->softirq_links[1]) {
+		rc = fail(err, errlen, -errno, "attach raw_tp/softirq_entry and softirq_exit");
+		goto cleanup;
+	}
+	p->skel->bss->softirq_hooked_ns = monotonic_ns();
+	nanosleep(&(struct timespec){ .tv_nsec = CTSTORM_SOFTIRQ_GRACE_NS }, NULL);
 
 	n = mode_programs(p->skel, mode, progs);
 	for (int i = 0; i < n; i++) {
@@ -700,6 +714,18 @@ int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible)
 		if (p->mode == CT_MODE_KPROBE)
 			kprobe_link_missed(p->links[i], missed, visible);
 	}
+	/* A softirq hook skipped leaves its CPU's state wrong: a miss too. */
+	for (int i = 0; i < 2; i++) {
+		struct bpf_program *prog = i ? p->skel->progs.tp_softirq_exit : p->skel->progs.tp_softirq_entry;
+		struct bpf_prog_info info;
+		uint32_t len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
+			return -errno;
+		if (len >= offsetof(struct bpf_prog_info, recursion_misses) + sizeof(info.recursion_misses))
+			*missed += info.recursion_misses;
+	}
 	return 0;
 }
 
@@ -717,12 +743,15 @@ void ct_probe_close(struct ct_probe *p)
 	ring_buffer__free(p->rb);
 	for (int i = 0; i < MAX_LINKS; i++)
 		bpf_link__destroy(p->links[i]);
+	for (int i = 0; i < 2; i++)
+		bpf_link__destroy(p->softirq_links[i]);
 	ctstorm_bpf__destroy(p->skel);
 	pthread_mutex_destroy(&p->sweep_lock);
 	free(p);
 }
 
 /* The decoder in src/record.ts relies on this layout. */
-_Static_assert(sizeof(struct ctstorm_record) == 136, "record layout changed: update src/record.ts");
+_Static_assert(sizeof(struct ctstorm_record) == 168, "record layout changed: update src/record.ts");
+_Static_assert(offsetof(struct ctstorm_record, comm) == 152, "record layout changed");
 _Static_assert(offsetof(struct ctstorm_record, orig) == 56, "record layout changed");
 _Static_assert(offsetof(struct ctstorm_record, reply) == 92, "record layout changed");

@@ -2,8 +2,9 @@
 // compiles the header and checks every offset here against it.
 import { AF_INET6, protoName, tcpStateName } from './protocols.js';
 
-export const RECORD_SIZE = 136;
-export const RECORD_VERSION = 1;
+export const RECORD_SIZE = 168;
+/** 2: inserts carry their process context (context, tgid, cgroupId, comm). */
+export const RECORD_VERSION = 2;
 
 export const Offset = {
   version: 0,
@@ -11,6 +12,7 @@ export const Offset = {
   l3proto: 2,
   l4proto: 3,
   tcpState: 4,
+  context: 5,
   flags: 6,
   tsNs: 8,
   lifetimeNs: 16,
@@ -25,7 +27,14 @@ export const Offset = {
   orig: 56,
   reply: 92,
   netnsCookie: 128,
+  tgid: 136,
+  cgroupId: 144,
+  comm: 152,
 } as const;
+
+/** enum ctstorm_context: where an insert happened. */
+export const RecordContext = { unknown: 0, task: 1, interrupt: 2 } as const;
+export const COMM_SIZE = 16;
 
 /** Within struct ctstorm_tuple. */
 export const TupleOffset = { src: 0, dst: 16, sport: 32, dport: 34, size: 36 } as const;
@@ -49,8 +58,23 @@ export interface Tuple {
   dport: number;
 }
 
+/** The process an insert happened in (context 'task'). */
+export interface TaskContext {
+  /** Process id in the initial pid namespace. */
+  pid: number;
+  /** cgroup v2 id: the inode of the cgroup's directory. */
+  cgroupId: number;
+  /** The thread's command name. */
+  comm: string;
+}
+
 export interface CtRecord {
   type: 'insert' | 'destroy';
+  /** Inserts: 'task' (a local process made it: see `task`), 'interrupt' (softirq:
+   * received or forwarded, no process), 'unknown' (destroys, late inserts, and
+   * kernels where the probe cannot tell). */
+  context: 'unknown' | 'task' | 'interrupt';
+  task?: TaskContext;
   tsNs: number;
   /** Destroys only, when the probe saw the insert. */
   lifetimeNs?: number;
@@ -144,6 +168,19 @@ export class RecordBatch {
   flags(i: number): number {
     return this.view.getUint16(i * RECORD_SIZE + Offset.flags, true);
   }
+  /** enum ctstorm_context (RecordContext). */
+  context(i: number): number {
+    return this.view.getUint8(i * RECORD_SIZE + Offset.context);
+  }
+  tgid(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.tgid, true);
+  }
+  cgroupId(i: number): number {
+    return readU64(this.view, i * RECORD_SIZE + Offset.cgroupId);
+  }
+  comm(i: number): string {
+    return commAt(this.view, i * RECORD_SIZE + Offset.comm);
+  }
   tsNs(i: number): number {
     return readU64(this.view, i * RECORD_SIZE + Offset.tsNs);
   }
@@ -163,6 +200,18 @@ export class RecordBatch {
 /** u64 as a number: exact below 2^53 (104 days of nanoseconds). */
 function readU64(view: DataView, at: number): number {
   return view.getUint32(at + 4, true) * 0x1_0000_0000 + view.getUint32(at, true);
+}
+
+/** A NUL-terminated command name (the kernel's comm is ASCII in practice; bytes
+ * above 127 are kept as Latin-1 rather than dropped). */
+function commAt(view: DataView, at: number): string {
+  let out = '';
+  for (let k = 0; k < COMM_SIZE; k++) {
+    const c = view.getUint8(at + k);
+    if (c === 0) break;
+    out += String.fromCharCode(c);
+  }
+  return out;
 }
 
 function address(view: DataView, at: number, l3proto: number): string {
@@ -209,8 +258,10 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
   const l3proto = view.getUint8(at + Offset.l3proto);
   const l4proto = view.getUint8(at + Offset.l4proto);
   const flags = view.getUint16(at + Offset.flags, true);
+  const context = view.getUint8(at + Offset.context);
   const record: CtRecord = {
     type: type === RecordType.destroy ? 'destroy' : 'insert',
+    context: context === RecordContext.task ? 'task' : context === RecordContext.interrupt ? 'interrupt' : 'unknown',
     tsNs: readU64(view, at + Offset.tsNs),
     netns: view.getUint32(at + Offset.netnsIno, true),
     netnsCookie: readU64(view, at + Offset.netnsCookie),
@@ -225,6 +276,9 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
     orig: tuple(view, at + Offset.orig, l3proto),
     reply: tuple(view, at + Offset.reply, l3proto),
   };
+  if (context === RecordContext.task) {
+    record.task = { pid: view.getUint32(at + Offset.tgid, true), cgroupId: readU64(view, at + Offset.cgroupId), comm: commAt(view, at + Offset.comm) };
+  }
   if (l4proto === 6) record.tcpState = tcpStateName(view.getUint8(at + Offset.tcpState));
   if (flags & RecordFlag.lifetime) record.lifetimeNs = readU64(view, at + Offset.lifetimeNs);
   if (flags & RecordFlag.buckets) {

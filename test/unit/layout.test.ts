@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CHAIN_BINS } from '../../src/engine/engine.js';
 import { MAX_CHAIN_WALK } from '../../src/source.js';
 import { healthFromArray } from '../../src/counters.js';
-import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
+import { Offset, RECORD_SIZE, RECORD_VERSION, RecordContext, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
 
 const bpfDir = fileURLToPath(new URL('../../bpf', import.meta.url));
 
@@ -20,12 +20,13 @@ function headerFacts(): Record<string, number> {
     ['netnsIno', 'netns_ino'], ['status', 'status'], ['mark', 'mark'], ['zone', 'zone'],
     ['bucketOrig', 'bucket_orig'], ['bucketReply', 'bucket_reply'], ['chainOrig', 'chain_orig'],
     ['chainReply', 'chain_reply'], ['orig', 'orig'], ['reply', 'reply'], ['netnsCookie', 'netns_cookie'],
+    ['context', 'context'], ['tgid', 'tgid'], ['cgroupId', 'cgroup_id'], ['comm', 'comm'],
   ];
   const lines = fields.map(([js, c]) => `printf("\\"${js}\\": %zu,\\n", offsetof(struct ctstorm_record, ${c}));`);
   for (const f of ['src', 'dst', 'sport', 'dport']) {
     lines.push(`printf("\\"tuple.${f}\\": %zu,\\n", offsetof(struct ctstorm_tuple, ${f}));`);
   }
-  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED'];
+  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED', 'CTSTORM_CTX_UNKNOWN', 'CTSTORM_CTX_TASK', 'CTSTORM_CTX_INTERRUPT'];
   consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_NEVER_HASHED',
     'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_PENDING_EXPIRED', 'CTSTORM_H_MAX', 'CTSTORM_MAX_WALK', 'CTSTORM_CHAIN_BINS');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
@@ -44,10 +45,10 @@ describe('record layout', () => {
     expect(c.size).toBe(RECORD_SIZE);
   });
 
-  it('places netns_cookie last, at 128, in a 136-byte record', () => {
-    expect(c.netnsCookie).toBe(Offset.netnsCookie);
+  it('keeps version 1 where it was and appends version 2 (168 bytes)', () => {
     expect(c.netnsCookie).toBe(128);
-    expect(c.size).toBe(136);
+    expect(c.tgid).toBe(136);
+    expect(c.size).toBe(168);
   });
 
   it('matches struct ctstorm_tuple', () => {
@@ -67,6 +68,7 @@ describe('record layout', () => {
     expect(c.CTSTORM_F_LIFETIME).toBe(RecordFlag.lifetime);
     expect(c.CTSTORM_F_LATE).toBe(RecordFlag.late);
     expect(c.CTSTORM_F_CHAIN_CAPPED).toBe(RecordFlag.chainCapped);
+    expect([c.CTSTORM_CTX_UNKNOWN, c.CTSTORM_CTX_TASK, c.CTSTORM_CTX_INTERRUPT]).toEqual([RecordContext.unknown, RecordContext.task, RecordContext.interrupt]);
   });
 
   it('names the health counters as enum ctstorm_health numbers them', () => {

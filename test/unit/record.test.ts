@@ -9,6 +9,7 @@ describe('decoder', () => {
     {
       type: 'insert', l4proto: 6, tcpState: 3, netns: 4026532000, netnsCookie: 4097n, tsNs: 123_456_789_012n,
       status: 0x18e, mark: 7, zone: 3, buckets: [261_000, 5], chain: [2, 1],
+      task: { pid: 4_000_123, cgroupId: 2n ** 40n + 77n, comm: 'curl' },
       orig: { src: ipv4(198, 18, 1, 1), dst: ipv4(198, 18, 1, 2), sport: 40_001, dport: 443 },
       reply: { src: ipv4(198, 18, 1, 2), dst: ipv4(198, 18, 1, 1), sport: 443, dport: 40_001 },
     },
@@ -19,7 +20,7 @@ describe('decoder', () => {
       reply: { src: v6(0xfd00, 0, 0, 0, 0, 0, 0, 0x53), dst: v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), sport: 53, dport: 5353 },
     },
     {
-      type: 'insert', l4proto: 1, netns: 1, flags: 8,
+      type: 'insert', l4proto: 1, netns: 1, flags: 8, interrupt: true,
       orig: { src: ipv4(10, 0, 0, 1), dst: ipv4(10, 0, 0, 2), sport: 0x1234, dport: 0x0800 },
       reply: { src: ipv4(10, 0, 0, 2), dst: ipv4(10, 0, 0, 1), sport: 0x1234, dport: 0x0000 },
     },
@@ -33,13 +34,14 @@ describe('decoder', () => {
 
   it('counts whole records only', () => {
     expect(batch.count).toBe(4);
-    expect(new RecordBatch(bytes, 271).count).toBe(1);
-    expect(new RecordBatch(bytes, 272).count).toBe(2);
+    expect(new RecordBatch(bytes, 335).count).toBe(1);
+    expect(new RecordBatch(bytes, 336).count).toBe(2);
   });
 
   it('decodes an IPv4 TCP insert with buckets and chain', () => {
     expect(batch.decode(0)).toEqual({
-      type: 'insert', tsNs: 123_456_789_012, netns: 4026532000, netnsCookie: 4097, l3proto: 2, l4proto: 6, proto: 'tcp',
+      type: 'insert', context: 'task', task: { pid: 4_000_123, cgroupId: 2 ** 40 + 77, comm: 'curl' },
+      tsNs: 123_456_789_012, netns: 4026532000, netnsCookie: 4097, l3proto: 2, l4proto: 6, proto: 'tcp',
       tcpState: 'established', status: 0x18e, mark: 7, zone: 3, late: false, chainCapped: false,
       buckets: { orig: 261_000, reply: 5 }, chain: { orig: 2, reply: 1 },
       orig: { src: '198.18.1.1', dst: '198.18.1.2', sport: 40_001, dport: 443 },
@@ -54,6 +56,18 @@ describe('decoder', () => {
     expect(r.tcpState).toBeUndefined();
     expect(r.buckets).toBeUndefined();
     expect(r.chain).toBeUndefined();
+  });
+
+  it('decodes the context: a process, softirq, or unknown (destroys)', () => {
+    expect([...batch].map((r) => r.context)).toEqual(['task', 'unknown', 'interrupt', 'unknown']);
+    expect(batch.decode(2).task).toBeUndefined();
+    expect(batch.decode(1).task).toBeUndefined();
+    expect([batch.context(0), batch.tgid(0), batch.cgroupId(0), batch.comm(0)]).toEqual([1, 4_000_123, 2 ** 40 + 77, 'curl']);
+  });
+
+  it('reads a 15-character comm, NUL-terminated by the kernel', () => {
+    const one = new RecordBatch(buildRecords([{ type: 'insert', l4proto: 6, netns: 1, task: { pid: 1, cgroupId: 1n, comm: 'kube-controller-manager' }, orig: { src: ipv4(1, 1, 1, 1), dst: ipv4(1, 1, 1, 2), sport: 1, dport: 2 }, reply: { src: ipv4(1, 1, 1, 2), dst: ipv4(1, 1, 1, 1), sport: 2, dport: 1 } }]));
+    expect(one.decode(0).task?.comm).toBe('kube-controller');
   });
 
   it('decodes ICMP id and type/code, and the late flag', () => {

@@ -1,5 +1,5 @@
 // Hand-built records, byte by byte as the probe writes them, for unit tests.
-import { Offset, RECORD_SIZE, RECORD_VERSION, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
+import { Offset, RECORD_SIZE, RECORD_VERSION, RecordContext, RecordFlag, RecordType, TupleOffset } from '../../src/record.js';
 
 export interface RawTuple {
   src: number[];
@@ -28,6 +28,9 @@ export interface RawRecord {
   chainCapped?: boolean;
   orig: RawTuple;
   reply: RawTuple;
+  /** An insert made by a process (CTSTORM_CTX_TASK), or in softirq. */
+  task?: { pid: number; cgroupId: bigint; comm: string };
+  interrupt?: boolean;
 }
 
 function writeTuple(v: DataView, at: number, t: RawTuple): void {
@@ -53,6 +56,14 @@ export function buildRecords(records: RawRecord[]): Uint8Array {
     v.setUint8(at + Offset.l4proto, r.l4proto);
     v.setUint8(at + Offset.tcpState, r.tcpState ?? 0);
     v.setUint16(at + Offset.flags, flags, true);
+    if (r.task) {
+      v.setUint8(at + Offset.context, RecordContext.task);
+      v.setUint32(at + Offset.tgid, r.task.pid, true);
+      v.setBigUint64(at + Offset.cgroupId, r.task.cgroupId, true);
+      [...r.task.comm].slice(0, 15).forEach((ch, k) => v.setUint8(at + Offset.comm + k, ch.charCodeAt(0)));
+    } else if (r.interrupt) {
+      v.setUint8(at + Offset.context, RecordContext.interrupt);
+    }
     v.setBigUint64(at + Offset.tsNs, r.tsNs ?? 0n, true);
     v.setBigUint64(at + Offset.lifetimeNs, r.lifetimeNs ?? 0n, true);
     v.setUint32(at + Offset.netnsIno, r.netns, true);
