@@ -2,7 +2,7 @@
 // the probe's clock (CLOCK_MONOTONIC ns), passed in. It reads each record's fields
 // in place from the batch and builds no object per record.
 import { protoName, tcpStateName } from '../protocols.js';
-import { RecordBatch, RecordFlag, RecordType } from '../record.js';
+import { RecordBatch, RecordContext, RecordFlag, RecordType } from '../record.js';
 import { LogHistogram, type Quantiles } from './histogram.js';
 import { HotBuckets, type HotBucketsView } from './hot-buckets.js';
 import { netnsKey } from './table-fill.js';
@@ -42,6 +42,9 @@ export interface StormView extends Omit<Storm, 'netns'> {
    * its onset fell in until its end). */
   sources: Talker[];
   destinations: Talker[];
+  /** The local processes that made most of its inserts (inserts made in a
+   * process context only). */
+  processes: ProcessTalker[];
 }
 
 /** Peers kept per storm, and shown of the last epoch. */
@@ -51,6 +54,13 @@ const TOP_PEERS = 10;
 interface PeerSketches {
   sources: SpaceSaving<number | string>;
   destinations: SpaceSaving<number | string>;
+  processes: SpaceSaving<number>;
+}
+
+interface Peers {
+  sources: Talker[];
+  destinations: Talker[];
+  processes: ProcessTalker[];
 }
 
 export interface Rates {
@@ -68,6 +78,27 @@ export interface Talker {
   inserts: number;
   /** The count may be over by at most this (Space-Saving). */
   error: number;
+}
+
+/** A local process that made inserts (their first packet was its own). */
+export interface ProcessTalker {
+  pid: number;
+  /** Its command name when last seen. */
+  comm: string;
+  /** Its cgroup v2 id when last seen (the cgroup directory's inode). */
+  cgroupId: number;
+  inserts: number;
+  /** The count may be over by at most this (Space-Saving). */
+  error: number;
+}
+
+/** Inserts by where the kernel made them: in a process (a local client's first
+ * packet), in softirq (received or forwarded: no process), or unknown (late
+ * inserts, or a CPU not yet seen outside a softirq). */
+export interface InsertContexts {
+  process: number;
+  softirq: number;
+  unknown: number;
 }
 
 export interface LifetimeRow extends Quantiles {
@@ -95,7 +126,8 @@ export interface EngineView {
   /** The same lifetimes as cumulative counts at EXPORT_EDGES_SECONDS (the
    * exporter's histogram buckets, powers of two from 1/1024 s to 2^20 s). */
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
-  top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
+  top: { epochSeconds: number } & Peers;
+  contexts: InsertContexts;
   storms: {
     baselinePerSecond: number;
     /** Seconds the baseline has learned from; the detector's time constant is 60 s. */
@@ -205,7 +237,7 @@ export class Engine {
   private firstSecond = Infinity;
   /** Peers of the storm running now, and of past storms by start second. */
   private stormPeers: PeerSketches | null = null;
-  private readonly pastPeers = new Map<number, { sources: Talker[]; destinations: Talker[] }>();
+  private readonly pastPeers = new Map<number, Peers>();
   private readonly topCapacity: number;
   /** IPv4 sources of the batch (int32 keys), and the others (text). */
   private readonly batchSourcesV4 = new IntCounter();
@@ -223,6 +255,18 @@ export class Engine {
   private destinations: SpaceSaving<number | string>;
   private lastSources: SpaceSaving<number | string>;
   private lastDestinations: SpaceSaving<number | string>;
+  private processes: SpaceSaving<number>;
+  private lastProcesses: SpaceSaving<number>;
+  /** Inserts by process id within the batch. */
+  private readonly batchProcesses = new IntCounter(1 << 10);
+  /** Command name and cgroup of each process in a sketch, as last seen. */
+  private readonly processMeta = new Map<number, { comm: string; cgroupId: number }>();
+  private readonly contexts: InsertContexts = { process: 0, softirq: 0, unknown: 0 };
+  private lastPid = -1;
+  private readonly flushProcess = (pid: number, n: number): void => {
+    this.processes.add(pid, n);
+    this.stormPeers?.processes.add(pid, n);
+  };
 
   constructor(options: EngineOptions = {}) {
     const k = options.topCapacity ?? 100;
@@ -236,6 +280,8 @@ export class Engine {
     this.destinations = new SpaceSaving(k);
     this.lastSources = new SpaceSaving(k);
     this.lastDestinations = new SpaceSaving(k);
+    this.processes = new SpaceSaving(k);
+    this.lastProcesses = new SpaceSaving(k);
   }
 
   /** Counts the run of inserts to one destination that just ended. */
@@ -258,9 +304,11 @@ export class Engine {
       this.destinations.add(key, n);
       peers?.destinations.add(key, n);
     }
+    this.batchProcesses.forEach(this.flushProcess);
     this.batchSourcesV4.clear();
     this.batchSources.clear();
     this.batchDestinations.clear();
+    this.batchProcesses.clear();
   }
 
   /** Adds every record of a batch. */
@@ -296,7 +344,7 @@ export class Engine {
       netns: st.netns.map(({ key, inserts }) => ({ ...this.netnsOfKey(key), inserts })),
       ...(st.endSeconds === null && this.stormPeers
         ? this.peersOf(this.stormPeers)
-        : (this.pastPeers.get(st.startSeconds) ?? { sources: [], destinations: [] })),
+        : (this.pastPeers.get(st.startSeconds) ?? { sources: [], destinations: [], processes: [] })),
     });
     const current = this.storms.current();
     return {
@@ -325,8 +373,9 @@ export class Engine {
         })),
       top: {
         epochSeconds: this.topEpochSeconds,
-        ...this.peersOf({ sources: this.lastSources, destinations: this.lastDestinations }, TOP_PEERS),
+        ...this.peersOf({ sources: this.lastSources, destinations: this.lastDestinations, processes: this.lastProcesses }, TOP_PEERS),
       },
+      contexts: { ...this.contexts },
       storms: {
         baselinePerSecond: this.storms.baselinePerSecond,
         baselineLearnedSeconds: this.storms.learnedSeconds,
@@ -364,6 +413,21 @@ export class Engine {
       this.endDestinationRun();
       this.runDestination = dst;
       this.runLength = 1;
+    }
+    const context = batch.context(i);
+    if (context === RecordContext.task) {
+      const pid = batch.tgid(i);
+      this.contexts.process++;
+      this.batchProcesses.add(pid);
+      // A storm's inserts come in runs from one process: its name is read once a run.
+      if (pid !== this.lastPid) {
+        this.processMeta.set(pid, { comm: batch.comm(i), cgroupId: batch.cgroupId(i) });
+        this.lastPid = pid;
+      }
+    } else if (context === RecordContext.interrupt) {
+      this.contexts.softirq++;
+    } else {
+      this.contexts.unknown++;
     }
     const flags = batch.flags(i);
     if (flags & RecordFlag.buckets) {
@@ -435,14 +499,16 @@ export class Engine {
   private followStormPeers(): void {
     const current = this.storms.current();
     if (current && !this.stormPeers) {
-      this.stormPeers = { sources: new SpaceSaving(this.topCapacity), destinations: new SpaceSaving(this.topCapacity) };
+      this.stormPeers = { sources: new SpaceSaving(this.topCapacity), destinations: new SpaceSaving(this.topCapacity), processes: new SpaceSaving(this.topCapacity) };
       // The detector lags by the grace seconds: the onset may lie in the epoch before.
       if (Math.floor(current.startSeconds / this.topEpochSeconds) < this.epoch) {
         this.stormPeers.sources.merge(this.lastSources);
         this.stormPeers.destinations.merge(this.lastDestinations);
+        this.stormPeers.processes.merge(this.lastProcesses);
       }
       this.stormPeers.sources.merge(this.sources);
       this.stormPeers.destinations.merge(this.destinations);
+      this.stormPeers.processes.merge(this.processes);
     } else if (!current && this.stormPeers) {
       const ended = this.storms.past()[0];
       if (ended) this.pastPeers.set(ended.startSeconds, this.peersOf(this.stormPeers));
@@ -452,11 +518,12 @@ export class Engine {
     }
   }
 
-  /** The n largest sources and destinations of a pair of sketches, as people read them. */
-  private peersOf(p: PeerSketches, n = STORM_PEERS): { sources: Talker[]; destinations: Talker[] } {
+  /** The n largest sources, destinations and processes of sketches, as people read them. */
+  private peersOf(p: PeerSketches, n = STORM_PEERS): Peers {
     return {
       sources: p.sources.top(n).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
       destinations: p.destinations.top(n).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      processes: p.processes.top(n).map((h) => ({ pid: h.key, ...(this.processMeta.get(h.key) ?? { comm: '', cgroupId: 0 }), inserts: h.count, error: h.error })),
     };
   }
 
@@ -473,16 +540,29 @@ export class Engine {
     if (epoch === this.epoch + 1) {
       [this.lastSources, this.sources] = [this.sources, this.lastSources];
       [this.lastDestinations, this.destinations] = [this.destinations, this.lastDestinations];
+      [this.lastProcesses, this.processes] = [this.processes, this.lastProcesses];
       this.hot.endEpoch();
     } else {
       // The epoch just before this one saw no insert.
       this.lastSources.clear();
       this.lastDestinations.clear();
+      this.lastProcesses.clear();
       this.hot.endEpoch(true);
     }
     this.sources.clear();
     this.destinations.clear();
+    this.processes.clear();
     this.epoch = epoch;
+    this.pruneProcessMeta();
+  }
+
+  /** Keeps the names of processes some sketch or past storm still shows. */
+  private pruneProcessMeta(): void {
+    const kept = new Set<number>();
+    for (const h of this.lastProcesses.top()) kept.add(h.key);
+    for (const h of this.stormPeers?.processes.top() ?? []) kept.add(h.key);
+    for (const pid of this.processMeta.keys()) if (!kept.has(pid)) this.processMeta.delete(pid);
+    this.lastPid = -1;
   }
 
   private churn(map: Map<number, Churn>, key: number): Churn {

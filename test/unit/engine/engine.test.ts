@@ -1,6 +1,7 @@
 // The engine on synthetic record streams with known answers, and a fake clock.
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine.js';
+import { DEFAULT_STORM_CONFIG } from '../../../src/engine/storms.js';
 import { RecordBatch } from '../../../src/record.js';
 import { buildRecords, ipv4, type RawRecord } from '../records.js';
 
@@ -112,6 +113,40 @@ describe('Engine', () => {
       { address: '10.9.9.9', port: 80, inserts: 5, error: 0 },
     ]);
     expect(e.view(Number(45n * S)).top.sources).toEqual([]); // an epoch without inserts came between
+  });
+
+  it('names the processes that made inserts, and counts inserts by context', () => {
+    const e = new Engine({ topCapacity: 10, topEpochSeconds: 10 });
+    const curl = { pid: 4100, cgroupId: 9001n, comm: 'curl' };
+    const envoy = { pid: 77, cgroupId: 12n, comm: 'envoy' };
+    const records: RawRecord[] = [];
+    for (let k = 0; k < 12; k++) records.push(rec('insert', 20n * S, { task: curl }));
+    for (let k = 0; k < 3; k++) records.push(rec('insert', 21n * S, { task: envoy }));
+    for (let k = 0; k < 4; k++) records.push(rec('insert', 21n * S, { task: curl }));
+    for (let k = 0; k < 6; k++) records.push(rec('insert', 22n * S, { interrupt: true }));
+    records.push(rec('insert', 22n * S), rec('destroy', 23n * S, { task: curl }));
+    e.ingest(batch(records));
+    const v = e.view(Number(31n * S));
+    expect(v.top.processes).toEqual([
+      { pid: 4100, comm: 'curl', cgroupId: 9001, inserts: 16, error: 0 },
+      { pid: 77, comm: 'envoy', cgroupId: 12, inserts: 3, error: 0 },
+    ]);
+    // Destroys carry no context and are not counted here.
+    expect(v.contexts).toEqual({ process: 19, softirq: 6, unknown: 1 });
+  });
+
+  it('keeps the processes of a storm with the storm', () => {
+    const e = new Engine({ topCapacity: 10, topEpochSeconds: 10, storms: { ...DEFAULT_STORM_CONFIG, floorPerSecond: 100 } });
+    const calm: RawRecord[] = [];
+    for (let sec = 0n; sec < 60n; sec++) calm.push(rec('insert', sec * S, { task: { pid: 1, cgroupId: 1n, comm: 'calm' } }));
+    e.ingest(batch(calm));
+    const storm: RawRecord[] = [];
+    for (let sec = 60n; sec < 64n; sec++) for (let k = 0; k < 500; k++) storm.push(rec('insert', sec * S, { task: { pid: 4242, cgroupId: 7n, comm: 'reconnect' } }));
+    e.ingest(batch(storm));
+    for (let sec = 64n; sec < 70n; sec++) e.advance(Number(sec * S));
+    const v = e.view(Number(70n * S));
+    const st = v.storms.current ?? v.storms.past[0];
+    expect(st?.processes[0]).toEqual({ pid: 4242, comm: 'reconnect', cgroupId: 7, inserts: 2000, error: 0 });
   });
 
   it('counts chain lengths, collisions, the longest chain and capped walks', () => {
