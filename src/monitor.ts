@@ -2,6 +2,9 @@
 // the engine, and on every tick reads the kernel's statistics, keeps the census
 // current and builds one view that every consumer reads (snapshot, watch, the
 // coming exporter and API, library users). Consumers never poll the source.
+import { CgroupIndex } from './attribution/cgroup-index.js';
+import { nameView } from './attribution/name-view.js';
+import { Namer, type NamerOptions, type NetnsNamed } from './attribution/namer.js';
 import { exactness, type Exactness, type KernelCounters, type NetnsProtoCounts } from './counters.js';
 import { censusView, type CensusView } from './engine/census-view.js';
 import { Engine, type EngineOptions, type EngineView } from './engine/engine.js';
@@ -27,6 +30,9 @@ export interface MonitorOptions extends SourceOptions {
   source?: Source;
   readTable?: () => TableInfo;
   readKernelStats?: () => KernelStats;
+  /** Names for netns, processes and pod addresses: a Namer, its options (a pod
+   * directory among them), or false for none. Default: /proc and cgroup2. */
+  names?: Namer | NamerOptions | false;
 }
 
 export interface KernelStatsView {
@@ -73,6 +79,8 @@ export interface MonitorView {
   /** /proc/net/stat/nf_conntrack of ctstorm's own netns; null when unreadable. */
   kernelStats: KernelStatsView | null;
   census: CensusState;
+  /** Who each netns the view shows belongs to, by inode (absent: nothing known). */
+  netnsNames: Record<string, NetnsNamed>;
 }
 
 export type Subscriber = (view: MonitorView) => void;
@@ -124,6 +132,7 @@ export class Monitor {
   private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', blocked: null, churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
+  private readonly namer: Namer | null;
 
   constructor(options: MonitorOptions = {}) {
     this.source = options.source ?? openSource(options);
@@ -136,6 +145,7 @@ export class Monitor {
     this.censusIntervalMs = (options.censusIntervalSeconds ?? DEFAULT_CENSUS_INTERVAL_SECONDS) * 1000;
     this.statsAtStart = readStats(this.readKernelStats);
     this.statsBefore = this.statsAtStart && { at: performance.now(), stats: this.statsAtStart };
+    this.namer = options.names === false ? null : options.names instanceof Namer ? options.names : new Namer({ cgroups: new CgroupIndex(), ...options.names });
     this.loop = this.drain();
     this.timer = setInterval(() => this.tick(), options.tickMs ?? 1000);
     this.timer.unref?.();
@@ -151,6 +161,8 @@ export class Monitor {
     if (this.failure !== undefined) throw this.failure;
     const table = this.readTable();
     const engine = this.engine.view(this.clockNs());
+    this.namer?.refresh(); // at most once per its interval
+    const netnsNames = this.namer ? nameView(engine, counters.netns.map((r) => r.inode), this.namer) : {};
     const growth = new Map(engine.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows['10s'].netPerSecond]));
     const fill = tableFill({
       max: table.max,
@@ -170,6 +182,7 @@ export class Monitor {
       chainsExpected: fill.total === null ? null : expectedJoins(fill.total, table.buckets, engine.chains.inserts),
       kernelStats: stats && this.statsAtStart ? { current: stats, sinceStart: statDeltas(this.statsAtStart, stats), perSecond: this.statsPerSecond } : null,
       census: { ...this.censusState },
+      netnsNames,
     };
   }
 
@@ -369,6 +382,7 @@ export class Monitor {
     const counters = this.source.counters();
     const entries = this.entriesNow(counters);
     if (entries) this.fillAverage.sample(entries, now);
+    this.namer?.refresh();
     if (this.subscribers.size === 0) return;
     const view = this.buildView(stats, counters, entries); // the readings just taken: one read of each a tick
     for (const fn of this.subscribers) fn(view);

@@ -5,7 +5,8 @@ import { release } from 'node:os';
 import { byNetns, totals, type Counts, type Exactness, type Health } from './counters.js';
 import type { CensusView } from './engine/census-view.js';
 import { EXPORT_EDGES_SECONDS } from './engine/histogram.js';
-import type { EngineView, LifetimeRow, Rates, StormView, Talker, WindowRates } from './engine/engine.js';
+import type { NetnsNamed } from './attribution/namer.js';
+import type { EngineView, InsertContexts, LifetimeRow, Rates, WindowRates } from './engine/engine.js';
 import type { HotBucketsView } from './engine/hot-buckets.js';
 import { netnsKey, type NetnsFill } from './engine/table-fill.js';
 import type { KernelStats } from './kernel-stats.js';
@@ -44,7 +45,7 @@ export interface Snapshot {
       protocols: Array<Counts & { proto: string }>;
       /** Added later: this netns's rates (absent for a netns the engine has no row for). */
       windows?: WindowRates;
-    }
+    } & NetnsNamed
   >;
   protocols: Array<Counts & { proto: string }>;
   /** Added after version 1's first cut; safe to ignore. */
@@ -57,7 +58,11 @@ export interface Snapshot {
   lifetimes: LifetimeRow[];
   /** Added later: the lifetimes as cumulative counts at `edgesSeconds` (powers of two). */
   lifetimeHistograms: { edgesSeconds: readonly number[]; rows: EngineView['lifetimeHistograms'] };
-  top: { epochSeconds: number; sources: Talker[]; destinations: Talker[] };
+  /** `processes` added later (inserts made in a process context); talkers and
+   * processes carry pod, namespace, workload, container where known. */
+  top: EngineView['top'];
+  /** Added later: inserts by where the kernel made them (process, softirq, unknown). */
+  contexts?: InsertContexts;
   storms: EngineView['storms'];
   chains: EngineView['chains'] & { expected: Record<number, number> | null };
   hotBuckets: HotBucketsView;
@@ -126,6 +131,7 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
       meanEntries: fill.known ? nullableRound(entries.get(netnsKey(n.cookie, n.inode))?.meanEntries ?? null, 1) : null,
       protocols: n.protocols.map(({ l4proto, ...c }) => ({ proto: protoName(l4proto), ...c })),
       ...(netnsWindows.has(netnsKey(n.cookie, n.inode)) ? { windows: netnsWindows.get(netnsKey(n.cookie, n.inode))! } : {}),
+      ...view.netnsNames[n.inode],
     })),
     protocols: [...view.counters.protocols]
       .sort((a, b) => b.inserts - a.inserts || a.l4proto - b.l4proto)
@@ -138,6 +144,7 @@ export function renderSnapshot(view: MonitorView, seconds: number, buckets?: Cen
     lifetimes: e.lifetimes,
     lifetimeHistograms: { edgesSeconds: EXPORT_EDGES_SECONDS, rows: e.lifetimeHistograms },
     top: e.top,
+    contexts: e.contexts,
     storms: e.storms,
     chains: { ...e.chains, expected: view.chainsExpected },
     hotBuckets: e.hotBuckets,

@@ -1,6 +1,8 @@
 // The churn engine: records in, a view out. Pure: no I/O and no timers; time is
 // the probe's clock (CLOCK_MONOTONIC ns), passed in. It reads each record's fields
 // in place from the batch and builds no object per record.
+import type { Named, ProcessNamed } from '../attribution/namer.js';
+import type { StormCause } from '../attribution/storm-cause.js';
 import { protoName, tcpStateName } from '../protocols.js';
 import { RecordBatch, RecordContext, RecordFlag, RecordType } from '../record.js';
 import { LogHistogram, type Quantiles } from './histogram.js';
@@ -45,6 +47,9 @@ export interface StormView extends Omit<Storm, 'netns'> {
   /** The local processes that made most of its inserts (inserts made in a
    * process context only). */
   processes: ProcessTalker[];
+  /** Set by the monitor when names are known: the workload, pod or process
+   * behind most of its inserts. */
+  cause?: StormCause | null;
 }
 
 /** Peers kept per storm, and shown of the last epoch. */
@@ -72,7 +77,7 @@ export interface Rates {
 
 export type WindowRates = Record<'1s' | '10s' | '60s' | 'ewma', Rates>;
 
-export interface Talker {
+export interface Talker extends Named {
   address: string;
   port?: number;
   inserts: number;
@@ -81,7 +86,7 @@ export interface Talker {
 }
 
 /** A local process that made inserts (their first packet was its own). */
-export interface ProcessTalker {
+export interface ProcessTalker extends ProcessNamed {
   pid: number;
   /** Its command name when last seen. */
   comm: string;

@@ -1,0 +1,255 @@
+// Who made each entry, named as on a Kubernetes node: real cgroup v2 directories
+// named exactly as kubelet (systemd and cgroupfs drivers) with containerd, and
+// systemd, name them; a process moved into each makes real flows from a netns;
+// and a pod directory (as the Kubernetes API would fill it) names pod IPs. In
+// every mode: the probe records the process (pid, command, cgroup id) for the
+// flows it sends and softirq for the same flows received, and the view names
+// the pod, container, workload and unit behind them.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupIndex, cgroup2MountOf } from '../../src/attribution/cgroup-index.js';
+import { PodDirectory } from '../../src/attribution/pods.js';
+import { Monitor, type CtRecord } from '../../src/index.js';
+import { testModes } from './modes.js';
+import { NetnsPair } from './netns.js';
+import { liveSkipReason } from './privileges.js';
+import { until } from './wait.js';
+
+const skip = liveSkipReason();
+const senderScript = fileURLToPath(new URL('./cgroup-sender.py', import.meta.url));
+const PORT = 7400; // nobody listens: one-way datagrams, one entry each
+const POD_UID = '5f3c2a1e-9b7d-4c6e-8a2f-1d0e9c8b7a65';
+const POD2_UID = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+const CONTAINER = 'c0ffee'.padEnd(64, '0');
+const CONTAINER2 = 'beef'.padEnd(64, '1');
+const UNIT = `ctstorm-test-${process.pid}.service`;
+const EPOCH_SECONDS = 5;
+
+/** The cgroup2 mount, or one made for the test (QEMU guests mount none). */
+function cgroup2(): { mount: string; made: boolean } {
+  const found = cgroup2MountOf(readFileSync('/proc/self/mountinfo', 'utf8'));
+  if (found) return { mount: found, made: false };
+  const mount = mkdtempSync(join(tmpdir(), 'ctstorm-cgroup2-'));
+  execFileSync('mount', ['-t', 'cgroup2', 'none', mount]);
+  return { mount, made: true };
+}
+
+/** A process in a cgroup and a netns that sends datagrams when told. */
+class Sender {
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private readonly lines: string[] = [];
+  pid = 0;
+
+  constructor(netns: string, cgroupDir: string, addr: string, firstPort: number) {
+    // Into the cgroup first: `ip netns exec` mounts a sysfs of the netns's own.
+    const script = 'echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" python3 "$2" "$3" "$4" "$5"';
+    this.proc = spawn('sh', ['-c', script, cgroupDir, netns, senderScript, addr, String(PORT), String(firstPort)]);
+    this.proc.stderr.pipe(process.stderr);
+    createInterface({ input: this.proc.stdout }).on('line', (l) => this.lines.push(l));
+  }
+
+  async started(): Promise<number> {
+    await until(() => this.lines.length >= 1, 30_000, 'the sender to start');
+    this.pid = Number(this.lines[0]);
+    return this.pid;
+  }
+
+  async send(n: number): Promise<void> {
+    const answers = this.lines.length;
+    this.proc.stdin.write(`send ${n}\n`);
+    await until(() => this.lines.length > answers, 120_000, `the sender to send ${n}`);
+    expect(this.lines[answers]).toBe(`sent ${n}`);
+  }
+
+  stop(): void {
+    this.proc.stdin.end();
+    this.proc.kill();
+  }
+}
+
+/** The pod object the Kubernetes API would return for the "pod" made here. */
+function podObject(ip: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'checkout-7d9f8c6b5-x2k4q',
+      namespace: 'shop',
+      uid: POD_UID,
+      labels: { app: 'checkout', 'pod-template-hash': '7d9f8c6b5' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'checkout-7d9f8c6b5', uid: '11111111-2222-4333-8444-555555555555', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: { nodeName: 'node-a', containers: [{ name: 'app', image: 'registry.example/checkout:1.4' }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], containerStatuses: [{ name: 'app', containerID: `containerd://${CONTAINER}`, ready: true, restartCount: 0, image: 'registry.example/checkout:1.4', imageID: '', started: true, state: { running: { startedAt: '2026-11-26T10:00:00Z' } } }] },
+  };
+}
+
+describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () => {
+  const pair = new NetnsPair('attr');
+  let cg: { mount: string; made: boolean };
+  const dirs: string[] = [];
+  let podDir = '';
+  let pod2Dir = '';
+  let unitDir = '';
+
+  beforeAll(() => {
+    pair.up();
+    // Conntrack in the client netns too: its entries are made by the sending process.
+    pair.exec(pair.client, 'nft', 'add table ip ctstorm_test; add chain ip ctstorm_test output { type filter hook output priority 0; }; add rule ip ctstorm_test output ct state new accept');
+    cg = cgroup2();
+    const mk = (...parts: string[]): string => {
+      let path = cg.mount;
+      for (const p of parts) {
+        path = join(path, p);
+        try {
+          mkdirSync(path);
+          dirs.push(path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+      }
+      return path;
+    };
+    // kubelet with the systemd driver, containerd's scope
+    podDir = mk('kubepods.slice', 'kubepods-burstable.slice', `kubepods-burstable-pod${POD_UID.replaceAll('-', '_')}.slice`, `cri-containerd-${CONTAINER}.scope`);
+    // kubelet with the cgroupfs driver, a best-effort pod
+    pod2Dir = mk('kubepods', 'besteffort', `pod${POD2_UID}`, CONTAINER2);
+    // a plain systemd service
+    unitDir = mk('system.slice', UNIT);
+  });
+
+  afterAll(() => {
+    pair.down();
+    for (const d of dirs.reverse()) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // still holds a process that is exiting: left for the next run's EEXIST
+      }
+    }
+    if (cg?.made) execFileSync('umount', [cg.mount]);
+  });
+
+  describe.each(testModes())('in %s mode', (mode) => {
+    let monitor: Monitor;
+    const records: CtRecord[] = [];
+    const senders: Sender[] = [];
+    const pods = new PodDirectory();
+    const inodes = () => ({ client: statSync(`/run/netns/${pair.client}`).ino, server: pair.serverInode });
+
+    beforeAll(() => {
+      pods.upsertPod(podObject(pair.clientAddr));
+      const { client, server } = inodes();
+      monitor = new Monitor({
+        mode,
+        censusIntervalSeconds: 0,
+        engine: { topEpochSeconds: EPOCH_SECONDS, storms: { factor: 5, floorPerSecond: 100, baselineSeconds: 60, quietSeconds: 3, maxPast: 20, topNetns: 5 } },
+        names: { cgroups: new CgroupIndex({ mount: cg.mount, minRefreshMs: 0 }), pods, refreshMs: 0 },
+      });
+      monitor.onBatch((batch) => {
+        for (let i = 0; i < batch.count; i++) if (batch.netns(i) === client || batch.netns(i) === server) records.push(batch.decode(i));
+      });
+    });
+
+    afterAll(async () => {
+      for (const s of senders) s.stop();
+      await monitor?.close();
+    });
+
+    const inserts = (netns: number, pid?: number) => records.filter((r) => r.type === 'insert' && r.netns === netns && (pid === undefined || r.task?.pid === pid));
+    // The top lists show the last complete epoch (of the probe's clock, CLOCK_MONOTONIC):
+    // a test sends just after one begins and reads the view once it has ended.
+    const nowSeconds = () => Number(process.hrtime.bigint()) / 1e9;
+    const epochStart = async (): Promise<number> => {
+      const epoch = Math.floor(nowSeconds() / EPOCH_SECONDS) + 1;
+      await new Promise((r) => setTimeout(r, (epoch * EPOCH_SECONDS - nowSeconds()) * 1000 + 50));
+      return epoch;
+    };
+    const viewAfter = async (epoch: number) => {
+      const sentBy = nowSeconds();
+      expect(sentBy, 'the sends ended within the epoch they began in').toBeLessThan((epoch + 1) * EPOCH_SECONDS);
+      await new Promise((r) => setTimeout(r, ((epoch + 1) * EPOCH_SECONDS - sentBy) * 1000 + 50));
+      return monitor.view();
+    };
+
+    it('records the sending process for flows it makes, softirq where they are received, and names its pod', async () => {
+      const { client, server } = inodes();
+      const sender = new Sender(pair.client, podDir, pair.serverAddr, 20000);
+      senders.push(sender);
+      const pid = await sender.started();
+      const before = { client: inserts(client).length, server: inserts(server).length };
+      const epoch = await epochStart();
+      await sender.send(20);
+      const state = () => `client ${inserts(client).length - before.client}, server ${inserts(server).length - before.server}`;
+      await until(() => inserts(client).length - before.client >= 20 && inserts(server).length - before.server >= 20, 60_000, '20 inserts in each netns', state);
+      const mine = inserts(client).slice(before.client);
+      expect(mine).toHaveLength(20);
+      for (const r of mine) expect([r.context, r.task]).toEqual(['task', { pid, comm: 'python3', cgroupId: statSync(podDir).ino }]);
+      const received = inserts(server).slice(before.server);
+      expect(received).toHaveLength(20);
+      for (const r of received) expect([r.context, r.task]).toEqual(['interrupt', undefined]);
+
+      const view = await viewAfter(epoch);
+      const named = view.engine.top.processes.find((p) => p.pid === pid);
+      expect(named).toMatchObject({
+        comm: 'python3',
+        cgroupId: statSync(podDir).ino,
+        cgroup: podDir.slice(cg.mount.length),
+        pod: 'checkout-7d9f8c6b5-x2k4q',
+        namespace: 'shop',
+        podUid: POD_UID,
+        workload: 'deployment/checkout',
+        container: 'app',
+      });
+      expect([named!.inserts, named!.error]).toEqual([20, 0]);
+      // The received half has no process; its source address is the pod's IP.
+      expect(view.engine.top.sources.find((t) => t.address === pair.clientAddr)).toMatchObject({ pod: 'checkout-7d9f8c6b5-x2k4q', namespace: 'shop', workload: 'deployment/checkout' });
+      expect(view.netnsNames[client]).toMatchObject({ pod: 'checkout-7d9f8c6b5-x2k4q', namespace: 'shop', podUid: POD_UID, workload: 'deployment/checkout', pods: 1, containers: ['app'], processes: ['python3'] });
+      expect(view.engine.contexts.process).toBeGreaterThanOrEqual(20);
+    });
+
+    it('tells apart two processes in two cgroups sharing one netns (hostNetwork), by process and cgroup', async () => {
+      const { client } = inodes();
+      const b = new Sender(pair.client, pod2Dir, pair.serverAddr, 21000);
+      const c = new Sender(pair.client, unitDir, pair.serverAddr, 22000);
+      senders.push(b, c);
+      const [pidB, pidC] = [await b.started(), await c.started()];
+      const epoch = await epochStart();
+      await Promise.all([b.send(7), c.send(5)]);
+      await until(() => inserts(client, pidB).length >= 7 && inserts(client, pidC).length >= 5, 60_000, '7 + 5 inserts', () => `${inserts(client, pidB).length} + ${inserts(client, pidC).length}`);
+      expect(inserts(client, pidB).map((r) => r.task!.cgroupId)).toEqual(Array(7).fill(statSync(pod2Dir).ino));
+      expect(inserts(client, pidC).map((r) => r.task!.cgroupId)).toEqual(Array(5).fill(statSync(unitDir).ino));
+
+      const view = await viewAfter(epoch);
+      expect(view.engine.top.processes.find((p) => p.pid === pidB)).toMatchObject({ comm: 'python3', inserts: 7, pod: POD2_UID, podUid: POD2_UID, container: CONTAINER2.slice(0, 12) });
+      expect(view.engine.top.processes.find((p) => p.pid === pidC)).toMatchObject({ comm: 'python3', inserts: 5, unit: UNIT, cgroup: `/system.slice/${UNIT}` });
+      expect(view.engine.top.processes.find((p) => p.pid === pidC)?.pod).toBeUndefined();
+      // Two pods share it now: the netns names neither.
+      expect(view.netnsNames[client]).toMatchObject({ pods: 2 });
+      expect(view.netnsNames[client]?.pod).toBeUndefined();
+      b.stop();
+      c.stop();
+    });
+
+    it('names a storm from the pod by its workload', async () => {
+      const sender = senders[0]!;
+      // Quiet seconds first: the storm's threshold is 5 x the baseline, at least 100/s.
+      await new Promise((r) => setTimeout(r, 3000));
+      await sender.send(1500);
+      await until(() => {
+        const st = monitor.view().engine.storms;
+        return (st.current ?? st.past[0]) !== undefined;
+      }, 60_000, 'the storm to be seen');
+      const st = monitor.view().engine.storms;
+      const storm = (st.current ?? st.past[0])!;
+      expect(storm.cause).toMatchObject({ name: 'deployment shop/checkout' });
+      expect(storm.cause!.share).toBeGreaterThan(0.9);
+    });
+  });
+});
