@@ -2,6 +2,7 @@
 // redrawn every interval from the monitor's view. Rendering is a pure function
 // of the view, so it is testable without a terminal or a kernel.
 import { exactness } from './counters.js';
+import type { Named } from './attribution/namer.js';
 import type { Rates, StormView, Talker } from './engine/engine.js';
 import { Monitor, type MonitorOptions, type MonitorView } from './monitor.js';
 import { fmt } from './format.js';
@@ -50,9 +51,23 @@ function lifetime(seconds: number | null): string {
   return duration(seconds).replace(' ', '');
 }
 
+/** "shop/checkout-7d9f8c6b5-x2k4q" or a unit, for a named row; '' when nothing is known. */
+function who(n: Named | undefined): string {
+  if (!n) return '';
+  if (n.pod) return n.namespace ? `${n.namespace}/${n.pod}` : n.pod;
+  return n.unit ?? '';
+}
+
 function peer(t: Talker): string {
   const at = t.port === undefined ? t.address : t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
-  return `${at} ${fmt(t.inserts)}${t.error > 0 ? ` (±${fmt(t.error)})` : ''}`;
+  const name = who(t);
+  return `${at}${name ? ` (${name})` : ''} ${fmt(t.inserts)}${t.error > 0 ? ` (±${fmt(t.error)})` : ''}`;
+}
+
+/** A netns as people know it: its pod, unit or main processes; '' when unknown. */
+function netnsName(v: MonitorView, inode: number): string {
+  const n = v.netnsNames[inode];
+  return n?.host ? 'host' : who(n) || (n?.processes ? n.processes.join(',') : '');
 }
 
 function tableLines(v: MonitorView, o: FrameOptions): string[] {
@@ -108,9 +123,10 @@ function kernelLines(v: MonitorView): string[] {
 function stormLine(s: StormView, now: number, running: boolean): string {
   const ago = running ? `since ${duration(s.durationSeconds)}` : `${duration(now - (s.endSeconds ?? now))} ago, lasted ${duration(s.durationSeconds)}`;
   const ns = s.netns[0] ? ` · netns ${s.netns[0].inode} ${fmt(s.netns[0].inserts)}` : '';
+  const cause = s.cause ? ` · ${Math.round(100 * s.cause.share)}% from ${s.cause.name}` : '';
   const src = s.sources[0] ? ` · from ${peer(s.sources[0])}` : '';
   const dst = s.destinations[0] ? ` · to ${peer(s.destinations[0])}` : '';
-  return `${ago}: peak ${fmt(s.peakPerSecond)}/s (baseline ${fmt(s.baselinePerSecond)}/s), +${fmt(s.inserts)} inserts, -${fmt(s.destroys)} destroys${ns}${src}${dst}`;
+  return `${ago}: peak ${fmt(s.peakPerSecond)}/s (baseline ${fmt(s.baselinePerSecond)}/s), +${fmt(s.inserts)} inserts, -${fmt(s.destroys)} destroys${cause}${ns}${src}${dst}`;
 }
 
 function stormLines(v: MonitorView): string[] {
@@ -133,7 +149,23 @@ function netnsLines(v: MonitorView, o: FrameOptions): string[] {
     const entries = v.table.fill.known ? fmt(f?.entries ?? 0) : '?';
     const pct = f?.fillPercent == null ? '' : `${f.fillPercent.toFixed(1)}%`;
     const w = n.windows['10s'];
-    lines.push(`  ${String(n.inode).padEnd(11)}${pad(fmt(w.insertsPerSecond), 8)} ${pad(fmt(w.destroysPerSecond), 11)} ${pad(entries, 10)} ${pad(pct, 7)}`);
+    const name = netnsName(v, n.inode);
+    lines.push(`  ${String(n.inode).padEnd(11)}${pad(fmt(w.insertsPerSecond), 8)} ${pad(fmt(w.destroysPerSecond), 11)} ${pad(entries, 10)} ${pad(pct, 7)}${name ? `  ${name}` : ''}`);
+  }
+  return lines;
+}
+
+function processLines(v: MonitorView, o: FrameOptions): string[] {
+  const top = v.engine.top.processes.slice(0, o.topN ?? 5);
+  const c = v.engine.contexts;
+  const made = c.process + c.softirq + c.unknown;
+  const share = made > 0 ? ` · ${((100 * c.process) / made).toFixed(0)}% of inserts made by a local process, ${((100 * c.softirq) / made).toFixed(0)}% in softirq (received or forwarded)` : '';
+  const lines = [`top processes by inserts, in the last complete ${v.engine.top.epochSeconds} s${share}`];
+  if (top.length === 0) lines.push('  (none)');
+  for (const p of top) {
+    const name = who(p) || p.cgroup || '';
+    const container = p.container ? ` container ${p.container}` : '';
+    lines.push(`  ${pad(fmt(p.inserts), 8)}  ${p.comm} (${p.pid})${name ? ` ${name}` : ''}${container}`);
   }
   return lines;
 }
@@ -198,6 +230,7 @@ export function renderFrame(v: MonitorView, o: FrameOptions): string {
     stormLines(v),
     kernelLines(v),
     netnsLines(v, o),
+    processLines(v, o),
     peerLines(v, o),
     lifetimeLines(v),
     chainLines(v),

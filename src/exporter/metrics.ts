@@ -2,6 +2,7 @@
 // the monitor's view at scrape time. Names follow Prometheus practice: base
 // units, `_total` for counters, `_seconds` for durations. Label values are
 // bounded: netns beyond `maxNetns` fold into netns="other" (see netns-fold.ts).
+import type { Named } from '../attribution/namer.js';
 import { EXPORT_EDGES_SECONDS } from '../engine/histogram.js';
 import type { MonitorView } from '../monitor.js';
 import { ownNetnsInode } from '../netns-live.js';
@@ -258,6 +259,51 @@ function stormMetrics(): ViewMetricSpec[] {
   ];
 }
 
+/** Label values of a named row ('' where unknown: Prometheus drops empty labels). */
+function whoLabels(n: Named | undefined): Record<string, string> {
+  return { namespace: n?.namespace ?? '', pod: n?.pod ?? '', workload: n?.workload ?? '', container: n?.container ?? '', unit: n?.unit ?? '' };
+}
+
+function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
+  return [
+    {
+      name: 'ctstorm_netns_info',
+      help: 'Who each netns with a label of its own belongs to: its pod (namespace, pod, workload), unit, or host="true" for the machine\'s own. Join: ctstorm_conntrack_inserts_total * on(netns) group_left(namespace, pod, workload) ctstorm_netns_info.',
+      type: 'gauge',
+      samples: (v) => {
+        o.netnsFold.fold(v.counters.netns); // the labels as the counters have them
+        return [...o.netnsFold.labelledNetns()].flatMap((inode) => {
+          const n = v.netnsNames[inode];
+          if (!n) return [];
+          const { container: _, ...who } = whoLabels(n);
+          return [{ labels: { netns: String(inode), ...who, host: n.host ? 'true' : 'false' }, value: 1 }];
+        });
+      },
+    },
+    {
+      name: 'ctstorm_conntrack_inserts_by_context_total',
+      help: 'Inserts by where the kernel made them: context="process" (a local process sent the first packet: see ctstorm_top_process_inserts), "softirq" (received or forwarded), "unknown".',
+      type: 'counter',
+      samples: (v) => Object.entries(v.engine.contexts).map(([context, value]) => ({ labels: { context }, value })),
+    },
+    {
+      name: 'ctstorm_top_process_inserts',
+      help: 'Inserts made by the local processes that made the most, in the last complete top-talker epoch (at most 10 series), with the pod, container or unit their cgroup names.',
+      type: 'gauge',
+      samples: (v) => v.engine.top.processes.map((p) => ({ labels: { pid: String(p.pid), comm: p.comm, ...whoLabels(p) }, value: p.inserts })),
+    },
+    {
+      name: 'ctstorm_storm_cause_share',
+      help: 'While a storm runs: the share of its inserts (0..1, a lower bound) that its largest named cause accounts for; cause="deployment shop/checkout", by="netns|source|process" (which witness named it).',
+      type: 'gauge',
+      samples: (v) => {
+        const c = v.engine.storms.current?.cause;
+        return c ? [{ labels: { cause: c.name, by: c.by }, value: c.share }] : [];
+      },
+    },
+  ];
+}
+
 function kernelMetrics(): ViewMetricSpec[] {
   return [
     {
@@ -316,6 +362,7 @@ export function ctstormMetrics(view: () => MonitorView | null, options: MetricsO
     ...lifetimeMetrics(),
     ...chainMetrics(),
     ...stormMetrics(),
+    ...attributionMetrics(o),
     ...kernelMetrics(),
     ...healthMetrics(o),
     ...(options.advice ? adviceMetrics(options.advice) : []),

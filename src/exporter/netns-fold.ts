@@ -92,6 +92,11 @@ export class NetnsFold {
     return out;
   }
 
+  /** Netns with a label of their own after the last fold (for series that name them). */
+  labelledNetns(): ReadonlySet<number> {
+    return this.labelled;
+  }
+
   private assignLabels(rows: readonly NetnsProtoCounts[]): void {
     const inserts = new Map<number, number>();
     for (const r of rows) inserts.set(r.inode, (inserts.get(r.inode) ?? 0) + r.inserts);
