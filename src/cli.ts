@@ -4,6 +4,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { openPodDirectory } from './attribution/pod-source.js';
 import { CtstormError, errorLine } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { takeSnapshot } from './snapshot.js';
@@ -60,6 +61,13 @@ options
                       (ip netns name, /proc/PID/ns/net, or inode; default ctstorm's)
   --apply             advise: write the advised settings after showing the diff
   --yes               advise --apply: do not ask (required without a terminal)
+  --kubeconfig <f>    watch, snapshot, serve: name pods (namespace, pod, workload)
+                      from the Kubernetes API with this kubeconfig
+  --in-cluster        the same, with the pod's own service account (DaemonSet)
+  --kubelet <url>     the same, from the kubelet's read-only /pods
+                      (e.g. http://127.0.0.1:10255/pods)
+  --node <name>       this node, whose pods the API is asked for
+                      (default $NODE_NAME, then the hostname)
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
   -h, --help          this text
@@ -98,6 +106,10 @@ const options = {
   netns: { type: 'string' },
   apply: { type: 'boolean' },
   yes: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'in-cluster': { type: 'boolean' },
+  kubelet: { type: 'string' },
+  node: { type: 'string' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -110,12 +122,14 @@ const NEGATIVE_FIX: Record<string, string> = {
   headroom: 'give a percentage from 0 to 1000, e.g. --headroom 50',
 };
 
+const POD_OPTIONS = ['kubeconfig', 'in-cluster', 'kubelet', 'node'] as const;
+
 /** The options each command takes (besides --help and --version). */
 const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
-  watch: ['mode', 'interval', 'ring-bytes', 'debug'],
-  snapshot: ['mode', 'duration', 'json', 'census', 'ring-bytes', 'debug'],
+  watch: ['mode', 'interval', 'ring-bytes', 'debug', ...POD_OPTIONS],
+  snapshot: ['mode', 'duration', 'json', 'census', 'ring-bytes', 'debug', ...POD_OPTIONS],
   buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
-  serve: ['mode', 'listen', 'max-netns', 'web-config', 'headroom', 'what-if-reconnects', 'within', 'ring-bytes', 'debug'],
+  serve: ['mode', 'listen', 'max-netns', 'web-config', 'headroom', 'what-if-reconnects', 'within', 'ring-bytes', 'debug', ...POD_OPTIONS],
   modes: ['json', 'ring-bytes', 'debug'],
   advise: ['mode', 'duration', 'from', 'headroom', 'what-if-reconnects', 'within', 'json', 'sysctl', 'netns', 'apply', 'yes', 'ring-bytes', 'debug'],
 };
@@ -280,102 +294,113 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       native: io.native,
     };
     const signal = io.signal ?? new AbortController().signal;
-    const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats };
+    // Pods named from the API or the kubelet, when asked (before the probe loads: a bad flag changes nothing).
+    const pods = ['watch', 'snapshot', 'serve'].includes(command)
+      ? await openPodDirectory(
+          { kubeconfig: values.kubeconfig, inCluster: values['in-cluster'], kubelet: values.kubelet, node: values.node },
+          (message) => io.err(`ctstorm: naming pods: ${message}`),
+        )
+      : null;
+    const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats, ...(pods ? { names: { pods } } : {}) };
     // One line on stderr the moment the probe counts, so a script knows when to start.
     const attached = (mode: string): void => io.err(`ctstorm: attached in ${mode} mode, counting`);
 
-    switch (command) {
-      case 'snapshot': {
-        const durationSeconds = seconds('duration', values.duration);
-        const snap = await takeSnapshot({
-          ...common,
-          ...monitor,
-          durationSeconds,
-          census: values.census ?? false,
-          signal,
-          onReady: (source) => attached(source.mode),
-        });
-        io.out(values.json ? JSON.stringify(snap) : summary(snap));
-        return 0;
-      }
-      case 'watch': {
-        const intervalSeconds = seconds('interval', values.interval, 1, MIN_INTERVAL_SECONDS);
-        const columns = io.columns ?? (() => (process.stdout.isTTY ? process.stdout.columns : undefined));
-        // A terminal is redrawn in place; a pipe gets frames one after another.
-        const write = (frame: string): void => io.out(columns() !== undefined ? `\x1b[H\x1b[2J${frame}` : `${frame}\n`);
-        const rows = io.rows ?? (() => (process.stdout.isTTY ? process.stdout.rows : undefined));
-        await watch({ ...common, ...monitor, intervalSeconds, signal, write, columns, rows, onReady: (m) => attached(m.source.mode) });
-        return 0;
-      }
-      case 'buckets': {
-        const waitSeconds = seconds('duration', values.duration, 10);
-        const census = await bucketsWait({ ...common, ...monitor, waitSeconds, signal, onReady: (m) => attached(m.source.mode) });
-        io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? (process.stdout.isTTY ? process.stdout.columns : 80)));
-        return 0;
-      }
-      case 'serve': {
-        // Loaded here only: prom-client and the web stack are ~13 MB of RSS that
-        // watch, snapshot and advise do without.
-        const [{ serve }, { loadWebConfig }, { createCollector }] = await Promise.all([
-          import('./exporter/server.js'),
-          import('./exporter/web-config.js'),
-          import('./exporter/collector.js'),
-        ]);
-        const listen = listenAddress(values.listen);
-        const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
-        // Read before the probe loads: a bad file changes nothing.
-        const webConfig = values['web-config'] === undefined ? undefined : loadWebConfig(values['web-config']);
-        const collector = createCollector({ ...common, ...monitor, maxNetns, advice: adviceFlags(values) });
-        let running: Awaited<ReturnType<typeof serve>> | undefined;
-        try {
-          try {
-            running = await serve(collector, { ...listen, webConfig });
-          } catch (err) {
-            const code = (err as NodeJS.ErrnoException).code ?? String(err);
-            throw new CtstormError(`cannot listen on ${values.listen ?? '127.0.0.1:9477'} (${code})`, 'pick a free address with --listen host:port', 'ELISTEN');
-          }
-          const at = running.address;
-          const scheme = webConfig?.tls ? 'https' : 'http';
-          io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving ${scheme}://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
-          await collector.monitor.until(signal);
-        } finally {
-          // Both at once: the probe detaches whatever the clients do.
-          const [server, probe] = await Promise.allSettled([running?.close(), collector.close()]);
-          if (probe.status === 'rejected') throw probe.reason; // a drain failure
-          if (server.status === 'rejected') throw server.reason;
+    try {
+      switch (command) {
+        case 'snapshot': {
+          const durationSeconds = seconds('duration', values.duration);
+          const snap = await takeSnapshot({
+            ...common,
+            ...monitor,
+            durationSeconds,
+            census: values.census ?? false,
+            signal,
+            onReady: (source) => attached(source.mode),
+          });
+          io.out(values.json ? JSON.stringify(snap) : summary(snap));
+          return 0;
         }
-        return 0;
+        case 'watch': {
+          const intervalSeconds = seconds('interval', values.interval, 1, MIN_INTERVAL_SECONDS);
+          const columns = io.columns ?? (() => (process.stdout.isTTY ? process.stdout.columns : undefined));
+          // A terminal is redrawn in place; a pipe gets frames one after another.
+          const write = (frame: string): void => io.out(columns() !== undefined ? `\x1b[H\x1b[2J${frame}` : `${frame}\n`);
+          const rows = io.rows ?? (() => (process.stdout.isTTY ? process.stdout.rows : undefined));
+          await watch({ ...common, ...monitor, intervalSeconds, signal, write, columns, rows, onReady: (m) => attached(m.source.mode) });
+          return 0;
+        }
+        case 'buckets': {
+          const waitSeconds = seconds('duration', values.duration, 10);
+          const census = await bucketsWait({ ...common, ...monitor, waitSeconds, signal, onReady: (m) => attached(m.source.mode) });
+          io.out(values.json ? JSON.stringify(census) : bucketsChart(census, io.columns?.() ?? (process.stdout.isTTY ? process.stdout.columns : 80)));
+          return 0;
+        }
+        case 'serve': {
+          // Loaded here only: prom-client and the web stack are ~13 MB of RSS that
+          // watch, snapshot and advise do without.
+          const [{ serve }, { loadWebConfig }, { createCollector }] = await Promise.all([
+            import('./exporter/server.js'),
+            import('./exporter/web-config.js'),
+            import('./exporter/collector.js'),
+          ]);
+          const listen = listenAddress(values.listen);
+          const maxNetns = count('max-netns', values['max-netns'], 20, 1000);
+          // Read before the probe loads: a bad file changes nothing.
+          const webConfig = values['web-config'] === undefined ? undefined : loadWebConfig(values['web-config']);
+          const collector = createCollector({ ...common, ...monitor, maxNetns, advice: adviceFlags(values) });
+          let running: Awaited<ReturnType<typeof serve>> | undefined;
+          try {
+            try {
+              running = await serve(collector, { ...listen, webConfig });
+            } catch (err) {
+              const code = (err as NodeJS.ErrnoException).code ?? String(err);
+              throw new CtstormError(`cannot listen on ${values.listen ?? '127.0.0.1:9477'} (${code})`, 'pick a free address with --listen host:port', 'ELISTEN');
+            }
+            const at = running.address;
+            const scheme = webConfig?.tls ? 'https' : 'http';
+            io.err(`ctstorm: attached in ${collector.monitor.source.mode} mode, serving ${scheme}://${at.family === 'IPv6' ? `[${at.address}]` : at.address}:${at.port}/metrics`);
+            await collector.monitor.until(signal);
+          } finally {
+            // Both at once: the probe detaches whatever the clients do.
+            const [server, probe] = await Promise.allSettled([running?.close(), collector.close()]);
+            if (probe.status === 'rejected') throw probe.reason; // a drain failure
+            if (server.status === 'rejected') throw server.reason;
+          }
+          return 0;
+        }
+        case 'advise': {
+          if (values.from !== undefined && values.duration !== undefined) throw usageError('--from and --duration exclude each other', 'give --from to use a running serve, or --duration to watch here');
+          if (values.json && values.sysctl) throw usageError('--json and --sysctl exclude each other', 'pick one output');
+          if (values.yes && !values.apply) throw usageError('--yes applies to --apply only', 'add --apply, or drop --yes');
+          if (values.apply && !values.yes && !io.confirm) throw usageError('--apply needs a yes, and this shell cannot ask', 'add --yes to apply without asking (the diff is still printed)');
+          const { headroom, whatIf } = adviceFlags(values);
+          return await runAdvise(
+            {
+              durationSeconds: seconds('duration', values.duration, 60),
+              from: values.from,
+              netns: values.netns,
+              headroom,
+              whatIf,
+              output: values.json ? 'json' : values.sysctl ? 'sysctl' : 'report',
+              apply: values.apply ?? false,
+              yes: values.yes ?? false,
+              snapshot: { ...common, ...monitor, signal, onReady: (source) => attached(source.mode) },
+              native: io.native,
+            },
+            { out: io.out, err: io.err, confirm: io.confirm },
+          );
+        }
+        case 'modes': {
+          const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
+          if (values.json) io.out(JSON.stringify(report));
+          else for (const r of report) io.out(`${r.mode.padEnd(10)} ${r.available ? 'yes' : 'no '}  ${r.available ? r.hooks : r.reason}`);
+          return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
+        }
+        default:
+          throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, advise, modes');
       }
-      case 'advise': {
-        if (values.from !== undefined && values.duration !== undefined) throw usageError('--from and --duration exclude each other', 'give --from to use a running serve, or --duration to watch here');
-        if (values.json && values.sysctl) throw usageError('--json and --sysctl exclude each other', 'pick one output');
-        if (values.yes && !values.apply) throw usageError('--yes applies to --apply only', 'add --apply, or drop --yes');
-        if (values.apply && !values.yes && !io.confirm) throw usageError('--apply needs a yes, and this shell cannot ask', 'add --yes to apply without asking (the diff is still printed)');
-        const { headroom, whatIf } = adviceFlags(values);
-        return await runAdvise(
-          {
-            durationSeconds: seconds('duration', values.duration, 60),
-            from: values.from,
-            netns: values.netns,
-            headroom,
-            whatIf,
-            output: values.json ? 'json' : values.sysctl ? 'sysctl' : 'report',
-            apply: values.apply ?? false,
-            yes: values.yes ?? false,
-            snapshot: { ...common, ...monitor, signal, onReady: (source) => attached(source.mode) },
-            native: io.native,
-          },
-          { out: io.out, err: io.err, confirm: io.confirm },
-        );
-      }
-      case 'modes': {
-        const report = probeModes({ ringBytes: common.ringBytes, debug: common.debug, native: io.native });
-        if (values.json) io.out(JSON.stringify(report));
-        else for (const r of report) io.out(`${r.mode.padEnd(10)} ${r.available ? 'yes' : 'no '}  ${r.available ? r.hooks : r.reason}`);
-        return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
-      }
-      default:
-        throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, advise, modes');
+    } finally {
+      await pods?.close();
     }
   } catch (err) {
     io.err(`ctstorm: ${errorLine(err)}`);

@@ -157,7 +157,7 @@ describe('bad input', () => {
     ['no command', [], /^ctstorm: no command given; use: ctstorm watch/],
     ['bad ring size', ['snapshot', '--duration', '1', '--ring-bytes', '5000'], /^ctstorm: bad --ring-bytes "5000"/],
     ['negative ring size names the rule', ['watch', '--ring-bytes', '-1'], /^ctstorm: bad --ring-bytes "-1"; use a power of two between 4096 and 1073741824$/],
-    ['an option of another command', ['watch', '--json'], /^ctstorm: option --json does not apply to watch; watch takes: --mode, --interval, --ring-bytes, --debug$/],
+    ['an option of another command', ['watch', '--json'], /^ctstorm: option --json does not apply to watch; watch takes: --mode, --interval, --ring-bytes, --debug, --kubeconfig, --in-cluster, --kubelet, --node$/],
     ['census outside snapshot', ['watch', '--census'], /^ctstorm: option --census does not apply to watch/],
     ['interval on snapshot', ['snapshot', '--duration', '1', '--interval', '2'], /^ctstorm: option --interval does not apply to snapshot/],
     ['bad listen address', ['serve', '--listen', 'localhost'], /^ctstorm: bad --listen "localhost"; give host:port/],
@@ -171,7 +171,31 @@ describe('bad input', () => {
     ['advise: bad headroom', ['advise', '--headroom', 'lots'], /^ctstorm: bad --headroom "lots"; give a percentage from 0 to 1000/],
     ['advise: --apply with nobody to ask', ['advise', '--apply'], /^ctstorm: --apply needs a yes, and this shell cannot ask; add --yes/],
     ['advise: an option of another command', ['advise', '--listen', '127.0.0.1:1'], /^ctstorm: option --listen does not apply to advise/],
+    ['two pod sources', ['watch', '--in-cluster', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: --in-cluster and --kubelet both name pods; give one of them$/],
+    ['--node alone', ['snapshot', '--duration', '1', '--node', 'node-a'], /^ctstorm: --node names this node for the Kubernetes API; add --kubeconfig <file> or --in-cluster$/],
+    ['pods for a command that names none', ['buckets', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: option --kubelet does not apply to buckets/],
   ];
+  // Pod sources that cannot be read: one line naming the problem and the fix, the probe never loaded.
+  const podFailures: Array<[string, string[], RegExp]> = [
+    ['a kubelet URL that is not one', ['watch', '--kubelet', 'localhost:10255'], /^ctstorm: cannot name pods: --kubelet "localhost:10255" is not a URL; give the read-only \/pods, e\.g\. http:\/\/127\.0\.0\.1:10255\/pods$/],
+    ['a kubeconfig that is not there', ['snapshot', '--duration', '1', '--kubeconfig', '/nonexistent/kubeconfig', '--node', 'n'], /^ctstorm: cannot name pods: cannot load kubeconfig \/nonexistent\/kubeconfig: .*; pass a readable kubeconfig file$/],
+    ['--in-cluster outside a pod', ['serve', '--in-cluster', '--node', 'n'], /^ctstorm: cannot name pods: not running in a Kubernetes pod \(KUBERNETES_SERVICE_HOST is unset\); pass a kubeconfig path$/],
+  ];
+  for (const [name, argv, want] of podFailures) {
+    it(`${name}: one line, exit 1, nothing loaded`, async () => {
+      const saved = process.env.KUBERNETES_SERVICE_HOST;
+      delete process.env.KUBERNETES_SERVICE_HOST;
+      try {
+        const { code, out, err, native } = await run(argv);
+        expect([code, out, err.length]).toEqual([1, [], 1]);
+        expect(err[0]).toMatch(want);
+        expect(native.opened).toHaveLength(0);
+      } finally {
+        if (saved !== undefined) process.env.KUBERNETES_SERVICE_HOST = saved;
+      }
+    });
+  }
+
   for (const [name, argv, want] of cases) {
     it(`${name}: one line, exit 2, nothing loaded`, async () => {
       const { code, out, err, native } = await run(argv);
