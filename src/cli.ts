@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `ctstorm` command: parse, call the library, print. Failures print one
 // line ("ctstorm: problem; fix") and exit non-zero; never a stack trace.
-import { realpathSync } from 'node:fs';
+import { realpathSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CgroupIndex } from './attribution/cgroup-index.js';
 import { openPodDirectory } from './attribution/pod-source.js';
 import { CtstormError, errorLine } from './errors.js';
 import type { NativeBinding } from './native.js';
@@ -68,6 +69,9 @@ options
                       (e.g. http://127.0.0.1:10255/pods)
   --node <name>       this node, whose pods the API is asked for
                       (default $NODE_NAME, then the hostname)
+  --cgroupfs <dir>    watch, snapshot, serve: the host's cgroup2 mount, where
+                      processes' cgroups are named (default: from mountinfo;
+                      in a container, mount the host's /sys/fs/cgroup and give it)
   --ring-bytes <n>    ring buffer size, a power of two (default 16777216)
   --debug             libbpf's log on stderr
   -h, --help          this text
@@ -110,6 +114,7 @@ const options = {
   'in-cluster': { type: 'boolean' },
   kubelet: { type: 'string' },
   node: { type: 'string' },
+  cgroupfs: { type: 'string' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -122,7 +127,21 @@ const NEGATIVE_FIX: Record<string, string> = {
   headroom: 'give a percentage from 0 to 1000, e.g. --headroom 50',
 };
 
-const POD_OPTIONS = ['kubeconfig', 'in-cluster', 'kubelet', 'node'] as const;
+const POD_OPTIONS = ['kubeconfig', 'in-cluster', 'kubelet', 'node', 'cgroupfs'] as const;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** --cgroupfs: a cgroup2 mount, or a one-line error. */
+function cgroupfs(raw: string | undefined): CgroupIndex | undefined {
+  if (raw === undefined) return undefined;
+  let type: number | bigint;
+  try {
+    type = statfsSync(raw).type;
+  } catch (err) {
+    throw usageError(`--cgroupfs ${raw}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, 'give the host\'s cgroup2 mount, e.g. /sys/fs/cgroup');
+  }
+  if (Number(type) !== CGROUP2_SUPER_MAGIC) throw usageError(`--cgroupfs ${raw} is not a cgroup2 mount`, 'give the host\'s cgroup2 mount, e.g. /sys/fs/cgroup (/sys/fs/cgroup/unified on a hybrid host)');
+  return new CgroupIndex({ mount: raw });
+}
 
 /** The options each command takes (besides --help and --version). */
 const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
@@ -294,14 +313,16 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       native: io.native,
     };
     const signal = io.signal ?? new AbortController().signal;
-    // Pods named from the API or the kubelet, when asked (before the probe loads: a bad flag changes nothing).
+    // Names: cgroups where asked, pods from the API or the kubelet (before the probe loads: a bad flag changes nothing).
+    const cgroups = cgroupfs(values.cgroupfs);
     const pods = ['watch', 'snapshot', 'serve'].includes(command)
       ? await openPodDirectory(
           { kubeconfig: values.kubeconfig, inCluster: values['in-cluster'], kubelet: values.kubelet, node: values.node },
           (message) => io.err(`ctstorm: naming pods: ${message}`),
         )
       : null;
-    const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats, ...(pods ? { names: { pods } } : {}) };
+    const names = { ...(pods ? { pods } : {}), ...(cgroups ? { cgroups } : {}) };
+    const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats, ...(Object.keys(names).length > 0 ? { names } : {}) };
     // One line on stderr the moment the probe counts, so a script knows when to start.
     const attached = (mode: string): void => io.err(`ctstorm: attached in ${mode} mode, counting`);
 

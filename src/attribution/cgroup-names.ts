@@ -56,9 +56,13 @@ function containerOf(name: string): Pick<CgroupIdentity, 'containerId' | 'runtim
 }
 
 export function identityOf(path: string): CgroupIdentity {
-  const parts = path.split('/').filter(Boolean);
+  // Read from inside a cgroup namespace (ctstorm in a pod), a path outside it
+  // starts with "..": it climbs out of ctstorm's own pod, into kubepods.
+  const raw = path.split('/').filter(Boolean);
+  const outside = raw[0] === '..';
+  const parts = raw.filter((p) => p !== '..');
   const out: CgroupIdentity = {};
-  const inKubepods = parts[0] === 'kubepods' || parts[0] === 'kubepods.slice';
+  const inKubepods = outside || parts[0] === 'kubepods' || parts[0] === 'kubepods.slice';
   for (let i = 0; i < parts.length; i++) {
     const name = parts[i]!;
     if (inKubepods) {

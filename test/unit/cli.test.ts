@@ -157,7 +157,7 @@ describe('bad input', () => {
     ['no command', [], /^ctstorm: no command given; use: ctstorm watch/],
     ['bad ring size', ['snapshot', '--duration', '1', '--ring-bytes', '5000'], /^ctstorm: bad --ring-bytes "5000"/],
     ['negative ring size names the rule', ['watch', '--ring-bytes', '-1'], /^ctstorm: bad --ring-bytes "-1"; use a power of two between 4096 and 1073741824$/],
-    ['an option of another command', ['watch', '--json'], /^ctstorm: option --json does not apply to watch; watch takes: --mode, --interval, --ring-bytes, --debug, --kubeconfig, --in-cluster, --kubelet, --node$/],
+    ['an option of another command', ['watch', '--json'], /^ctstorm: option --json does not apply to watch; watch takes: --mode, --interval, --ring-bytes, --debug, --kubeconfig, --in-cluster, --kubelet, --node, --cgroupfs$/],
     ['census outside snapshot', ['watch', '--census'], /^ctstorm: option --census does not apply to watch/],
     ['interval on snapshot', ['snapshot', '--duration', '1', '--interval', '2'], /^ctstorm: option --interval does not apply to snapshot/],
     ['bad listen address', ['serve', '--listen', 'localhost'], /^ctstorm: bad --listen "localhost"; give host:port/],
@@ -173,6 +173,8 @@ describe('bad input', () => {
     ['advise: an option of another command', ['advise', '--listen', '127.0.0.1:1'], /^ctstorm: option --listen does not apply to advise/],
     ['two pod sources', ['watch', '--in-cluster', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: --in-cluster and --kubelet both name pods; give one of them$/],
     ['--node alone', ['snapshot', '--duration', '1', '--node', 'node-a'], /^ctstorm: --node names this node for the Kubernetes API; add --kubeconfig <file> or --in-cluster$/],
+    ['--cgroupfs not cgroup2', ['watch', '--cgroupfs', '/proc'], /^ctstorm: --cgroupfs \/proc is not a cgroup2 mount; give the host's cgroup2 mount/],
+    ['--cgroupfs missing', ['watch', '--cgroupfs', '/nonexistent'], /^ctstorm: --cgroupfs \/nonexistent: ENOENT; give the host's cgroup2 mount/],
     ['pods for a command that names none', ['buckets', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: option --kubelet does not apply to buckets/],
   ];
   // Pod sources that cannot be read: one line naming the problem and the fix, the probe never loaded.

@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Namespace, ResourceQuota } from 'kubernetes-models/v1';
+import { Namespace, ResourceQuota, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -49,30 +50,47 @@ describe('deploy/kubernetes', () => {
   const pod = ds.spec!.template.spec!;
   const c = pod.containers[0]!;
 
-  it('is a Namespace, a ResourceQuota and a DaemonSet, each valid against the Kubernetes schema', () => {
-    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ResourceQuota', 'DaemonSet']);
+  it('is a Namespace, a ResourceQuota, the pod reader\'s RBAC and a DaemonSet, each valid against the Kubernetes schema', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ResourceQuota', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'DaemonSet']);
     expect(() => new Namespace(byKind('Namespace') as never).validate()).not.toThrow();
     expect(() => new ResourceQuota(byKind('ResourceQuota') as never).validate()).not.toThrow();
+    expect(() => new ServiceAccount(byKind('ServiceAccount') as never).validate()).not.toThrow();
+    expect(() => new ClusterRole(byKind('ClusterRole') as never).validate()).not.toThrow();
+    expect(() => new ClusterRoleBinding(byKind('ClusterRoleBinding') as never).validate()).not.toThrow();
     expect(() => ds.validate()).not.toThrow();
   });
 
-  it('asks for what the probe needs and no more: BPF and PERFMON, not privileged, no hostPID, BTF and /run/netns read-only', () => {
-    expect(c.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'PERFMON'] });
+  it('asks for what the probe and the names need and no more: BPF, PERFMON, SYS_PTRACE with hostPID, not privileged, BTF, /run/netns and cgroups read-only', () => {
+    expect(c.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'PERFMON', 'SYS_PTRACE'] });
     expect([c.securityContext?.privileged, c.securityContext?.allowPrivilegeEscalation, c.securityContext?.readOnlyRootFilesystem]).toEqual([false, false, true]);
-    expect(pod.hostPID).toBeUndefined();
+    expect(pod.hostPID).toBe(true);
     expect(c.volumeMounts).toEqual([
       { name: 'btf', mountPath: '/sys/kernel/btf', readOnly: true },
       { name: 'netns', mountPath: '/run/netns', readOnly: true, mountPropagation: 'HostToContainer' },
+      { name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true },
     ]);
     expect(pod.volumes).toEqual([
       { name: 'btf', hostPath: { path: '/sys/kernel/btf', type: 'Directory' } },
       { name: 'netns', hostPath: { path: '/run/netns', type: 'DirectoryOrCreate' } },
+      { name: 'cgroup', hostPath: { path: '/sys/fs/cgroup', type: 'Directory' } },
     ]);
+    expect(c.args).toContain('--cgroupfs');
+    expect(c.args![c.args!.indexOf('--cgroupfs') + 1]).toBe('/host/sys/fs/cgroup');
+  });
+
+  it('may read pods and nothing else, as its own service account, for its node', () => {
+    const role = byKind('ClusterRole') as { rules: unknown[] };
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+    const binding = byKind('ClusterRoleBinding') as { roleRef: { name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
+    expect(binding.roleRef.name).toBe('ctstorm-pod-reader');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: ds.metadata?.namespace }]);
+    expect(c.args).toContain('--in-cluster');
+    expect(c.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
   });
 
   it('listens on the node address in brackets (IPv4 and IPv6 nodes alike)', () => {
-    expect(c.args).toEqual(['serve', '--listen', '[$(NODE_IP)]:9477']);
-    expect(c.env).toEqual([{ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }]);
+    expect(c.args!.slice(0, 3)).toEqual(['serve', '--listen', '[$(NODE_IP)]:9477']);
+    expect(c.env).toContainEqual({ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
   });
 
   it('is scraped once per node: annotations on the pods, no Service carrying them too', () => {

@@ -27,6 +27,14 @@ describe('identityOf', () => {
     expect(identityOf(`/kubepods/besteffort/pod${UID}`)).toEqual({ podUid: UID, qos: 'besteffort' });
   });
 
+  it('read from inside a pod\'s cgroup namespace: paths climb out with ".."', () => {
+    // ctstorm in /kubepods.slice/kubepods-besteffort.slice/<its pod>/<its container>, reading another pod's process.
+    expect(identityOf(`/../../../kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/cri-containerd-${ID}.scope`)).toEqual({
+      podUid: UID, qos: 'burstable', containerId: ID, runtime: 'containerd',
+    });
+    expect(identityOf(`/../../../burstable/pod${UID}/${ID}`)).toEqual({ podUid: UID, qos: 'burstable', containerId: ID });
+  });
+
   it('Docker, Podman and systemd outside Kubernetes', () => {
     expect(identityOf(`/system.slice/docker-${ID}.scope`)).toEqual({ containerId: ID, runtime: 'docker' });
     expect(identityOf(`/docker/${ID}`)).toEqual({ containerId: ID, runtime: 'docker' });
