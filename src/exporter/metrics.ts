@@ -259,9 +259,11 @@ function stormMetrics(): ViewMetricSpec[] {
   ];
 }
 
-/** Label values of a named row ('' where unknown: Prometheus drops empty labels). */
+/** The labels a named row has (an unknown one is left out: to Prometheus, the same as empty). */
 function whoLabels(n: Named | undefined): Record<string, string> {
-  return { namespace: n?.namespace ?? '', pod: n?.pod ?? '', workload: n?.workload ?? '', container: n?.container ?? '', unit: n?.unit ?? '' };
+  const out: Record<string, string> = {};
+  for (const k of ['namespace', 'pod', 'workload', 'container', 'unit'] as const) if (n?.[k]) out[k] = n[k];
+  return out;
 }
 
 function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {

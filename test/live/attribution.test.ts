@@ -15,7 +15,11 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupIndex, cgroup2MountOf } from '../../src/attribution/cgroup-index.js';
 import { PodDirectory } from '../../src/attribution/pods.js';
+import { Registry, type Metric } from 'prom-client';
+import { ctstormMetrics } from '../../src/exporter/metrics.js';
 import { Monitor, type CtRecord } from '../../src/index.js';
+import { renderSnapshot } from '../../src/snapshot.js';
+import { renderFrame } from '../../src/watch.js';
 import { testModes } from './modes.js';
 import { NetnsPair } from './netns.js';
 import { liveSkipReason } from './privileges.js';
@@ -149,7 +153,8 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       monitor = new Monitor({
         mode,
         censusIntervalSeconds: 0,
-        engine: { topEpochSeconds: EPOCH_SECONDS, storms: { factor: 5, floorPerSecond: 100, baselineSeconds: 60, quietSeconds: 3, maxPast: 20, topNetns: 5 } },
+        engine: { topEpochSeconds: EPOCH_SECONDS, // A storm stays current for 60 quiet seconds: /metrics shows a running storm's cause.
+        storms: { factor: 5, floorPerSecond: 100, baselineSeconds: 60, quietSeconds: 60, maxPast: 20, topNetns: 5 } },
         names: { cgroups: new CgroupIndex({ mount: cg.mount, minRefreshMs: 0 }), pods, refreshMs: 0 },
       });
       monitor.onBatch((batch) => {
@@ -237,19 +242,30 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       c.stop();
     });
 
-    it('names a storm from the pod by its workload', async () => {
+    it('names a storm from the pod by its workload, alike in the snapshot, watch and /metrics', async () => {
       const sender = senders[0]!;
+      const { client } = inodes();
       // Quiet seconds first: the storm's threshold is 5 x the baseline, at least 100/s.
       await new Promise((r) => setTimeout(r, 3000));
       await sender.send(1500);
-      await until(() => {
-        const st = monitor.view().engine.storms;
-        return (st.current ?? st.past[0]) !== undefined;
-      }, 60_000, 'the storm to be seen');
-      const st = monitor.view().engine.storms;
-      const storm = (st.current ?? st.past[0])!;
+      await until(() => monitor.view().engine.storms.current !== null, 60_000, 'the storm to be seen');
+      const view = monitor.view();
+      const storm = view.engine.storms.current!;
       expect(storm.cause).toMatchObject({ name: 'deployment shop/checkout' });
       expect(storm.cause!.share).toBeGreaterThan(0.9);
+
+      // One view, three renderings: each names the same pod and workload.
+      const snap = renderSnapshot(view, view.uptimeSeconds);
+      expect(snap.storms.current?.cause?.name).toBe('deployment shop/checkout');
+      expect(snap.netns.find((n) => n.inode === client)).toMatchObject({ pod: 'checkout-7d9f8c6b5-x2k4q', namespace: 'shop', workload: 'deployment/checkout' });
+      const frame = renderFrame(view, { width: Infinity, unicode: false, drainedPerSecond: 0 });
+      expect(frame).toContain(`% from deployment shop/checkout`);
+      expect(frame).toMatch(new RegExp(`\\n  ${client} .* shop/checkout-7d9f8c6b5-x2k4q\\n`));
+      const registry = new Registry();
+      for (const m of ctstormMetrics(() => view, { version: 'test' })) registry.registerMetric(m as unknown as Metric);
+      const text = await registry.metrics();
+      expect(text).toMatch(/^ctstorm_storm_cause_share\{cause="deployment shop\/checkout",by="(netns|source|process)"\} (0\.9\d*|1)$/m);
+      expect(text).toContain(`ctstorm_netns_info{netns="${client}",namespace="shop",pod="checkout-7d9f8c6b5-x2k4q",workload="deployment/checkout",host="false"} 1`);
     });
   });
 });
