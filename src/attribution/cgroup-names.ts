@@ -22,7 +22,8 @@ export interface CgroupIdentity {
   unit?: string;
 }
 
-const POD_UID = /^[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}$/;
+// A UUID, or the 32 hex digits kubelet gives a static pod (a hash of its manifest).
+const POD_UID = /^([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}|[0-9a-f]{32})$/;
 const CONTAINER_ID = /^[0-9a-f]{64}$/;
 const SCOPE_RUNTIMES: Array<[prefix: string, runtime: NonNullable<CgroupIdentity['runtime']>]> = [
   ['cri-containerd-', 'containerd'],
@@ -39,7 +40,7 @@ function qosOf(name: string): QosClass | undefined {
 
 /** A pod component: `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid>.slice` (systemd). */
 function podOf(name: string): string | undefined {
-  const m = /^(?:kubepods(?:-(?:burstable|besteffort))?-)?pod([0-9a-f_-]{36})(?:\.slice)?$/.exec(name);
+  const m = /^(?:kubepods(?:-(?:burstable|besteffort))?-)?pod([0-9a-f_-]{36}|[0-9a-f]{32})(?:\.slice)?$/.exec(name);
   return m && POD_UID.test(m[1]!) ? m[1]!.replaceAll('_', '-') : undefined;
 }
 

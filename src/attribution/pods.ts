@@ -328,7 +328,9 @@ export async function watchApiPods(opts: ApiPodsOptions): Promise<PodDirectory> 
       let failed = false;
       try {
         const request = await super.watch(path, query, onEvent, (err) => { failed ||= !!err; done(err); });
-        if (!failed) { backoffMs = retryMs; dir.setLastError(); }
+        // stop() aborts only a watch that is already open: one closed while opening is ended here.
+        if (closed) request.abort();
+        else if (!failed) { backoffMs = retryMs; dir.setLastError(); }
         return request;
       } catch (err) {
         done(err); // e.g. credentials that cannot be read: a failure to retry, not a crash

@@ -27,6 +27,12 @@ describe('identityOf', () => {
     expect(identityOf(`/kubepods/besteffort/pod${UID}`)).toEqual({ podUid: UID, qos: 'besteffort' });
   });
 
+  it('a static pod: kubelet\'s 32-hex UID', () => {
+    const hash = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+    expect(identityOf(`/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${hash}.slice/cri-containerd-${ID}.scope`)).toMatchObject({ podUid: hash, containerId: ID });
+    expect(identityOf(`/kubepods/burstable/pod${hash}/${ID}`)).toMatchObject({ podUid: hash, containerId: ID });
+  });
+
   it('read from inside a pod\'s cgroup namespace: paths climb out with ".."', () => {
     // ctstorm in /kubepods.slice/kubepods-besteffort.slice/<its pod>/<its container>, reading another pod's process.
     expect(identityOf(`/../../../kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/cri-containerd-${ID}.scope`)).toEqual({
