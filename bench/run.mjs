@@ -39,7 +39,7 @@ const REPEATS = quick ? 1 : 3;
 const PACED_SECONDS = quick ? 3 : 6;
 const FULL_TABLE = 262_144;
 const SCRAPES = quick ? 10 : 30;
-const PROGRAMS = ['tp_cache_alloc', 'tp_cache_free', 'sweep', 'fexit_hash_insert', 'fentry_conntrack_free', 'kprobe_hash_insert', 'kretprobe_hash_insert', 'kprobe_conntrack_free'];
+const PROGRAMS = ['tp_cache_alloc', 'tp_cache_free', 'sweep', 'fexit_hash_insert', 'fentry_conntrack_free', 'kprobe_hash_insert', 'kretprobe_hash_insert', 'kprobe_conntrack_free', 'tp_softirq_entry', 'tp_softirq_exit'];
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
