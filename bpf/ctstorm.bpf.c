@@ -152,62 +152,78 @@ static __always_inline void health_inc(__u32 idx)
 
 /* Whether each CPU serves a softirq now, from the softirq_entry/exit
  * tracepoints (which bracket every softirq handler, in irq exit, in
- * local_bh_enable and in ksoftirqd alike). SOFTIRQ_UNSEEN: none ended on this
+ * local_bh_enable and in ksoftirqd alike), and in which task: a softirq runs on
+ * top of the task it interrupted, and on PREEMPT_RT it can itself be preempted
+ * by another task, which is then not in it. SOFTIRQ_UNSEEN: none ended on this
  * CPU since they were hooked; one begun before is over by softirq_hooked_ns +
  * CTSTORM_SOFTIRQ_GRACE_NS (a handler runs for milliseconds), and userspace
- * waits that long before it hooks conntrack. Why not the preempt count: x86 keeps it in a
- * per-CPU variable, and a typed ksym needs CONFIG_KALLSYMS_ALL (this machine's
- * 6.18 has none) and per-CPU variables in BTF (Debian's 5.10 has none). */
+ * waits that long before it hooks conntrack. Why not the preempt count: x86
+ * keeps it in a per-CPU variable, and a typed ksym needs CONFIG_KALLSYMS_ALL
+ * (this machine's 6.18 has none) and per-CPU variables in BTF (Debian's 5.10
+ * has none). */
 enum softirq_state { SOFTIRQ_UNSEEN = 0, SOFTIRQ_IN = 1, SOFTIRQ_OUT = 2 };
+
+struct softirq_cpu {
+	__u32 state; /* enum softirq_state */
+	__u32 pad;
+	__u64 task;  /* the task it runs in, while SOFTIRQ_IN */
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct softirq_cpu);
 } softirq SEC(".maps");
 
 /* Set by userspace once both softirq programs are attached. */
 __u64 softirq_hooked_ns = 0;
 
-static __always_inline void set_softirq(__u32 state)
-{
-	__u32 zero = 0, *s = bpf_map_lookup_elem(&softirq, &zero);
-
-	if (s)
-		*s = state;
-}
-
 SEC("raw_tp/softirq_entry")
 int BPF_PROG(tp_softirq_entry)
 {
-	set_softirq(SOFTIRQ_IN);
+	__u32 zero = 0;
+	struct softirq_cpu *s = bpf_map_lookup_elem(&softirq, &zero);
+
+	if (s) {
+		s->task = bpf_get_current_task();
+		s->state = SOFTIRQ_IN;
+	}
 	return 0;
 }
 
 SEC("raw_tp/softirq_exit")
 int BPF_PROG(tp_softirq_exit)
 {
-	set_softirq(SOFTIRQ_OUT);
+	__u32 zero = 0;
+	struct softirq_cpu *s = bpf_map_lookup_elem(&softirq, &zero);
+
+	if (s)
+		s->state = SOFTIRQ_OUT;
 	return 0;
 }
 
+#define PF_KTHREAD 0x00200000
+
 /* Who runs now: a process is named only when the CPU runs it, never the task a
- * softirq happened to interrupt. Conntrack never runs in hardirq or NMI. */
+ * softirq happened to interrupt; a kernel thread (threaded NAPI, a kworker, a
+ * vhost worker before 6.4) is said to be one. Conntrack never runs in hardirq
+ * or NMI. */
 static __always_inline void current_task_info(struct task_info *t)
 {
-	__u32 zero = 0, *s = bpf_map_lookup_elem(&softirq, &zero);
-	__u64 hooked = softirq_hooked_ns;
+	__u32 zero = 0;
+	struct softirq_cpu *s = bpf_map_lookup_elem(&softirq, &zero);
+	__u64 hooked = softirq_hooked_ns, task = bpf_get_current_task();
 
-	if (!s || !hooked || (*s == SOFTIRQ_UNSEEN && bpf_ktime_get_ns() < hooked + CTSTORM_SOFTIRQ_GRACE_NS)) {
+	if (!s || !hooked || (s->state == SOFTIRQ_UNSEEN && bpf_ktime_get_ns() < hooked + CTSTORM_SOFTIRQ_GRACE_NS)) {
 		t->context = CTSTORM_CTX_UNKNOWN;
 		return;
 	}
-	if (*s == SOFTIRQ_IN) {
+	if (s->state == SOFTIRQ_IN && s->task == task) {
 		t->context = CTSTORM_CTX_INTERRUPT;
 		return;
 	}
-	t->context = CTSTORM_CTX_TASK;
+	t->context = (BPF_CORE_READ((struct task_struct *)task, flags) & PF_KTHREAD) ? CTSTORM_CTX_KERNEL : CTSTORM_CTX_TASK;
 	t->tgid = bpf_get_current_pid_tgid() >> 32;
 	t->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(t->comm, sizeof(t->comm));
@@ -216,7 +232,7 @@ static __always_inline void current_task_info(struct task_info *t)
 static __always_inline void set_task(struct ctstorm_record *r, const struct task_info *t)
 {
 	r->context = t->context;
-	if (t->context != CTSTORM_CTX_TASK)
+	if (t->context != CTSTORM_CTX_TASK && t->context != CTSTORM_CTX_KERNEL)
 		return;
 	r->tgid = t->tgid;
 	r->cgroup_id = t->cgroup_id;

@@ -22,7 +22,8 @@ enum ctstorm_record_type {
 enum ctstorm_context {
 	CTSTORM_CTX_UNKNOWN = 0,   /* destroys; late inserts; a CPU not yet seen outside a softirq */
 	CTSTORM_CTX_TASK = 1,      /* a process: tgid, cgroup_id and comm are its */
-	CTSTORM_CTX_INTERRUPT = 2, /* softirq, hardirq or NMI: no process */
+	CTSTORM_CTX_INTERRUPT = 2, /* a softirq (received or forwarded packets): no process */
+	CTSTORM_CTX_KERNEL = 3,    /* a kernel thread (threaded NAPI, a kworker): tgid, comm are its */
 };
 
 /* What the record knows; a mode that cannot know something leaves the bit clear. */
@@ -64,7 +65,7 @@ struct ctstorm_record {
 	struct ctstorm_tuple orig;  /* 56 */
 	struct ctstorm_tuple reply; /* 92 */
 	__u64 netns_cookie;  /* 128 net->net_cookie, never reused (0: kernel has none) */
-	/* Version 2: set when context is CTSTORM_CTX_TASK, zero otherwise. */
+	/* Version 2: set when context is CTSTORM_CTX_TASK or _KERNEL, zero otherwise. */
 	__u32 tgid;          /* 136 process id in the initial pid namespace */
 	__u32 pad3;          /* 140 */
 	__u64 cgroup_id;     /* 144 cgroup v2 id (the cgroup directory's inode) */

@@ -91,6 +91,10 @@ struct kmem_cache {
 	const char *name;
 } __ctcore;
 
+struct task_struct {
+	unsigned int flags;
+} __ctcore;
+
 /* kprobes read arguments from the UAPI struct pt_regs (bpf_tracing.h names). */
 #include <asm/ptrace.h>
 

@@ -352,14 +352,14 @@ int ct_probe_open(enum ct_mode mode, const struct ct_probe_opts *opts, struct ct
 	/* Softirqs first: an insert must know whether it runs in one. A softirq
 	 * begun before the hook is over within the grace; wait it out, so that no
 	 * insert is seen while a CPU's state is unknown. */
-	p->softirq_links[0] = bpf_program__attach(p->skel->progs.tp_softirq_entry);
-	p->softirq_links[1] = p->softirq_links[0] ? bpf_program__attach(p->skel->progs.tp_softirq_exit) : NULL;
-	if (!p->softirq_links[1]) {
-		rc = fail(err, errlen, -errno, "attach raw_tp/softirq_entry and softirq_exit");
-		goto cleanup;
+	/* Exit first: a softirq that enters and ends between the two attaches must
+	 * not leave its CPU marked as in one. Without them, inserts say UNKNOWN. */
+	p->softirq_links[1] = bpf_program__attach(p->skel->progs.tp_softirq_exit);
+	p->softirq_links[0] = p->softirq_links[1] ? bpf_program__attach(p->skel->progs.tp_softirq_entry) : NULL;
+	if (p->softirq_links[0]) {
+		p->skel->bss->softirq_hooked_ns = monotonic_ns();
+		nanosleep(&(struct timespec){ .tv_nsec = CTSTORM_SOFTIRQ_GRACE_NS }, NULL);
 	}
-	p->skel->bss->softirq_hooked_ns = monotonic_ns();
-	nanosleep(&(struct timespec){ .tv_nsec = CTSTORM_SOFTIRQ_GRACE_NS }, NULL);
 
 	n = mode_programs(p->skel, mode, progs);
 	for (int i = 0; i < n; i++) {
@@ -713,18 +713,6 @@ int ct_probe_read_misses(struct ct_probe *p, uint64_t *missed, bool *visible)
 		*missed += info.recursion_misses;
 		if (p->mode == CT_MODE_KPROBE)
 			kprobe_link_missed(p->links[i], missed, visible);
-	}
-	/* A softirq hook skipped leaves its CPU's state wrong: a miss too. */
-	for (int i = 0; i < 2; i++) {
-		struct bpf_program *prog = i ? p->skel->progs.tp_softirq_exit : p->skel->progs.tp_softirq_entry;
-		struct bpf_prog_info info;
-		uint32_t len = sizeof(info);
-
-		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
-			return -errno;
-		if (len >= offsetof(struct bpf_prog_info, recursion_misses) + sizeof(info.recursion_misses))
-			*missed += info.recursion_misses;
 	}
 	return 0;
 }

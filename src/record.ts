@@ -33,7 +33,7 @@ export const Offset = {
 } as const;
 
 /** enum ctstorm_context: where an insert happened. */
-export const RecordContext = { unknown: 0, task: 1, interrupt: 2 } as const;
+export const RecordContext = { unknown: 0, task: 1, interrupt: 2, kernel: 3 } as const;
 export const COMM_SIZE = 16;
 
 /** Within struct ctstorm_tuple. */
@@ -58,7 +58,7 @@ export interface Tuple {
   dport: number;
 }
 
-/** The process an insert happened in (context 'task'). */
+/** The process (or kernel thread) an insert happened in. */
 export interface TaskContext {
   /** Process id in the initial pid namespace. */
   pid: number;
@@ -71,9 +71,10 @@ export interface TaskContext {
 export interface CtRecord {
   type: 'insert' | 'destroy';
   /** Inserts: 'task' (a local process made it: see `task`), 'interrupt' (softirq:
-   * received or forwarded, no process), 'unknown' (destroys, late inserts, and
-   * kernels where the probe cannot tell). */
-  context: 'unknown' | 'task' | 'interrupt';
+   * received or forwarded, no process), 'kernel' (a kernel thread: threaded NAPI,
+   * a kworker; `task` names the thread), 'unknown' (destroys, late inserts, a CPU
+   * not yet seen outside a softirq). */
+  context: 'unknown' | 'task' | 'interrupt' | 'kernel';
   task?: TaskContext;
   tsNs: number;
   /** Destroys only, when the probe saw the insert. */
@@ -261,7 +262,7 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
   const context = view.getUint8(at + Offset.context);
   const record: CtRecord = {
     type: type === RecordType.destroy ? 'destroy' : 'insert',
-    context: context === RecordContext.task ? 'task' : context === RecordContext.interrupt ? 'interrupt' : 'unknown',
+    context: context === RecordContext.task ? 'task' : context === RecordContext.interrupt ? 'interrupt' : context === RecordContext.kernel ? 'kernel' : 'unknown',
     tsNs: readU64(view, at + Offset.tsNs),
     netns: view.getUint32(at + Offset.netnsIno, true),
     netnsCookie: readU64(view, at + Offset.netnsCookie),
@@ -276,7 +277,7 @@ export function decodeRecord(view: DataView, at: number): CtRecord {
     orig: tuple(view, at + Offset.orig, l3proto),
     reply: tuple(view, at + Offset.reply, l3proto),
   };
-  if (context === RecordContext.task) {
+  if (context === RecordContext.task || context === RecordContext.kernel) {
     record.task = { pid: view.getUint32(at + Offset.tgid, true), cgroupId: readU64(view, at + Offset.cgroupId), comm: commAt(view, at + Offset.comm) };
   }
   if (l4proto === 6) record.tcpState = tcpStateName(view.getUint8(at + Offset.tcpState));

@@ -158,7 +158,7 @@ function netnsLines(v: MonitorView, o: FrameOptions): string[] {
 function processLines(v: MonitorView, o: FrameOptions): string[] {
   const top = v.engine.top.processes.slice(0, o.topN ?? 5);
   const c = v.engine.contexts;
-  const made = c.process + c.softirq + c.unknown;
+  const made = c.process + c.softirq + c.kernel + c.unknown;
   const share = made > 0 ? ` · ${((100 * c.process) / made).toFixed(0)}% of inserts made by a local process, ${((100 * c.softirq) / made).toFixed(0)}% in softirq (received or forwarded)` : '';
   const lines = [`top processes by inserts, in the last complete ${v.engine.top.epochSeconds} s${share}`];
   if (top.length === 0) lines.push('  (none)');

@@ -98,11 +98,13 @@ export interface ProcessTalker extends ProcessNamed {
 }
 
 /** Inserts by where the kernel made them: in a process (a local client's first
- * packet), in softirq (received or forwarded: no process), or unknown (late
- * inserts, or a CPU not yet seen outside a softirq). */
+ * packet), in softirq (received or forwarded: no process), in a kernel thread
+ * (threaded NAPI, a kworker), or unknown (late inserts, a CPU not yet seen
+ * outside a softirq). */
 export interface InsertContexts {
   process: number;
   softirq: number;
+  kernel: number;
   unknown: number;
 }
 
@@ -266,7 +268,7 @@ export class Engine {
   private readonly batchProcesses = new IntCounter(1 << 10);
   /** Command name and cgroup of each process in a sketch, as last seen. */
   private readonly processMeta = new Map<number, { comm: string; cgroupId: number }>();
-  private readonly contexts: InsertContexts = { process: 0, softirq: 0, unknown: 0 };
+  private readonly contexts: InsertContexts = { process: 0, softirq: 0, kernel: 0, unknown: 0 };
   private lastPid = -1;
   private readonly flushProcess = (pid: number, n: number): void => {
     this.processes.add(pid, n);
@@ -431,6 +433,8 @@ export class Engine {
       }
     } else if (context === RecordContext.interrupt) {
       this.contexts.softirq++;
+    } else if (context === RecordContext.kernel) {
+      this.contexts.kernel++;
     } else {
       this.contexts.unknown++;
     }

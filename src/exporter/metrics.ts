@@ -284,7 +284,7 @@ function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
     },
     {
       name: 'ctstorm_conntrack_inserts_by_context_total',
-      help: 'Inserts by where the kernel made them: context="process" (a local process sent the first packet: see ctstorm_top_process_inserts), "softirq" (received or forwarded), "unknown".',
+      help: 'Inserts by where the kernel made them: context="process" (a local process sent the first packet: see ctstorm_top_process_inserts), "softirq" (received or forwarded), "kernel" (a kernel thread: threaded NAPI, a kworker), "unknown".',
       type: 'counter',
       samples: (v) => Object.entries(v.engine.contexts).map(([context, value]) => ({ labels: { context }, value })),
     },

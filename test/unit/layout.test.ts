@@ -26,7 +26,7 @@ function headerFacts(): Record<string, number> {
   for (const f of ['src', 'dst', 'sport', 'dport']) {
     lines.push(`printf("\\"tuple.${f}\\": %zu,\\n", offsetof(struct ctstorm_tuple, ${f}));`);
   }
-  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED', 'CTSTORM_CTX_UNKNOWN', 'CTSTORM_CTX_TASK', 'CTSTORM_CTX_INTERRUPT'];
+  const consts = ['CTSTORM_RECORD_VERSION', 'CTSTORM_INSERT', 'CTSTORM_DESTROY', 'CTSTORM_F_BUCKETS', 'CTSTORM_F_CHAIN', 'CTSTORM_F_LIFETIME', 'CTSTORM_F_LATE', 'CTSTORM_F_CHAIN_CAPPED', 'CTSTORM_CTX_UNKNOWN', 'CTSTORM_CTX_TASK', 'CTSTORM_CTX_INTERRUPT', 'CTSTORM_CTX_KERNEL'];
   consts.push('CTSTORM_H_UNCONFIRMED_FREES', 'CTSTORM_H_UNTRACKED', 'CTSTORM_H_NETNS_OVERFLOW', 'CTSTORM_H_UNKNOWN_START', 'CTSTORM_H_NAT_CLASH', 'CTSTORM_H_NEVER_HASHED',
     'CTSTORM_H_PENDING_OVERFLOW', 'CTSTORM_H_INSERT_UNPAIRED', 'CTSTORM_H_PENDING_EXPIRED', 'CTSTORM_H_MAX', 'CTSTORM_MAX_WALK', 'CTSTORM_CHAIN_BINS');
   for (const c of consts) lines.push(`printf("\\"${c}\\": %d,\\n", (int)${c});`);
@@ -68,7 +68,7 @@ describe('record layout', () => {
     expect(c.CTSTORM_F_LIFETIME).toBe(RecordFlag.lifetime);
     expect(c.CTSTORM_F_LATE).toBe(RecordFlag.late);
     expect(c.CTSTORM_F_CHAIN_CAPPED).toBe(RecordFlag.chainCapped);
-    expect([c.CTSTORM_CTX_UNKNOWN, c.CTSTORM_CTX_TASK, c.CTSTORM_CTX_INTERRUPT]).toEqual([RecordContext.unknown, RecordContext.task, RecordContext.interrupt]);
+    expect([c.CTSTORM_CTX_UNKNOWN, c.CTSTORM_CTX_TASK, c.CTSTORM_CTX_INTERRUPT, c.CTSTORM_CTX_KERNEL]).toEqual([RecordContext.unknown, RecordContext.task, RecordContext.interrupt, RecordContext.kernel]);
   });
 
   it('names the health counters as enum ctstorm_health numbers them', () => {

@@ -132,7 +132,7 @@ describe('Engine', () => {
       { pid: 77, comm: 'envoy', cgroupId: 12, inserts: 3, error: 0 },
     ]);
     // Destroys carry no context and are not counted here.
-    expect(v.contexts).toEqual({ process: 19, softirq: 6, unknown: 1 });
+    expect(v.contexts).toEqual({ process: 19, softirq: 6, kernel: 0, unknown: 1 });
   });
 
   it('keeps the processes of a storm with the storm', () => {
