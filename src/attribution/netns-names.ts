@@ -1,7 +1,8 @@
 // Which pods, containers, units and processes live in each network namespace,
 // from /proc: each process's netns (ns/net), cgroup and command name. Refreshed
-// incrementally: a refresh lists /proc and reads only the processes not seen
-// before (three small reads each); processes gone are dropped. A netns keeps its
+// incrementally: a refresh lists /proc and reads (three small reads each) the
+// processes not seen before, those still young (see YOUNG_MS) and a rotating
+// twelfth of the rest; processes gone are dropped. A netns keeps its
 // last name after its processes are gone, until forget() (its final rows still
 // need one).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -12,7 +13,18 @@ interface ProcessInfo {
   netns: number;
   comm: string;
   identity: CgroupIdentity;
+  /** When it was first seen (ms): young processes are read again. */
+  firstSeen: number;
 }
+
+/** A process is read again at every refresh while younger than this: right after
+ * it starts it usually execs, joins its cgroup and enters its netns (a runtime's
+ * shim, `ip netns exec`), and its first reading was of what it was before. */
+const YOUNG_MS = 30_000;
+/** Older processes are read again one in this many per refresh, in turn: a
+ * process that moves later, or a pid reused between two refreshes, is put right
+ * within this many refreshes. */
+const ROTATION = 12;
 
 export interface NetnsName {
   inode: number;
@@ -32,7 +44,12 @@ export class NetnsNames {
   /** Reads done by the last refresh (for cost figures). */
   lastReads = 0;
 
-  constructor(private readonly proc = '/proc') {}
+  private round = 0;
+
+  constructor(
+    private readonly proc = '/proc',
+    private readonly now: () => number = Date.now,
+  ) {}
 
   refresh(): void {
     let pids: number[];
@@ -42,12 +59,16 @@ export class NetnsNames {
       return;
     }
     this.lastReads = 0;
+    this.round++;
+    const now = this.now();
     const alive = new Set(pids);
     for (const pid of this.processes.keys()) if (!alive.has(pid)) this.processes.delete(pid);
     for (const pid of pids) {
-      if (this.processes.has(pid)) continue;
-      const info = this.read(pid);
+      const known = this.processes.get(pid);
+      if (known && now - known.firstSeen >= YOUNG_MS && pid % ROTATION !== this.round % ROTATION) continue;
+      const info = this.read(pid, known?.firstSeen ?? now);
       if (info) this.processes.set(pid, info);
+      else this.processes.delete(pid);
     }
     this.rebuild();
   }
@@ -61,14 +82,14 @@ export class NetnsNames {
     this.names.delete(inode);
   }
 
-  private read(pid: number): ProcessInfo | undefined {
+  private read(pid: number, firstSeen: number): ProcessInfo | undefined {
     try {
       this.lastReads += 3;
       const m = NETNS_LINK.exec(readlinkSync(`${this.proc}/${pid}/ns/net`));
       if (!m) return undefined;
       const comm = readFileSync(`${this.proc}/${pid}/comm`, 'utf8').trim();
       const path = cgroupPathOf(readFileSync(`${this.proc}/${pid}/cgroup`, 'utf8'));
-      return { netns: Number(m[1]), comm, identity: path ? identityOf(path) : {} };
+      return { netns: Number(m[1]), comm, identity: path ? identityOf(path) : {}, firstSeen };
     } catch {
       return undefined; // exited meanwhile, or a kernel thread without a netns link
     }

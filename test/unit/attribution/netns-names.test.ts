@@ -59,12 +59,14 @@ describe('NetnsNames', () => {
   it('reads only new processes on a refresh, and keeps a netns\'s last name until forgotten', () => {
     const proc = fakeProc();
     proc.add(10, 7, 'a', '/system.slice/a.service');
-    const names = new NetnsNames(proc.root);
+    let now = 0;
+    const names = new NetnsNames(proc.root, () => now);
     names.refresh();
     expect(names.lastReads).toBe(3);
+    now = 60_000; // pid 10 is no longer young
     proc.add(11, 7, 'b', '/system.slice/b.service');
     names.refresh();
-    expect(names.lastReads).toBe(3); // pid 10 was not read again
+    expect(names.lastReads).toBe(3); // pid 10 was not read again (not its turn: 10 % 12 is not 2)
     expect(names.nameOf(7)?.units).toEqual(['a.service', 'b.service']);
     proc.remove(10);
     proc.remove(11);
@@ -72,5 +74,32 @@ describe('NetnsNames', () => {
     expect(names.nameOf(7)?.units).toEqual(['a.service', 'b.service']); // its final rows still need a name
     names.forget(7);
     expect(names.nameOf(7)).toBeUndefined();
+  });
+
+  it('reads a young process again (it execs, joins its cgroup and netns right after it starts), and older ones in turn', () => {
+    const proc = fakeProc();
+    let now = 0;
+    const names = new NetnsNames(proc.root, () => now);
+    // As `sh -c 'echo $$ > cgroup.procs; exec ip netns exec ns python3'` looks at first...
+    proc.add(40, 1, 'sh', '/user.slice/session-1.scope');
+    names.refresh();
+    expect(names.nameOf(1)?.processes).toEqual([{ comm: 'sh', count: 1 }]);
+    // ...and a moment later, in the pod's netns and cgroup.
+    proc.remove(40);
+    proc.add(40, 9, 'python3', `/kubepods/besteffort/pod${UID}/${ID1}`);
+    now = 1_000;
+    names.refresh();
+    expect(names.nameOf(9)).toMatchObject({ pods: [UID], processes: [{ comm: 'python3', count: 1 }] });
+    // An old process that moved is seen at its turn: within 12 refreshes.
+    now = 100_000;
+    proc.remove(40);
+    proc.add(40, 11, 'python3', `/kubepods/besteffort/pod${UID}/${ID1}`);
+    let refreshes = 0;
+    while (names.nameOf(11) === undefined && refreshes < 12) {
+      names.refresh();
+      refreshes++;
+    }
+    expect(names.nameOf(11)).toMatchObject({ pods: [UID] });
+    expect(refreshes).toBeLessThanOrEqual(12);
   });
 });
