@@ -158,6 +158,18 @@ export class RecordBatch {
   origDstV4(i: number): number {
     return this.view.getUint32(i * RECORD_SIZE + Offset.orig + TupleOffset.dst, false);
   }
+  /** Reply direction's source address (IPv4 records): where a DNAT'd flow really goes. */
+  replySrcV4(i: number): number {
+    return this.view.getUint32(i * RECORD_SIZE + Offset.reply + TupleOffset.src, false);
+  }
+  /** Reply direction's source port. */
+  replySport(i: number): number {
+    return this.view.getUint16(i * RECORD_SIZE + Offset.reply + TupleOffset.sport, false);
+  }
+  /** A reply tuple address as text (any family). */
+  replyAddress(i: number, which: 'src' | 'dst'): string {
+    return address(this.view, i * RECORD_SIZE + Offset.reply + TupleOffset[which], this.l3proto(i));
+  }
   /** Original direction's destination port (or ICMP type and code). */
   origDport(i: number): number {
     return this.view.getUint16(i * RECORD_SIZE + Offset.orig + TupleOffset.dport, false);

@@ -181,6 +181,7 @@ function peerLines(v: MonitorView, o: FrameOptions): string[] {
   if (o.width < colWidth + 30) return [title, '  sources', ...src.map((s) => `    ${s}`), '  destinations', ...dst.map((s) => `    ${s}`)];
   const lines = [title, `  ${'sources'.padEnd(colWidth)}destinations`];
   for (let i = 0; i < Math.max(src.length, dst.length); i++) lines.push(`  ${(src[i] ?? '').padEnd(colWidth)}${dst[i] ?? ''}`);
+  if (top.backends.length > 0) lines.push(`  DNAT'd to ${top.backends.slice(0, 3).map(peer).join(' · ')}`);
   return lines;
 }
 

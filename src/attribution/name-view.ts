@@ -25,6 +25,7 @@ function nameStorm(storm: StormView, namer: Namer): void {
 export function nameView(engine: EngineView, inodes: Iterable<number>, namer: Namer): Record<string, NetnsNamed> {
   nameTalkers(engine.top.sources, namer);
   nameTalkers(engine.top.destinations, namer);
+  nameTalkers(engine.top.backends, namer);
   nameProcesses(engine.top.processes, namer);
   const storms = [...(engine.storms.current ? [engine.storms.current] : []), ...engine.storms.past];
   for (const st of storms) nameStorm(st, namer);

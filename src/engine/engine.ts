@@ -119,6 +119,9 @@ export interface LifetimeRow extends Quantiles {
   meanSeconds: number | null;
 }
 
+/** IPS_DST_NAT: the entry's destination was translated (a Service's VIP to a backend). */
+const IPS_DST_NAT = 1 << 5;
+
 export interface EngineView {
   atSeconds: number;
   totals: { inserts: number; destroys: number };
@@ -133,7 +136,9 @@ export interface EngineView {
   /** The same lifetimes as cumulative counts at EXPORT_EDGES_SECONDS (the
    * exporter's histogram buckets, powers of two from 1/1024 s to 2^20 s). */
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
-  top: { epochSeconds: number } & Peers;
+  /** `backends`: DNAT'd inserts by the address they were translated to (a
+   * Service's backend pods; the destinations show the Service's address). */
+  top: { epochSeconds: number; backends: Talker[] } & Peers;
   contexts: InsertContexts;
   storms: {
     baselinePerSecond: number;
@@ -264,6 +269,10 @@ export class Engine {
   private lastDestinations: SpaceSaving<number | string>;
   private processes: SpaceSaving<number>;
   private lastProcesses: SpaceSaving<number>;
+  /** DNAT'd inserts by their real destination (reply source), this epoch and the last. */
+  private backends: SpaceSaving<number | string>;
+  private lastBackends: SpaceSaving<number | string>;
+  private readonly batchBackends = new Map<number | string, number>();
   /** Inserts by process id within the batch. */
   private readonly batchProcesses = new IntCounter(1 << 10);
   /** Command name and cgroup of each process in a sketch, as last seen. */
@@ -289,6 +298,8 @@ export class Engine {
     this.lastDestinations = new SpaceSaving(k);
     this.processes = new SpaceSaving(k);
     this.lastProcesses = new SpaceSaving(k);
+    this.backends = new SpaceSaving(k);
+    this.lastBackends = new SpaceSaving(k);
   }
 
   /** Counts the run of inserts to one destination that just ended. */
@@ -312,6 +323,8 @@ export class Engine {
       peers?.destinations.add(key, n);
     }
     this.batchProcesses.forEach(this.flushProcess);
+    for (const [key, n] of this.batchBackends) this.backends.add(key, n);
+    this.batchBackends.clear();
     this.batchSourcesV4.clear();
     this.batchSources.clear();
     this.batchDestinations.clear();
@@ -381,6 +394,7 @@ export class Engine {
       top: {
         epochSeconds: this.topEpochSeconds,
         ...this.peersOf({ sources: this.lastSources, destinations: this.lastDestinations, processes: this.lastProcesses }, TOP_PEERS),
+        backends: this.lastBackends.top(TOP_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
       },
       contexts: { ...this.contexts },
       storms: {
@@ -420,6 +434,10 @@ export class Engine {
       this.endDestinationRun();
       this.runDestination = dst;
       this.runLength = 1;
+    }
+    if (batch.status(i) & IPS_DST_NAT) {
+      const backend = v4 ? batch.replySrcV4(i) * 65536 + batch.replySport(i) : `${batch.replyAddress(i, 'src')}|${batch.replySport(i)}`;
+      this.batchBackends.set(backend, (this.batchBackends.get(backend) ?? 0) + 1);
     }
     const context = batch.context(i);
     if (context === RecordContext.task) {
@@ -550,17 +568,20 @@ export class Engine {
       [this.lastSources, this.sources] = [this.sources, this.lastSources];
       [this.lastDestinations, this.destinations] = [this.destinations, this.lastDestinations];
       [this.lastProcesses, this.processes] = [this.processes, this.lastProcesses];
+      [this.lastBackends, this.backends] = [this.backends, this.lastBackends];
       this.hot.endEpoch();
     } else {
       // The epoch just before this one saw no insert.
       this.lastSources.clear();
       this.lastDestinations.clear();
       this.lastProcesses.clear();
+      this.lastBackends.clear();
       this.hot.endEpoch(true);
     }
     this.sources.clear();
     this.destinations.clear();
     this.processes.clear();
+    this.backends.clear();
     this.epoch = epoch;
     this.pruneProcessMeta();
   }

@@ -135,6 +135,26 @@ describe('Engine', () => {
     expect(v.contexts).toEqual({ process: 19, softirq: 6, kernel: 0, unknown: 1 });
   });
 
+  it('names the backends DNAT\'d inserts went to (the reply\'s source), apart from the Service address', () => {
+    const e = new Engine({ topCapacity: 10, topEpochSeconds: 10 });
+    const toService = (backend: number[], port: number): Partial<RawRecord> => ({
+      status: 0x20 | 0x08, // IPS_DST_NAT | IPS_CONFIRMED
+      orig: { src: ipv4(10, 244, 0, 9), dst: ipv4(10, 96, 0, 10), sport: 40000, dport: 53 },
+      reply: { src: backend, dst: ipv4(10, 244, 0, 9), sport: port, dport: 40000 },
+    });
+    const records: RawRecord[] = [];
+    for (let k = 0; k < 6; k++) records.push(rec('insert', 20n * S, toService(ipv4(10, 244, 1, 5), 5353)));
+    for (let k = 0; k < 2; k++) records.push(rec('insert', 21n * S, toService(ipv4(10, 244, 2, 7), 5353)));
+    records.push(rec('insert', 21n * S)); // not NAT'd: no backend
+    e.ingest(batch(records));
+    const v = e.view(Number(31n * S));
+    expect(v.top.backends).toEqual([
+      { address: '10.244.1.5', port: 5353, inserts: 6, error: 0 },
+      { address: '10.244.2.7', port: 5353, inserts: 2, error: 0 },
+    ]);
+    expect(v.top.destinations[0]).toEqual({ address: '10.96.0.10', port: 53, inserts: 8, error: 0 });
+  });
+
   it('keeps the processes of a storm with the storm', () => {
     const e = new Engine({ topCapacity: 10, topEpochSeconds: 10, storms: { ...DEFAULT_STORM_CONFIG, floorPerSecond: 100 } });
     const calm: RawRecord[] = [];
