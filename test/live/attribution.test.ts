@@ -34,6 +34,9 @@ const CONTAINER = 'c0ffee'.padEnd(64, '0');
 const CONTAINER2 = 'beef'.padEnd(64, '1');
 const UNIT = `ctstorm-test-${process.pid}.service`;
 const EPOCH_SECONDS = 5;
+/** A Service's address (198.18.0.0/15 is for tests), DNAT'd to the server netns's own. */
+const SERVICE_VIP = '198.19.200.10';
+const BACKEND_PORT = 7401;
 
 /** The cgroup2 mount, or one made for the test (QEMU guests mount none). */
 function cgroup2(): { mount: string; made: boolean } {
@@ -94,6 +97,23 @@ function podObject(ip: string): object {
   };
 }
 
+/** The Service's backend, a StatefulSet's pod, as the API would return it. */
+function backendPod(ip: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'cart-0',
+      namespace: 'shop',
+      uid: '9c8b7a65-1d0e-4f2a-8b7c-6e5d4c3b2a10',
+      labels: { app: 'cart', 'statefulset.kubernetes.io/pod-name': 'cart-0' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'cart', uid: '66666666-7777-4888-9999-aaaaaaaaaaaa', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: { nodeName: 'node-a', containers: [{ name: 'cart', image: 'registry.example/cart:2.0' }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], containerStatuses: [] },
+  };
+}
+
 describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () => {
   const pair = new NetnsPair('attr');
   let cg: { mount: string; made: boolean };
@@ -106,6 +126,9 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
     pair.up();
     // Conntrack in the client netns too: its entries are made by the sending process.
     pair.exec(pair.client, 'nft', 'add table ip ctstorm_test; add chain ip ctstorm_test output { type filter hook output priority 0; }; add rule ip ctstorm_test output ct state new accept');
+    // A Service: its VIP, routed to the server netns, DNAT'd there to a "backend pod" (the server's address).
+    pair.exec(pair.client, 'ip', 'route', 'add', `${SERVICE_VIP}/32`, 'via', pair.serverAddr);
+    pair.exec(pair.server, 'nft', `add table ip ctstorm_nat; add chain ip ctstorm_nat prerouting { type nat hook prerouting priority -100; }; add rule ip ctstorm_nat prerouting ip daddr ${SERVICE_VIP} udp dport ${PORT} dnat to ${pair.serverAddr}:${BACKEND_PORT}`);
     cg = cgroup2();
     const mk = (...parts: string[]): string => {
       let path = cg.mount;
@@ -143,7 +166,7 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
   describe.each(testModes().map((mode, i) => [mode, i] as const))('in %s mode', (mode, i) => {
     // Source ports of this mode's senders, apart from the other modes' (whose UDP
     // entries may still be in the table: a tuple seen again is no new entry).
-    const ports = { pod: 20000 + 4000 * i, pod2: 21600 + 4000 * i, unit: 21700 + 4000 * i };
+    const ports = { pod: 20000 + 4000 * i, pod2: 21600 + 4000 * i, unit: 21700 + 4000 * i, service: 21800 + 4000 * i };
     let monitor: Monitor;
     const records: CtRecord[] = [];
     const senders: Sender[] = [];
@@ -154,6 +177,7 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       pair.exec(pair.client, 'conntrack', '-F');
       await pair.empty();
       pods.upsertPod(podObject(pair.clientAddr));
+      pods.upsertPod(backendPod(pair.serverAddr));
       const { client, server } = inodes();
       monitor = new Monitor({
         mode,
@@ -245,6 +269,21 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       expect(view.netnsNames[client]?.pod).toBeUndefined();
       b.stop();
       c.stop();
+    });
+
+    it('names the backend pod of DNAT\'d Service traffic, by the address it was translated to', async () => {
+      const { server } = inodes();
+      const sender = new Sender(pair.client, podDir, SERVICE_VIP, ports.service);
+      senders.push(sender);
+      await sender.started();
+      await sender.send(10);
+      const dnatd = () => inserts(server).filter((r) => r.orig.dst === SERVICE_VIP);
+      await until(() => dnatd().length >= 10, 60_000, '10 DNAT\'d inserts', () => `${dnatd().length}`);
+      expect(dnatd().map((r) => [r.reply.src, r.reply.sport, (r.status & 0x20) !== 0])).toEqual(Array(10).fill([pair.serverAddr, BACKEND_PORT, true]));
+      const view = await viewAfterLastInsert(dnatd());
+      expect(view.engine.top.backends.find((t) => t.address === pair.serverAddr && t.port === BACKEND_PORT)).toMatchObject({ pod: 'cart-0', namespace: 'shop', workload: 'statefulset/cart' });
+      expect(view.engine.top.destinations.find((t) => t.address === SERVICE_VIP)).toMatchObject({ port: PORT });
+      sender.stop();
     });
 
     it('names a storm from the pod by its workload, alike in the snapshot, watch and /metrics', async () => {
