@@ -120,10 +120,11 @@ function kernelLines(v: MonitorView): string[] {
   return [`kernel    in ctstorm's netns, per second (since start): ${shown.join(' · ')}`];
 }
 
-function stormLine(s: StormView, now: number, running: boolean): string {
+function stormLine(s: StormView, now: number, running: boolean, names?: (inode: number) => string): string {
   const ago = running ? `since ${duration(s.durationSeconds)}` : `${duration(now - (s.endSeconds ?? now))} ago, lasted ${duration(s.durationSeconds)}`;
-  const ns = s.netns[0] ? ` · netns ${s.netns[0].inode} ${fmt(s.netns[0].inserts)}` : '';
-  const cause = s.cause ? ` · ${Math.round(100 * s.cause.share)}% from ${s.cause.name}` : '';
+  const ns = s.netns[0] ? ` · netns ${s.netns[0].inode}${names?.(s.netns[0].inode) ? ` (${names(s.netns[0].inode)})` : ''} ${fmt(s.netns[0].inserts)}` : '';
+  const pct = s.cause ? Math.floor(100 * s.cause.share) : 0;
+  const cause = !s.cause ? '' : s.cause.share >= 0.5 ? ` · ${pct}% from ${s.cause.name}` : ` · no single cause (the largest, ${s.cause.name}, ${pct}%)`;
   const src = s.sources[0] ? ` · from ${peer(s.sources[0])}` : '';
   const dst = s.destinations[0] ? ` · to ${peer(s.destinations[0])}` : '';
   return `${ago}: peak ${fmt(s.peakPerSecond)}/s (baseline ${fmt(s.baselinePerSecond)}/s), +${fmt(s.inserts)} inserts, -${fmt(s.destroys)} destroys${cause}${ns}${src}${dst}`;
@@ -133,8 +134,9 @@ function stormLines(v: MonitorView): string[] {
   const st = v.engine.storms;
   const now = v.engine.atSeconds;
   const learning = st.baselineLearnedSeconds < 60 ? `, learned from ${st.baselineLearnedSeconds} s: a storm already running at the start is taken as normal` : '';
-  const lines = [st.current ? `STORM     ${stormLine(st.current, now, true)}` : `storms    none now (baseline ${fmt(st.baselinePerSecond)} inserts/s${learning})`];
-  for (const past of st.past.slice(0, 3)) lines.push(`  past    ${stormLine(past, now, false)}`);
+  const names = (inode: number): string => netnsName(v, inode);
+  const lines = [st.current ? `STORM     ${stormLine(st.current, now, true, names)}` : `storms    none now (baseline ${fmt(st.baselinePerSecond)} inserts/s${learning})`];
+  for (const past of st.past.slice(0, 3)) lines.push(`  past    ${stormLine(past, now, false, names)}`);
   if (st.past.length > 3) lines.push(`  ... ${st.past.length - 3} more (snapshot --json lists them)`);
   return lines;
 }
@@ -159,7 +161,7 @@ function processLines(v: MonitorView, o: FrameOptions): string[] {
   const top = v.engine.top.processes.slice(0, o.topN ?? 5);
   const c = v.engine.contexts;
   const made = c.process + c.softirq + c.kernel + c.unknown;
-  const share = made > 0 ? ` · ${((100 * c.process) / made).toFixed(0)}% of inserts made by a local process, ${((100 * c.softirq) / made).toFixed(0)}% in softirq (received or forwarded)` : '';
+  const share = made > 0 ? ` · ${((100 * c.process) / made).toFixed(0)}% of inserts made by a local process, ${((100 * c.softirq) / made).toFixed(0)}% in softirq (received, forwarded, or crossing into another netns: a pod's own traffic seen by the host's)` : '';
   const lines = [`top processes by inserts, in the last complete ${v.engine.top.epochSeconds} s${share}`];
   if (top.length === 0) lines.push('  (none)');
   for (const p of top) {

@@ -17,7 +17,7 @@ function nameStorm(storm: StormView, namer: Namer): void {
   nameTalkers(storm.sources, namer);
   nameTalkers(storm.destinations, namer);
   nameProcesses(storm.processes, namer);
-  storm.cause = stormCause(storm, (inode) => namer.netns(inode));
+  storm.cause = stormCause(storm);
 }
 
 /** Names the engine's rows in place; returns the names of `inodes` and of the

@@ -47,6 +47,9 @@ export interface StormView extends Omit<Storm, 'netns'> {
   /** The local processes that made most of its inserts (inserts made in a
    * process context only). */
   processes: ProcessTalker[];
+  /** Inserts its peer lists counted (from the top-talker epoch its onset fell
+   * in, so a little more than `inserts`): what their shares are of. */
+  peerInserts: number;
   /** Set by the monitor when names are known: the workload, pod or process
    * behind most of its inserts. */
   cause?: StormCause | null;
@@ -249,7 +252,7 @@ export class Engine {
   private firstSecond = Infinity;
   /** Peers of the storm running now, and of past storms by start second. */
   private stormPeers: PeerSketches | null = null;
-  private readonly pastPeers = new Map<number, Peers>();
+  private readonly pastPeers = new Map<number, Peers & { peerInserts: number }>();
   private readonly topCapacity: number;
   /** IPv4 sources of the batch (int32 keys), and the others (text). */
   private readonly batchSourcesV4 = new IntCounter();
@@ -363,8 +366,8 @@ export class Engine {
       ...st,
       netns: st.netns.map(({ key, inserts }) => ({ ...this.netnsOfKey(key), inserts })),
       ...(st.endSeconds === null && this.stormPeers
-        ? this.peersOf(this.stormPeers)
-        : (this.pastPeers.get(st.startSeconds) ?? { sources: [], destinations: [], processes: [] })),
+        ? { ...this.peersOf(this.stormPeers), peerInserts: this.stormPeers.sources.total }
+        : (this.pastPeers.get(st.startSeconds) ?? { sources: [], destinations: [], processes: [], peerInserts: 0 })),
     });
     const current = this.storms.current();
     return {
@@ -538,7 +541,7 @@ export class Engine {
       this.stormPeers.processes.merge(this.processes);
     } else if (!current && this.stormPeers) {
       const ended = this.storms.past()[0];
-      if (ended) this.pastPeers.set(ended.startSeconds, this.peersOf(this.stormPeers));
+      if (ended) this.pastPeers.set(ended.startSeconds, { ...this.peersOf(this.stormPeers), peerInserts: this.stormPeers.sources.total });
       this.stormPeers = null;
       const kept = new Set(this.storms.past().map((st) => st.startSeconds));
       for (const start of this.pastPeers.keys()) if (!kept.has(start)) this.pastPeers.delete(start);

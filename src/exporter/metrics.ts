@@ -259,10 +259,13 @@ function stormMetrics(): ViewMetricSpec[] {
   ];
 }
 
-/** The labels a named row has (an unknown one is left out: to Prometheus, the same as empty). */
+/** The labels a named row has (an unknown one is left out: to Prometheus, the
+ * same as empty). Prefixed: a scrape of ctstorm's own pod adds namespace, pod
+ * and container target labels, which would rename these to exported_*. */
 function whoLabels(n: Named | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const k of ['namespace', 'pod', 'workload', 'container', 'unit'] as const) if (n?.[k]) out[k] = n[k];
+  for (const k of ['namespace', 'pod', 'workload', 'container'] as const) if (n?.[k]) out[`k8s_${k}`] = n[k];
+  if (n?.unit) out.unit = n.unit;
   return out;
 }
 
@@ -270,14 +273,14 @@ function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
   return [
     {
       name: 'ctstorm_netns_info',
-      help: 'Who each netns with a label of its own belongs to: its pod (namespace, pod, workload), unit, or host="true" for the machine\'s own. Join: ctstorm_conntrack_inserts_total * on(netns) group_left(namespace, pod, workload) ctstorm_netns_info.',
+      help: 'Who each netns with a label of its own belongs to: its pod (k8s_namespace, k8s_pod, k8s_workload), unit, or host="true" for the machine\'s own. Join per node: ctstorm_conntrack_inserts_total * on(instance, netns) group_left(k8s_namespace, k8s_pod, k8s_workload) ctstorm_netns_info.',
       type: 'gauge',
       samples: (v) => {
         o.netnsFold.fold(v.counters.netns); // the labels as the counters have them
         return [...o.netnsFold.labelledNetns()].flatMap((inode) => {
           const n = v.netnsNames[inode];
           if (!n) return [];
-          const { container: _, ...who } = whoLabels(n);
+          const { k8s_container: _, ...who } = whoLabels(n);
           return [{ labels: { netns: String(inode), ...who, host: n.host ? 'true' : 'false' }, value: 1 }];
         });
       },
@@ -290,9 +293,19 @@ function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
     },
     {
       name: 'ctstorm_top_process_inserts',
-      help: 'Inserts made by the local processes that made the most, in the last complete top-talker epoch (at most 10 series), with the pod, container or unit their cgroup names.',
+      help: 'Inserts made by the local processes that made the most, in the last complete top-talker epoch (10 processes at most), by command and the pod, container or unit their cgroup names (no pid label: a new series per process would grow without bound).',
       type: 'gauge',
-      samples: (v) => v.engine.top.processes.map((p) => ({ labels: { pid: String(p.pid), comm: p.comm, ...whoLabels(p) }, value: p.inserts })),
+      samples: (v) => {
+        const byLabels = new Map<string, { labels: Record<string, string>; value: number }>();
+        for (const p of v.engine.top.processes) {
+          const labels = { comm: p.comm, ...whoLabels(p) };
+          const key = JSON.stringify(labels);
+          const row = byLabels.get(key) ?? { labels, value: 0 };
+          row.value += p.inserts;
+          byLabels.set(key, row);
+        }
+        return [...byLabels.values()];
+      },
     },
     {
       name: 'ctstorm_storm_cause_share',

@@ -309,7 +309,7 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       for (const m of ctstormMetrics(() => view, { version: 'test' })) registry.registerMetric(m as unknown as Metric);
       const text = await registry.metrics();
       expect(text).toMatch(/^ctstorm_storm_cause_share\{cause="deployment shop\/checkout",by="(netns|source|process)"\} (0\.9\d*|1)$/m);
-      expect(text).toContain(`ctstorm_netns_info{netns="${client}",namespace="shop",pod="checkout-7d9f8c6b5-x2k4q",workload="deployment/checkout",host="false"} 1`);
+      expect(text).toContain(`ctstorm_netns_info{netns="${client}",k8s_namespace="shop",k8s_pod="checkout-7d9f8c6b5-x2k4q",k8s_workload="deployment/checkout",host="false"} 1`);
     });
   });
 });
