@@ -5,7 +5,7 @@ import { realpathSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CgroupIndex } from './attribution/cgroup-index.js';
-import { openPodDirectory } from './attribution/pod-source.js';
+import { startPodDirectory } from './attribution/pod-source.js';
 import { CtstormError, errorLine } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { takeSnapshot } from './snapshot.js';
@@ -130,17 +130,25 @@ const NEGATIVE_FIX: Record<string, string> = {
 const POD_OPTIONS = ['kubeconfig', 'in-cluster', 'kubelet', 'node', 'cgroupfs'] as const;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
-/** --cgroupfs: a cgroup2 mount, or a one-line error. */
+/** --cgroupfs: a cgroup2 mount, or on a hybrid host (v1 controllers) the
+ * cgroup2 mount in its `unified` directory; else a one-line error. */
 function cgroupfs(raw: string | undefined): CgroupIndex | undefined {
   if (raw === undefined) return undefined;
-  let type: number | bigint;
+  const isCgroup2 = (dir: string): boolean => {
+    try {
+      return Number(statfsSync(dir).type) === CGROUP2_SUPER_MAGIC;
+    } catch {
+      return false;
+    }
+  };
   try {
-    type = statfsSync(raw).type;
+    statfsSync(raw);
   } catch (err) {
     throw usageError(`--cgroupfs ${raw}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, 'give the host\'s cgroup2 mount, e.g. /sys/fs/cgroup');
   }
-  if (Number(type) !== CGROUP2_SUPER_MAGIC) throw usageError(`--cgroupfs ${raw} is not a cgroup2 mount`, 'give the host\'s cgroup2 mount, e.g. /sys/fs/cgroup (/sys/fs/cgroup/unified on a hybrid host)');
-  return new CgroupIndex({ mount: raw });
+  if (isCgroup2(raw)) return new CgroupIndex({ mount: raw });
+  if (isCgroup2(`${raw}/unified`)) return new CgroupIndex({ mount: `${raw}/unified` });
+  throw usageError(`--cgroupfs ${raw} is not a cgroup2 mount, nor holds one in unified/`, 'give the host\'s cgroup2 mount, e.g. /sys/fs/cgroup');
 }
 
 /** The options each command takes (besides --help and --version). */
@@ -316,7 +324,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     // Names: cgroups where asked, pods from the API or the kubelet (before the probe loads: a bad flag changes nothing).
     const cgroups = cgroupfs(values.cgroupfs);
     const pods = ['watch', 'snapshot', 'serve'].includes(command)
-      ? await openPodDirectory(
+      ? startPodDirectory(
           { kubeconfig: values.kubeconfig, inCluster: values['in-cluster'], kubelet: values.kubelet, node: values.node },
           (message) => io.err(`ctstorm: naming pods: ${message}`),
         )

@@ -87,6 +87,8 @@ export function podInfoOf(obj: unknown): PodInfo | undefined {
 }
 
 export interface PodDirectoryOptions {
+  /** Fill this directory instead of a new one (a caller that hands it out before the first list). */
+  directory?: PodDirectory;
   /** How long a deleted pod stays nameable: its last conntrack rows outlive it. */
   graceMs?: number;
   /** At most this many deleted pods are kept; the longest gone go first. */
@@ -289,7 +291,7 @@ export async function watchApiPods(opts: ApiPodsOptions): Promise<PodDirectory> 
   const fieldSelector = `spec.nodeName=${opts.nodeName}`;
   const url = `${server}/api/v1/pods?fieldSelector=${encodeURIComponent(fieldSelector)}`;
   const retryMs = opts.retryMs ?? 1000;
-  const dir = new PodDirectory(opts);
+  const dir = opts.directory ?? new PodDirectory(opts);
   const api = kc.makeApiClient(k8s.CoreV1Api);
   let listed = false;
   let closed = false;
@@ -406,7 +408,7 @@ async function fetchPodList(url: string, timeoutMs: number, signal: AbortSignal)
 export async function pollKubeletPods(opts: KubeletPodsOptions): Promise<PodDirectory> {
   const intervalMs = opts.intervalMs ?? 10_000;
   const timeoutMs = opts.timeoutMs ?? Math.min(5_000, intervalMs);
-  const dir = new PodDirectory(opts);
+  const dir = opts.directory ?? new PodDirectory(opts);
   const closing = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const poll = async () => {

@@ -1,5 +1,8 @@
 // The CLI against a fake addon: contract of the snapshot JSON, and one-line
 // errors with non-zero exits for bad input.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main, type CliIO } from '../../src/cli.js';
 import type { NativeCensus, NativeCounters } from '../../src/native.js';
@@ -37,6 +40,24 @@ async function run(argv: string[], script: FakeScript = { counters: [after] }) {
 }
 
 describe('ctstorm snapshot', () => {
+  it('counts while the Kubernetes API cannot be reached: the failure is one line, the snapshot comes anyway', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctstorm-kubeconfig-'));
+    const kubeconfig = join(dir, 'config');
+    // Port 1 on loopback: refused at once.
+    writeFileSync(kubeconfig, ['apiVersion: v1', 'kind: Config', 'clusters: [{name: c, cluster: {server: "http://127.0.0.1:1", insecure-skip-tls-verify: true}}]',
+      'users: [{name: u, user: {token: t}}]', 'contexts: [{name: x, context: {cluster: c, user: u}}]', 'current-context: x', ''].join('\n'));
+    try {
+      const { code, out, err } = await run(['snapshot', '--duration', '3', '--json', '--kubeconfig', kubeconfig, '--node', 'node-a']);
+      expect(code).toBe(0);
+      expect(JSON.parse(out[0]!)).toMatchObject({ totals: { inserts: 35, destroys: 17, lost: 2 } });
+      expect(err[0]).toBe('ctstorm: attached in fentry mode, counting');
+      expect(err.slice(1)).toHaveLength(1);
+      expect(err[1]).toMatch(/^ctstorm: naming pods: cannot list pods from http:\/\/127\.0\.0\.1:1\/api\/v1\/pods\?fieldSelector=spec\.nodeName%3Dnode-a: .*; check that the API server is reachable from this node \(pods are named by UID until it works; trying again in 30 s\)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints one JSON object with the documented fields and the probe\'s counters since attach', async () => {
     // The fake answers every counters() call with the same reading: a snapshot that
     // still subtracted a start reading would report zeros.
@@ -173,15 +194,15 @@ describe('bad input', () => {
     ['advise: an option of another command', ['advise', '--listen', '127.0.0.1:1'], /^ctstorm: option --listen does not apply to advise/],
     ['two pod sources', ['watch', '--in-cluster', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: --in-cluster and --kubelet both name pods; give one of them$/],
     ['--node alone', ['snapshot', '--duration', '1', '--node', 'node-a'], /^ctstorm: --node names this node for the Kubernetes API; add --kubeconfig <file> or --in-cluster$/],
-    ['--cgroupfs not cgroup2', ['watch', '--cgroupfs', '/proc'], /^ctstorm: --cgroupfs \/proc is not a cgroup2 mount; give the host's cgroup2 mount/],
+    ['--cgroupfs not cgroup2', ['watch', '--cgroupfs', '/proc'], /^ctstorm: --cgroupfs \/proc is not a cgroup2 mount, nor holds one in unified\/; give the host's cgroup2 mount/],
+    ['a kubelet URL that is not one', ['watch', '--kubelet', 'localhost:10255'], /^ctstorm: --kubelet "localhost:10255" is not a URL; give the kubelet's read-only \/pods, e\.g\. http:\/\/127\.0\.0\.1:10255\/pods$/],
     ['--cgroupfs missing', ['watch', '--cgroupfs', '/nonexistent'], /^ctstorm: --cgroupfs \/nonexistent: ENOENT; give the host's cgroup2 mount/],
     ['pods for a command that names none', ['buckets', '--kubelet', 'http://127.0.0.1:10255/pods'], /^ctstorm: option --kubelet does not apply to buckets/],
   ];
   // Pod sources that cannot be read: one line naming the problem and the fix, the probe never loaded.
   const podFailures: Array<[string, string[], RegExp]> = [
-    ['a kubelet URL that is not one', ['watch', '--kubelet', 'localhost:10255'], /^ctstorm: cannot name pods: --kubelet "localhost:10255" is not a URL; give the read-only \/pods, e\.g\. http:\/\/127\.0\.0\.1:10255\/pods$/],
-    ['a kubeconfig that is not there', ['snapshot', '--duration', '1', '--kubeconfig', '/nonexistent/kubeconfig', '--node', 'n'], /^ctstorm: cannot name pods: cannot load kubeconfig \/nonexistent\/kubeconfig: .*; pass a readable kubeconfig file$/],
-    ['--in-cluster outside a pod', ['serve', '--in-cluster', '--node', 'n'], /^ctstorm: cannot name pods: not running in a Kubernetes pod \(KUBERNETES_SERVICE_HOST is unset\); pass a kubeconfig path$/],
+    ['a kubeconfig that is not there', ['snapshot', '--duration', '1', '--kubeconfig', '/nonexistent/kubeconfig', '--node', 'n'], /^ctstorm: cannot name pods: cannot read kubeconfig \/nonexistent\/kubeconfig \(ENOENT\); pass a readable kubeconfig file$/],
+    ['--in-cluster outside a pod', ['serve', '--in-cluster', '--node', 'n'], /^ctstorm: cannot name pods: not running in a Kubernetes pod \(KUBERNETES_SERVICE_HOST is unset\); pass a kubeconfig path, or drop --in-cluster$/],
   ];
   for (const [name, argv, want] of podFailures) {
     it(`${name}: one line, exit 1, nothing loaded`, async () => {
