@@ -55,6 +55,7 @@ function lifetime(seconds: number | null): string {
 function who(n: Named | undefined): string {
   if (!n) return '';
   if (n.pod) return n.namespace ? `${n.namespace}/${n.pod}` : n.pod;
+  if (n.podUid) return `pod uid ${n.podUid}`;
   return n.unit ?? '';
 }
 

@@ -63,7 +63,8 @@ export function identityOf(path: string): CgroupIdentity {
   const outside = raw[0] === '..';
   const parts = raw.filter((p) => p !== '..');
   const out: CgroupIdentity = {};
-  const inKubepods = outside || parts[0] === 'kubepods' || parts[0] === 'kubepods.slice';
+  const kubeletNamed = (p: string): boolean => /^kubepods|^pod[0-9a-f]|^(burstable|besteffort)$/.test(p);
+  const inKubepods = parts[0] === 'kubepods' || parts[0] === 'kubepods.slice' || (outside && parts.some(kubeletNamed));
   for (let i = 0; i < parts.length; i++) {
     const name = parts[i]!;
     if (inKubepods) {

@@ -27,6 +27,7 @@ export function causeName(n: Named | undefined): string | undefined {
     return `${kind} ${n.namespace ? `${n.namespace}/` : ''}${rest.join('/')}`;
   }
   if (n.pod) return `pod ${n.namespace ? `${n.namespace}/` : ''}${n.pod}`;
+  if (n.podUid) return `pod uid ${n.podUid}`;
   if (n.unit) return `unit ${n.unit}`;
   return undefined;
 }

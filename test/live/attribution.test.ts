@@ -260,7 +260,9 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       expect(inserts(client, pidC).map((r) => r.task!.cgroupId)).toEqual(Array(5).fill(statSync(unitDir).ino));
 
       const viewB = await viewAfterLastInsert(inserts(client, pidB));
-      expect(viewB.engine.top.processes.find((p) => p.pid === pidB)).toMatchObject({ comm: 'python3', pod: POD2_UID, podUid: POD2_UID, container: CONTAINER2.slice(0, 12) });
+      expect(viewB.engine.top.processes.find((p) => p.pid === pidB)).toMatchObject({ comm: 'python3', podUid: POD2_UID, container: CONTAINER2.slice(0, 12) });
+      // No pod directory knows it: a UID, not a name.
+      expect(viewB.engine.top.processes.find((p) => p.pid === pidB)?.pod).toBeUndefined();
       const view = await viewAfterLastInsert(inserts(client, pidC));
       expect(view.engine.top.processes.find((p) => p.pid === pidC)).toMatchObject({ comm: 'python3', unit: UNIT, cgroup: `/system.slice/${UNIT}` });
       expect(view.engine.top.processes.find((p) => p.pid === pidC)?.pod).toBeUndefined();

@@ -80,7 +80,7 @@ describe('deploy/kubernetes', () => {
 
   it('may read pods and nothing else, as its own service account, for its node', () => {
     const role = byKind('ClusterRole') as { rules: unknown[] };
-    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] }]);
     const binding = byKind('ClusterRoleBinding') as { roleRef: { name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
     expect(binding.roleRef.name).toBe('ctstorm-pod-reader');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: ds.metadata?.namespace }]);

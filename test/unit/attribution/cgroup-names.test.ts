@@ -39,6 +39,8 @@ describe('identityOf', () => {
       podUid: UID, qos: 'burstable', containerId: ID, runtime: 'containerd',
     });
     expect(identityOf(`/../../../burstable/pod${UID}/${ID}`)).toEqual({ podUid: UID, qos: 'burstable', containerId: ID });
+    // A host service seen from inside: still a unit.
+    expect(identityOf('/../../../system.slice/kubelet.service')).toEqual({ unit: 'kubelet.service' });
   });
 
   it('Docker, Podman and systemd outside Kubernetes', () => {
