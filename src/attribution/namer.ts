@@ -13,7 +13,7 @@ import type { PodDirectory, PodInfo } from './pods.js';
 
 /** Who a row belongs to, as far as it is known. */
 export interface Named {
-  /** Pod name; its UID when no pod directory is at hand. */
+  /** Pod name (from a pod directory; without one only `podUid` is known). */
   pod?: string;
   namespace?: string;
   podUid?: string;
@@ -71,21 +71,26 @@ export class Namer {
     this.pods = options.pods ?? null;
     this.refreshMs = options.refreshMs ?? DEFAULT_REFRESH_MS;
     this.now = options.now ?? Date.now;
-    this.hostInode = netnsInodeOf(`${proc}/1/ns/net`);
+    // pid 1's link may be unreadable (a sandbox's init); kthreadd (pid 2) is in the host's netns too.
+    this.hostInode = netnsInodeOf(`${proc}/1/ns/net`) ?? netnsInodeOf(`${proc}/2/ns/net`);
   }
 
-  /** Re-reads /proc when the last read is older than the refresh interval. */
+  /** Starts re-reading /proc when the last read began longer ago than the refresh
+   * interval, and returns at once: names change when the read completes. A read
+   * that fails keeps the last names. */
   refresh(): void {
     const now = this.now();
     if (now - this.lastRefresh < this.refreshMs) return;
     this.lastRefresh = now;
-    this.netnsNames.refresh();
+    this.netnsNames.refresh().catch(() => {});
   }
 
-  /** Re-reads /proc now (a test or a caller that just made a netns). */
-  refreshNow(): void {
+  /** Re-reads /proc now (a test or a caller that just made a netns); resolves when
+   * the names are updated. While a read runs, this is that read, which may have
+   * listed /proc before the caller's change. */
+  refreshNow(): Promise<void> {
     this.lastRefresh = this.now();
-    this.netnsNames.refresh();
+    return this.netnsNames.refresh();
   }
 
   netns(inode: number): NetnsNamed | undefined {
@@ -133,7 +138,7 @@ export class Namer {
 
   private podByUid(uid: string): Named {
     const pod = this.pods?.byUid(uid);
-    return pod ? podNames(pod) : { pod: uid, podUid: uid };
+    return pod ? podNames(pod) : { podUid: uid }; // no name without a pod directory: `pod` stays a name
   }
 }
 
