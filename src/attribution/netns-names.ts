@@ -7,9 +7,9 @@
 // time with the event loop let run between batches, and keeps per-netns counts
 // up to date as processes come, change and go: only the netns that changed are
 // named again, so a refresh that finds nothing new costs the listing and the
-// rotation's reads, not a renaming of every netns. Names
-// change only when a refresh completes. A netns keeps its last name after its
-// processes are gone, until forget() (its final rows still need one).
+// rotation's reads, not a renaming of every netns. Names change only when a
+// refresh completes. A netns keeps its last name after its processes are gone,
+// until forget() (its final rows still need one).
 import { readFile as readFileCallback, readlink as readlinkCallback } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { promisify } from 'node:util';

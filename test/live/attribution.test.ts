@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupIndex, cgroup2MountOf } from '../../src/attribution/cgroup-index.js';
+import { Namer } from '../../src/attribution/namer.js';
 import { PodDirectory } from '../../src/attribution/pods.js';
 import { Registry, type Metric } from 'prom-client';
 import { ctstormMetrics } from '../../src/exporter/metrics.js';
@@ -168,12 +169,14 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
     // entries may still be in the table: a tuple seen again is no new entry).
     const ports = { pod: 20000 + 4000 * i, pod2: 21600 + 4000 * i, unit: 21700 + 4000 * i, service: 21800 + 4000 * i };
     let monitor: Monitor;
+    let namer: Namer;
     const records: CtRecord[] = [];
     const senders: Sender[] = [];
     const pods = new PodDirectory();
     const inodes = () => ({ client: statSync(`/run/netns/${pair.client}`).ino, server: pair.serverInode });
 
     beforeAll(async () => {
+      namer = new Namer({ cgroups: new CgroupIndex({ mount: cg.mount, minRefreshMs: 0 }), pods, refreshMs: 0 });
       pair.exec(pair.client, 'conntrack', '-F');
       await pair.empty();
       pods.upsertPod(podObject(pair.clientAddr));
@@ -186,7 +189,7 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
         engine: {
           topEpochSeconds: EPOCH_SECONDS,
         storms: { factor: 5, floorPerSecond: 100, baselineSeconds: 60, quietSeconds: 60, maxPast: 20, topNetns: 5 } },
-        names: { cgroups: new CgroupIndex({ mount: cg.mount, minRefreshMs: 0 }), pods, refreshMs: 0 },
+        names: namer,
       });
       monitor.onBatch((batch) => {
         for (let i = 0; i < batch.count; i++) if (batch.netns(i) === client || batch.netns(i) === server) records.push(batch.decode(i));
@@ -208,6 +211,9 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       const wait = end - Number(process.hrtime.bigint()) / 1e9;
       expect(wait, 'the epoch of the last insert is still the last complete one').toBeGreaterThan(-EPOCH_SECONDS);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait * 1000 + 50));
+      // Names come from the last completed read of /proc: one that began after the senders did.
+      await namer.refreshNow();
+      await namer.refreshNow();
       return monitor.view();
     };
 
@@ -295,6 +301,8 @@ describe.skipIf(skip !== undefined)('attribution: processes, cgroups, pods', () 
       await new Promise((r) => setTimeout(r, 3000));
       await sender.send(1500);
       await until(() => monitor.view().engine.storms.current !== null, 60_000, 'the storm to be seen');
+      await namer.refreshNow();
+      await namer.refreshNow();
       const view = monitor.view();
       const storm = view.engine.storms.current!;
       expect(storm.cause).toMatchObject({ name: 'deployment shop/checkout' });
