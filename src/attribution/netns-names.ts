@@ -37,6 +37,9 @@ const YOUNG_MS = 30_000;
  * process that moves later, or a pid reused between two refreshes, is put right
  * within this many refreshes. */
 const ROTATION = 12;
+/** How long a netns without processes keeps its name (its last rows outlive it a
+ * while; then the name goes, so names held stay bounded by the netns alive). */
+const KEEP_GONE_MS = 10 * 60_000;
 /** Processes read at once (three reads each); the event loop runs between batches. */
 const BATCH = 64;
 /** Entries of the listing, processes held or netns named between two turns of the
@@ -77,6 +80,8 @@ export class NetnsNames {
   /** Netns whose tally changed since their name was last made. */
   private readonly dirty = new Set<number>();
   private readonly names = new Map<number, NetnsName>();
+  /** Named netns left without processes, since when (ms). */
+  private readonly emptySince = new Map<number, number>();
   private running: Promise<void> | undefined;
   /** Reads done by the last refresh (for cost figures). */
   lastReads = 0;
@@ -105,6 +110,7 @@ export class NetnsNames {
    * is named again by the next refresh). */
   forget(inode: number): void {
     this.names.delete(inode);
+    this.emptySince.delete(inode);
     if (this.tallies.has(inode)) this.dirty.add(inode);
   }
 
@@ -148,9 +154,19 @@ export class NetnsNames {
     for (const inode of changed) {
       if (++steps % CHUNK === 0) await nextTurn();
       const tally = this.tallies.get(inode);
-      if (tally) fresh.push(nameFrom(inode, tally)); // without processes: its last name stays
+      if (tally) {
+        fresh.push(nameFrom(inode, tally));
+        this.emptySince.delete(inode);
+      } else if (this.names.has(inode) && !this.emptySince.has(inode)) {
+        this.emptySince.set(inode, now); // without processes: its last name stays, for a while
+      }
     }
     for (const n of fresh) this.names.set(n.inode, n);
+    for (const [inode, since] of this.emptySince) {
+      if (now - since < KEEP_GONE_MS) continue;
+      this.names.delete(inode);
+      this.emptySince.delete(inode);
+    }
     this.lastReads = 3 * due.length;
   }
 

@@ -219,4 +219,20 @@ describe('NetnsNames', () => {
     // No single stretch holds the loop for a good part of the refresh (the synchronous one was all of it).
     expect(longest).toBeLessThan(total / 2);
   });
+  it('drops the name of a netns left without processes after 10 minutes (names stay bounded by the netns alive)', async () => {
+    const proc = fakeProc();
+    let now = 0;
+    const names = new NetnsNames(proc.root, () => now);
+    proc.add(50, 21, 'envoy', `/kubepods/besteffort/pod${UID}/${ID1}`);
+    await names.refresh();
+    proc.remove(50);
+    now = 1_000;
+    await names.refresh();
+    now = 1_000 + 10 * 60_000 - 1;
+    await names.refresh();
+    expect(names.nameOf(21)?.pods).toEqual([UID]); // its final rows still need it
+    now = 1_000 + 10 * 60_000;
+    await names.refresh();
+    expect(names.nameOf(21)).toBeUndefined();
+  });
 });
