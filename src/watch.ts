@@ -158,12 +158,16 @@ function netnsLines(v: MonitorView, o: FrameOptions): string[] {
   return lines;
 }
 
+function epochWords(top: { epochSeconds: number; partial: boolean }): string {
+  return top.partial ? `so far in this ${top.epochSeconds} s` : `in the last complete ${top.epochSeconds} s`;
+}
+
 function processLines(v: MonitorView, o: FrameOptions): string[] {
   const top = v.engine.top.processes.slice(0, o.topN ?? 5);
   const c = v.engine.contexts;
   const made = c.process + c.softirq + c.kernel + c.unknown;
   const share = made > 0 ? ` · ${((100 * c.process) / made).toFixed(0)}% of inserts made by a local process, ${((100 * c.softirq) / made).toFixed(0)}% in softirq (received, forwarded, or crossing into another netns: a pod's own traffic seen by the host's)` : '';
-  const lines = [`top processes by inserts, in the last complete ${v.engine.top.epochSeconds} s${share}`];
+  const lines = [`top processes by inserts, ${epochWords(v.engine.top)}${share}`];
   if (top.length === 0) lines.push('  (none)');
   for (const p of top) {
     const name = who(p) || p.cgroup || '';
@@ -178,7 +182,7 @@ function peerLines(v: MonitorView, o: FrameOptions): string[] {
   const n = o.topN ?? 5;
   const src = top.sources.slice(0, n).map(peer);
   const dst = top.destinations.slice(0, n).map(peer);
-  const title = `top peers by inserts, in the last complete ${top.epochSeconds} s`;
+  const title = `top peers by inserts, ${epochWords(top)}`;
   if (src.length === 0) return [title, '  (no inserts)'];
   const colWidth = Math.max(...src.map((s) => s.length), 'sources'.length) + 3;
   if (o.width < colWidth + 30) return [title, '  sources', ...src.map((s) => `    ${s}`), '  destinations', ...dst.map((s) => `    ${s}`)];

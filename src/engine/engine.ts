@@ -141,7 +141,10 @@ export interface EngineView {
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
   /** `backends`: DNAT'd inserts by the address they were translated to (a
    * Service's backend pods; the destinations show the Service's address). */
-  top: { epochSeconds: number; backends: Talker[] } & Peers;
+  /** Heavy hitters of the last complete epoch; while that saw no insert (the
+   * first epoch watched, or after a quiet one), of the current epoch so far, and
+   * `partial` is true (added later). */
+  top: { epochSeconds: number; partial: boolean; backends: Talker[] } & Peers;
   contexts: InsertContexts;
   storms: {
     baselinePerSecond: number;
@@ -394,11 +397,7 @@ export class Engine {
           count: h.count,
           sum: h.sum,
         })),
-      top: {
-        epochSeconds: this.topEpochSeconds,
-        ...this.peersOf({ sources: this.lastSources, destinations: this.lastDestinations, processes: this.lastProcesses }, TOP_PEERS),
-        backends: this.lastBackends.top(TOP_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
-      },
+      top: this.topView(),
       contexts: { ...this.contexts },
       storms: {
         baselinePerSecond: this.storms.baselinePerSecond,
@@ -587,6 +586,21 @@ export class Engine {
     this.backends.clear();
     this.epoch = epoch;
     this.pruneProcessMeta();
+  }
+
+  /** The last complete epoch's heavy hitters, or the current epoch's so far
+   * while the last saw none (a 5 s snapshot still says who). */
+  private topView(): EngineView['top'] {
+    const partial = this.lastSources.total === 0 && this.sources.total > 0;
+    const [sources, destinations, processes, backends] = partial
+      ? [this.sources, this.destinations, this.processes, this.backends]
+      : [this.lastSources, this.lastDestinations, this.lastProcesses, this.lastBackends];
+    return {
+      epochSeconds: this.topEpochSeconds,
+      partial,
+      ...this.peersOf({ sources, destinations, processes }, TOP_PEERS),
+      backends: backends.top(TOP_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+    };
   }
 
   /** Keeps the names of processes some sketch or past storm still shows. */

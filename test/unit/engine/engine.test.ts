@@ -102,8 +102,11 @@ describe('Engine', () => {
     for (let k = 0; k < 30; k++) records.push(rec('insert', 20n * S, { orig: { src: ipv4(10, 1, 0, 7), dst: ipv4(10, 9, 9, 9), sport: k, dport: 443 } }));
     for (let k = 0; k < 5; k++) records.push(rec('insert', 21n * S, { orig: { src: ipv4(10, 1, 0, 8), dst: ipv4(10, 9, 9, 9), sport: k, dport: 80 } }));
     e.ingest(batch(records));
-    expect(e.view(Number(25n * S)).top.sources).toEqual([]); // epoch 20..29 not complete yet
+    // Epoch 20..29 not complete yet, and none before it saw an insert: the current one so far.
+    const early = e.view(Number(25n * S)).top;
+    expect([early.partial, early.sources.map((t) => [t.address, t.inserts])]).toEqual([true, [['10.1.0.7', 30], ['10.1.0.8', 5]]]);
     const v = e.view(Number(31n * S));
+    expect(v.top.partial).toBe(false);
     expect(v.top.sources).toEqual([
       { address: '10.1.0.7', inserts: 30, error: 0 },
       { address: '10.1.0.8', inserts: 5, error: 0 },
