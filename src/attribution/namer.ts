@@ -114,7 +114,8 @@ export class Namer {
 
   private fromNetnsName(n: NetnsName, host: boolean): NetnsNamed {
     const out: NetnsNamed = host ? { host } : {};
-    if (n.pods.length === 1) Object.assign(out, this.podByUid(n.pods[0]!));
+    // The host's netns is nobody's pod, even with one hostNetwork pod in it.
+    if (n.pods.length === 1 && !host) Object.assign(out, this.podByUid(n.pods[0]!));
     if (n.pods.length > 0) out.pods = n.pods.length;
     const pod = out.podUid ? this.pods?.byUid(out.podUid) : undefined;
     const containers = n.containers.map((c) => containerName(c.id, pod));
