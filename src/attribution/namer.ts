@@ -9,7 +9,8 @@ import { NETNS_LINK } from '../netns-live.js';
 import type { CgroupIndex } from './cgroup-index.js';
 import { identityOf, type CgroupIdentity } from './cgroup-names.js';
 import { NetnsNames, type NetnsName } from './netns-names.js';
-import type { PodDirectory, PodInfo } from './pods.js';
+import type { PodDirectory } from './pod-directory.js';
+import type { PodInfo } from './pod-info.js';
 
 /** Who a row belongs to, as far as it is known. */
 export interface Named {

@@ -7,7 +7,8 @@
 import { accessSync, constants } from 'node:fs';
 import { hostname } from 'node:os';
 import { CtstormError } from '../errors.js';
-import { PodDirectory, pollKubeletPods, watchApiPods } from './pods.js';
+import { PodDirectory } from './pod-directory.js';
+import { pollKubeletPods, watchApiPods } from './pods.js';
 
 export interface PodSourceFlags {
   kubeconfig?: string;

@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupIndex, cgroup2MountOf } from '../../src/attribution/cgroup-index.js';
 import { Namer } from '../../src/attribution/namer.js';
-import { PodDirectory } from '../../src/attribution/pods.js';
+import { PodDirectory } from '../../src/attribution/pod-directory.js';
 import { Registry, type Metric } from 'prom-client';
 import { ctstormMetrics } from '../../src/exporter/metrics.js';
 import { Monitor, type CtRecord } from '../../src/index.js';

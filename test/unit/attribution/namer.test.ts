@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CgroupIndex } from '../../../src/attribution/cgroup-index.js';
 import { Namer } from '../../../src/attribution/namer.js';
-import { PodDirectory } from '../../../src/attribution/pods.js';
+import { PodDirectory } from '../../../src/attribution/pod-directory.js';
 
 const UID = '5f3c2a1e-9b7d-4c6e-8a2f-1d0e9c8b7a65';
 const OTHER_UID = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';

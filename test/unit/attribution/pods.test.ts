@@ -10,7 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PodDirectory, podInfoOf, pollKubeletPods, watchApiPods, workloadOf } from '../../../src/attribution/pods.js';
+import { PodDirectory } from '../../../src/attribution/pod-directory.js';
+import { podInfoOf, workloadOf } from '../../../src/attribution/pod-info.js';
+import { pollKubeletPods, watchApiPods } from '../../../src/attribution/pods.js';
 
 type Json = Record<string, unknown>;
 const NODE = 'node-a';
