@@ -5,6 +5,7 @@ import { realpathSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CgroupIndex } from './attribution/cgroup-index.js';
+import { procNetnsUnreadable } from './attribution/namer.js';
 import { startPodDirectory } from './attribution/pod-source.js';
 import { CtstormError, errorLine } from './errors.js';
 import type { NativeBinding } from './native.js';
@@ -330,6 +331,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         )
       : null;
     const names = { ...(pods ? { pods } : {}), ...(cgroups ? { cgroups } : {}) };
+    const unreadable = ['watch', 'snapshot', 'serve'].includes(command) ? procNetnsUnreadable() : undefined;
+    if (unreadable) {
+      io.err(`ctstorm: cannot read other processes' netns links (${unreadable}); netns are named by pod addresses and cgroups only: run as root with CAP_SYS_PTRACE (in a container, with hostPID too)`);
+    }
     const monitor = { readTable: io.readTable, readKernelStats: io.readKernelStats, ...(Object.keys(names).length > 0 ? { names } : {}) };
     // One line on stderr the moment the probe counts, so a script knows when to start.
     const attached = (mode: string): void => io.err(`ctstorm: attached in ${mode} mode, counting`);

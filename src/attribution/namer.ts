@@ -157,6 +157,21 @@ function containerName(id: string, pod: PodInfo | undefined): string {
   return pod?.containers.find((c) => c.id === id)?.name ?? id.slice(0, SHORT_ID);
 }
 
+/** Why other processes' netns links cannot be read (then netns are named by
+ * addresses and cgroups only), or undefined when they can. */
+export function procNetnsUnreadable(proc = '/proc'): string | undefined {
+  const codes: string[] = [];
+  for (const pid of [1, 2]) {
+    try {
+      readlinkSync(`${proc}/${pid}/ns/net`);
+      return undefined;
+    } catch (err) {
+      codes.push(`${proc}/${pid}/ns/net: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    }
+  }
+  return codes.join(', ');
+}
+
 function netnsInodeOf(link: string): number | undefined {
   try {
     const m = NETNS_LINK.exec(readlinkSync(link));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CgroupIndex } from '../../../src/attribution/cgroup-index.js';
-import { Namer } from '../../../src/attribution/namer.js';
+import { Namer, procNetnsUnreadable } from '../../../src/attribution/namer.js';
 import { PodDirectory } from '../../../src/attribution/pod-directory.js';
 
 const UID = '5f3c2a1e-9b7d-4c6e-8a2f-1d0e9c8b7a65';
@@ -99,5 +99,11 @@ describe('Namer', () => {
     const { namer } = await setUp(true);
     expect(namer.address('10.244.1.5')).toEqual({ pod: 'checkout-7d9f8c6b5-x2k4q', namespace: 'shop', podUid: UID, workload: 'deployment/checkout' });
     expect(namer.address('192.168.1.10')).toBeUndefined();
+  });
+  it('says when no process\'s netns link can be read (pid 1, then kthreadd)', async () => {
+    const proc = tmp('ctstorm-proc-');
+    expect(procNetnsUnreadable(proc)).toBe(`${proc}/1/ns/net: ENOENT, ${proc}/2/ns/net: ENOENT`);
+    addProcess(proc, 2, HOST_NETNS, 'kthreadd', '/');
+    expect(procNetnsUnreadable(proc)).toBeUndefined();
   });
 });
