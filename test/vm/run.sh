@@ -192,14 +192,16 @@ mount -t bpf bpf $r/sys/fs/bpf || echo "ctstorm-vm init: no bpffs"
 mount -t tracefs tracefs $r/sys/kernel/tracing || echo "ctstorm-vm init: no tracefs"
 # QEMU 7.2 TCG has run a stale int3 after the kernel patched a tracepoint's static key
 # (6.12 Oops at kmem_cache_alloc_noprof+0x129 on both vCPUs right after a raw_tp attach
-# finished, memory already holding the jmp; once in ~12 matrix runs). The slab
-# tracepoints stay enabled here for the whole run, with tracing off, so attaching and
-# detaching tracepoint mode patches no kernel text in the guest.
+# finished, memory already holding the jmp; once in ~12 matrix runs; and 6.1 soft
+# lockups on both vCPUs in idle once every probe also hooked the softirq tracepoints,
+# attached and detached with each probe). The tracepoints ctstorm hooks stay enabled
+# here for the whole run, with tracing off, so attaching and detaching patches no
+# kernel text in the guest.
 t=$r/sys/kernel/tracing
 if [ -w $t/tracing_on ]; then
   echo 0 >$t/tracing_on
-  for e in kmem_cache_alloc kmem_cache_free; do
-    echo 1 >$t/events/kmem/$e/enable || echo "ctstorm-vm init: cannot enable kmem/$e"
+  for e in kmem/kmem_cache_alloc kmem/kmem_cache_free irq/softirq_entry irq/softirq_exit; do
+    echo 1 >$t/events/$e/enable || echo "ctstorm-vm init: cannot enable $e"
   done
 fi
 mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null || echo "ctstorm-vm init: no debugfs"
