@@ -161,7 +161,6 @@ export class Monitor {
     if (this.failure !== undefined) throw this.failure;
     const table = this.readTable();
     const engine = this.engine.view(this.clockNs());
-    this.namer?.refresh(); // at most once per its interval
     const netnsNames = this.namer ? nameView(engine, counters.netns.map((r) => r.inode), this.namer) : {};
     const growth = new Map(engine.netns.map((n) => [netnsKey(n.cookie, n.inode), n.windows['10s'].netPerSecond]));
     const fill = tableFill({
@@ -382,7 +381,7 @@ export class Monitor {
     const counters = this.source.counters();
     const entries = this.entriesNow(counters);
     if (entries) this.fillAverage.sample(entries, now);
-    this.namer?.refresh();
+    this.namer?.refresh(); // every tick, at most once per its interval: views read the last completed read
     if (this.subscribers.size === 0) return;
     const view = this.buildView(stats, counters, entries); // the readings just taken: one read of each a tick
     for (const fn of this.subscribers) fn(view);

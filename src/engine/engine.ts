@@ -139,11 +139,11 @@ export interface EngineView {
   /** The same lifetimes as cumulative counts at EXPORT_EDGES_SECONDS (the
    * exporter's histogram buckets, powers of two from 1/1024 s to 2^20 s). */
   lifetimeHistograms: Array<{ proto: string; state?: string; cumulative: number[]; count: number; sum: number }>;
-  /** `backends`: DNAT'd inserts by the address they were translated to (a
-   * Service's backend pods; the destinations show the Service's address). */
   /** Heavy hitters of the last complete epoch; while that saw no insert (the
    * first epoch watched, or after a quiet one), of the current epoch so far, and
-   * `partial` is true (added later). */
+   * `partial` is true (added later). `backends`: DNAT'd inserts by the address
+   * they were translated to (a Service's backend pods; the destinations show the
+   * Service's address). */
   top: { epochSeconds: number; partial: boolean; backends: Talker[] } & Peers;
   contexts: InsertContexts;
   storms: {
@@ -551,9 +551,14 @@ export class Engine {
   private peersOf(p: PeerSketches, n = STORM_PEERS): Peers {
     return {
       sources: p.sources.top(n).map((h) => ({ address: this.addressOf(h.key), inserts: h.count, error: h.error })),
-      destinations: p.destinations.top(n).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      destinations: this.endpoints(p.destinations, n),
       processes: p.processes.top(n).map((h) => ({ pid: h.key, ...(this.processMeta.get(h.key) ?? { comm: '', cgroupId: 0 }), inserts: h.count, error: h.error })),
     };
+  }
+
+  /** The n largest address:port keys of a sketch (destinations, backends). */
+  private endpoints(sketch: SpaceSaving<number | string>, n: number): Talker[] {
+    return sketch.top(n).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error }));
   }
 
   private netnsOfKey(key: number): { cookie: number; inode: number } {
@@ -599,7 +604,7 @@ export class Engine {
       epochSeconds: this.topEpochSeconds,
       partial,
       ...this.peersOf({ sources, destinations, processes }, TOP_PEERS),
-      backends: backends.top(TOP_PEERS).map((h) => ({ ...this.endpointOf(h.key), inserts: h.count, error: h.error })),
+      backends: this.endpoints(backends, TOP_PEERS),
     };
   }
 

@@ -293,7 +293,7 @@ function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
     },
     {
       name: 'ctstorm_top_process_inserts',
-      help: 'Inserts made by the local processes that made the most, in the last complete top-talker epoch (10 processes at most), by command and the pod, container or unit their cgroup names (no pid label: a new series per process would grow without bound).',
+      help: 'Inserts made by the local processes that made the most, in the last complete top-talker epoch, or the current one so far while that saw none (10 processes at most), by command and the pod, container or unit their cgroup names (no pid label: a new series per process would grow without bound).',
       type: 'gauge',
       samples: (v) => {
         const byLabels = new Map<string, { labels: Record<string, string>; value: number }>();
@@ -309,7 +309,7 @@ function attributionMetrics(o: FoldOptions): ViewMetricSpec[] {
     },
     {
       name: 'ctstorm_storm_cause_share',
-      help: 'While a storm runs: the share of its inserts (0..1, a lower bound) that its largest named cause accounts for; cause="deployment shop/checkout", by="netns|source|process" (which witness named it).',
+      help: 'While a storm runs: the share of its inserts (0..1, a lower bound) that its largest named cause accounts for; cause="deployment shop/checkout", by="source|process" (which witness named it).',
       type: 'gauge',
       samples: (v) => {
         const c = v.engine.storms.current?.cause;
