@@ -190,18 +190,23 @@ mount -t tmpfs -o mode=1777 tmpfs $r/var/tmp
 mkdir -p $r/run/lock
 mount -t bpf bpf $r/sys/fs/bpf || echo "ctstorm-vm init: no bpffs"
 mount -t tracefs tracefs $r/sys/kernel/tracing || echo "ctstorm-vm init: no tracefs"
-# QEMU 7.2 TCG has run a stale int3 after the kernel patched a tracepoint's static key
-# (6.12 Oops at kmem_cache_alloc_noprof+0x129 on both vCPUs right after a raw_tp attach
-# finished, memory already holding the jmp; once in ~12 matrix runs; and 6.1 soft
-# lockups on both vCPUs in idle once every probe also hooked the softirq tracepoints,
-# attached and detached with each probe). The tracepoints ctstorm hooks stay enabled
-# here for the whole run, with tracing off, so attaching and detaching patches no
-# kernel text in the guest.
+# QEMU 7.2 TCG (MTTCG) now and then runs a stale int3 on one vCPU after another
+# vCPU patched kernel text with text_poke_bp (6.12 Oops at kmem_cache_alloc_noprof
+# and in handle_softirqs on the softirq_entry call, right after a raw_tp attach; 6.1
+# soft lockups in idle). A tracepoint's text changes when its probe count goes 0->1
+# (static key) and 1->2 or 2->1 (its static call switches between the one probe and
+# the iterator); from 2 up only a pointer changes. So the tracepoints ctstorm hooks
+# hold two probes here for the whole run: the trace event, enabled in the top
+# instance and in a second instance (each instance registers its own probe), with
+# tracing off in both. Attaching and detaching ctstorm then patches no text there.
 t=$r/sys/kernel/tracing
 if [ -w $t/tracing_on ]; then
-  echo 0 >$t/tracing_on
-  for e in kmem/kmem_cache_alloc kmem/kmem_cache_free irq/softirq_entry irq/softirq_exit; do
-    echo 1 >$t/events/$e/enable || echo "ctstorm-vm init: cannot enable $e"
+  mkdir -p $t/instances/ctstorm-vm || echo "ctstorm-vm init: no trace instances"
+  for inst in $t $t/instances/ctstorm-vm; do
+    echo 0 >$inst/tracing_on
+    for e in kmem/kmem_cache_alloc kmem/kmem_cache_free irq/softirq_entry irq/softirq_exit; do
+      echo 1 >$inst/events/$e/enable || echo "ctstorm-vm init: cannot enable $e in $inst"
+    done
   done
 fi
 mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null || echo "ctstorm-vm init: no debugfs"
