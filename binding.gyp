@@ -10,6 +10,7 @@
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(bash scripts/libbpf.sh --include)",
         "bpf",
         "gen"
       ],
@@ -18,7 +19,7 @@
       "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-fexceptions"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-lbpf", "-lelf", "-lz"]
+      "libraries": ["<!@(bash scripts/libbpf.sh --link)"]
     }
   ]
 }

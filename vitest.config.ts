@@ -46,6 +46,17 @@ export default defineConfig({
         },
       },
       {
+        // The packed package, installed into a Debian root without a compiler, and
+        // the container image made of it, run with podman (root; this host only).
+        test: {
+          name: 'package',
+          include: ['test/package/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+        },
+      },
+      {
         // Only inside the QEMU guest (test/vm/matrix.sh): changes global sysctls.
         test: {
           name: 'vm',

@@ -11,12 +11,16 @@ for tool in clang bpftool make g++; do
 done
 
 make -s -C bpf
+bash scripts/libbpf.sh
 gyp=node_modules/.bin/node-gyp
 [[ -x $gyp ]] || gyp="npx --yes node-gyp@12"
 # Build against the headers Node ships on this machine: no download.
 nodedir=${npm_config_nodedir:-}
 [[ -z $nodedir && -f /usr/include/node/node_api.h ]] && nodedir=/usr
-[[ -f build/Makefile ]] || $gyp configure --silent ${nodedir:+--nodedir="$nodedir"}
+# Configure again when the static libbpf appeared since: binding.gyp asks for it then.
+if [[ ! -f build/Makefile || (-f gen/libbpf/VERSION && gen/libbpf/VERSION -nt build/Makefile) ]]; then
+  $gyp configure --silent ${nodedir:+--nodedir="$nodedir"}
+fi
 $gyp build --silent
 
 if [[ $what == all ]]; then

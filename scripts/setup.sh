@@ -4,11 +4,9 @@
 # already there; run as root (npm start and npm test call it).
 set -euo pipefail
 
-# Building and running ctstorm.
-packages=(
-  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3
-  iproute2 nftables conntrack
-)
+# Building it from a checkout (a packed ctstorm needs none of this: scripts/install.sh);
+# dpkg-dev unpacks Debian's libbpf source for the static libbpf (scripts/libbpf.sh).
+packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 dpkg-dev)
 # `bash scripts/setup.sh test` (npm test) adds what only the tests need: the QEMU
 # kernel matrix, traffic tools, the kernel's netfilter selftests, and promtool
 # (from Debian's prometheus package) to check what /metrics serves.
@@ -16,10 +14,16 @@ if [[ ${1:-} == bench || ${1:-} == test ]]; then
   # `npm run bench` (and its exactness check in npm test): traffic, a C compiler
   # for the storm generator, and the tools ctstorm is measured against
   # (node_exporter from Debian's package).
-  packages+=(hping3 gcc libc6-dev curl time procps prometheus-node-exporter)
+  packages+=(hping3 gcc libc6-dev curl time procps prometheus-node-exporter iproute2 nftables conntrack)
+fi
+# `npm run image` (and its test): a Debian root without a registry, and podman with
+# runc (crun refuses hosts with hybrid cgroups).
+if [[ ${1:-} == image || ${1:-} == test ]]; then
+  packages+=(mmdebstrap podman runc)
 fi
 if [[ ${1:-} == test ]]; then
   packages+=(
+    iproute2 nftables conntrack
     iptables qemu-system-x86 busybox-static kmod cpio xz-utils hping3
     linux-source-6.12 socat iputils-ping libcap2-bin prometheus
   )

@@ -21,6 +21,7 @@ import { watch } from './watch.js';
 
 import { VERSION } from './version.js';
 import { fmt } from './format.js';
+import { doctor, renderDoctor } from './doctor.js';
 /** watch redraws at most ten times a second. */
 const MIN_INTERVAL_SECONDS = 0.1;
 /** A second SIGINT/TERM this soon after the first is the same request (a wrapper such
@@ -38,6 +39,7 @@ commands
   advise      conntrack settings from what was measured: nf_conntrack_max,
               buckets, timeouts, memory (read-only unless --apply)
   modes       which attach modes this kernel allows, and why not the others
+  doctor      what this machine has and lacks for ctstorm, each with its fix
 
 options
   --mode <m>          auto (default), ${MODES.join(', ')}
@@ -45,7 +47,7 @@ options
                       buckets: how long to wait for the insert that locates
                       the table (default 10)
   --census            snapshot: add a whole-table census at the end ("buckets")
-  --json              snapshot/buckets/modes: print JSON
+  --json              snapshot/buckets/modes/doctor: print JSON
   --interval <s>      watch refresh period (default 1)
   --listen <h:p>      serve: address to listen on (default 127.0.0.1:9477)
   --max-netns <n>     serve: netns label values in metrics, ctstorm's own included;
@@ -159,6 +161,7 @@ const COMMAND_OPTIONS: Record<string, ReadonlyArray<keyof typeof options>> = {
   buckets: ['mode', 'duration', 'json', 'ring-bytes', 'debug'],
   serve: ['mode', 'listen', 'max-netns', 'web-config', 'headroom', 'what-if-reconnects', 'within', 'ring-bytes', 'debug', ...POD_OPTIONS],
   modes: ['json', 'ring-bytes', 'debug'],
+  doctor: ['json', 'ring-bytes', 'debug'],
   advise: ['mode', 'duration', 'from', 'headroom', 'what-if-reconnects', 'within', 'json', 'sysctl', 'netns', 'apply', 'yes', 'ring-bytes', 'debug'],
 };
 
@@ -430,8 +433,15 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
           else for (const r of report) io.out(`${r.mode.padEnd(10)} ${r.available ? 'yes' : 'no '}  ${r.available ? r.hooks : r.reason}`);
           return report.some((r) => r.available) ? 0 : 1; // a script can tell that nothing loads
         }
+        case 'doctor': {
+          const report = doctor({ native: io.native, ringBytes: common.ringBytes, debug: common.debug });
+          const { lines, code } = renderDoctor(report);
+          if (values.json) io.out(JSON.stringify(report));
+          else for (const line of lines) io.out(line);
+          return code;
+        }
         default:
-          throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, advise, modes');
+          throw usageError(`unknown command "${command}"`, 'use one of: watch, snapshot, buckets, serve, advise, modes, doctor');
       }
     } finally {
       await pods?.close();

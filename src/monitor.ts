@@ -194,12 +194,17 @@ export class Monitor {
   /** Walks the whole table now (one walk at a time: a second caller shares the
    * first's). Null while the table is not located (no insert seen yet, or none
    * since a resize) or when this source cannot; `view().census.pending` says why.
-   * A walk that met too many moved chains is returned but not counted from. */
-  census(): Promise<CensusView | null> {
+   * A walk that met too many moved chains is returned but not counted from.
+   * `fresh`: a walk that begins after this call, not one already under way (which
+   * may have begun before the caller's traffic ended: a walk counts what it meets,
+   * and entries inserted during it and met later are counted twice once the
+   * counters carry the census forward). */
+  async census(options: { fresh?: boolean } = {}): Promise<CensusView | null> {
+    if (options.fresh && this.censusRunning) await this.censusRunning;
     this.censusRunning ??= this.runCensus().finally(() => {
       this.censusRunning = null;
     });
-    return this.censusRunning;
+    return await this.censusRunning;
   }
 
   /** Resolves once everything the kernel wrote before the call is drained: a poll

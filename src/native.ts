@@ -1,6 +1,7 @@
-// The only file that loads the compiled addon (build/Release/ctstorm.node).
+// The only file that loads the compiled addon: a local build (build/Release) first,
+// else the package's prebuild for this platform (prebuilds/linux-<arch>), as
+// node-gyp-build finds them.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CtstormError } from './errors.js';
 import { RECORD_SIZE, RECORD_VERSION } from './record.js';
@@ -90,20 +91,33 @@ export interface NativeBinding {
 /** The attach modes, in the addon's order (enum ct_mode); source.ts's MODES. */
 export const MODE_NAMES = ['fentry', 'kprobe', 'tracepoint'] as const;
 
-const addonPath = fileURLToPath(new URL('../build/Release/ctstorm.node', import.meta.url));
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+/** What a machine needs to build the addon when no prebuild fits it. */
+export const SOURCE_BUILD_FIX =
+  'build it from source: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, then npm rebuild ctstorm';
 let binding: NativeBinding | undefined;
+
+/** The addon file this machine would load, or an error saying why there is none. */
+export function findAddon(): string {
+  const require = createRequire(import.meta.url);
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  try {
+    return nodeGypBuild.path(packageRoot);
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new CtstormError(`no native addon for this machine (${why})`, SOURCE_BUILD_FIX, 'ENOADDON');
+  }
+}
 
 export function loadNative(): NativeBinding {
   if (binding) return binding;
-  if (!existsSync(addonPath)) {
-    throw new CtstormError(`native addon not built (${addonPath} is missing)`, 'run: npm run build', 'ENOADDON');
-  }
+  const addonPath = findAddon();
   const require = createRequire(import.meta.url);
   try {
     binding = require(addonPath) as NativeBinding;
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new CtstormError(`native addon failed to load (${why})`, 'run: bash scripts/setup.sh && npm run build', 'ENOADDON');
+    throw new CtstormError(`native addon ${addonPath} failed to load (${why})`, SOURCE_BUILD_FIX, 'ENOADDON');
   }
   const modes = Object.keys(binding.hooks).join(',');
   if (modes !== MODE_NAMES.join(',')) {

@@ -164,7 +164,7 @@ export async function takeSnapshot(options: SnapshotOptions): Promise<Snapshot> 
     await options.onReady?.(monitor.source);
     const deadline = t0 + options.durationSeconds * 1000;
     await sleepUntil(deadline, options.signal);
-    const buckets = options.census ? await monitor.census() : undefined;
+    const buckets = options.census ? await monitor.census({ fresh: true }) : undefined;
     // Records the kernel wrote before this moment are drained before the view.
     await monitor.settle();
     const seconds = (performance.now() - t0) / 1000;

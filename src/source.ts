@@ -114,7 +114,7 @@ const CAP_BPF = 39;
 
 /** Whether this process holds what loading tracing BPF needs: CAP_BPF and
  * CAP_PERFMON, or CAP_SYS_ADMIN (root in a container may hold neither). */
-function canLoadBpf(): boolean {
+export function canLoadBpf(): boolean {
   try {
     const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
     if (!hex) return process.getuid?.() === 0;

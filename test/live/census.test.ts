@@ -49,7 +49,7 @@ describe.skipIf(skip !== undefined)('census and engine on real traffic', () => {
       await pair.oneway(ENTRIES);
       await until(() => rec().of('insert').length >= ENTRIES, 60_000, 'insert records');
       before = countsByNetns();
-      const c = await rec().monitor.census();
+      const c = await rec().monitor.census({ fresh: true }); // not the one the first insert started
       if (!c) throw new Error(`no census: ${rec().monitor.view().census.pending}`);
       census = c;
     });

@@ -11,25 +11,11 @@ import { testModes } from './modes.js';
 import { liveSkipReason } from './privileges.js';
 import { spawnCaptured, type Spawned } from './spawned.js';
 import { until } from './wait.js';
+import { loadedPrograms } from './programs.js';
 
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const embedExample = fileURLToPath(new URL('../../examples/embed.mjs', import.meta.url));
 const skip = liveSkipReason();
-const probeObject = fileURLToPath(new URL('../../gen/ctstorm.bpf.o', import.meta.url));
-/** The probe's BPF programs: the global functions in the compiled object's BTF, so a
- * new program is watched here without being listed. */
-const ourPrograms = execFileSync('bpftool', ['btf', 'dump', 'file', probeObject], { encoding: 'utf8' })
-  .split('\n')
-  .flatMap((line) => /^\[\d+\] FUNC '(\w+)' .*linkage=global/.exec(line)?.[1] ?? []);
-
-/** Our programs loaded in the kernel. The kernel keeps 15 characters of a name;
- * bpftool prints either those or, when BTF has it, the whole name. */
-function loadedPrograms(): string[] {
-  const list = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{ name?: string }>;
-  const ours = new Set(ourPrograms.map((n) => n.slice(0, 15)));
-  return list.map((p) => p.name ?? '').filter((n) => ours.has(n.slice(0, 15)));
-}
-
 /** Attachments a process holds: BPF link fds, or perf event fds (kprobes on kernels
  * before 5.15 attach through a perf event, without a link). */
 function attachFds(pid: number): number {

@@ -63,6 +63,7 @@ describe('deploy/kubernetes', () => {
   it('asks for what the probe and the names need and no more: BPF, PERFMON, SYS_PTRACE with hostPID, not privileged, BTF, /run/netns and cgroups read-only', () => {
     expect(c.securityContext?.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'PERFMON', 'SYS_PTRACE'] });
     expect([c.securityContext?.privileged, c.securityContext?.allowPrivilegeEscalation, c.securityContext?.readOnlyRootFilesystem]).toEqual([false, false, true]);
+    expect(c.securityContext?.seccompProfile).toEqual({ type: 'Unconfined' });
     expect(pod.hostPID).toBe(true);
     expect(c.volumeMounts).toEqual([
       { name: 'btf', mountPath: '/sys/kernel/btf', readOnly: true },

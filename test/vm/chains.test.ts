@@ -105,7 +105,7 @@ describe('hash chains in a 512-bucket table, VM only', () => {
       it('finds the chains the inserts made, and after a resize waits for an insert to find the new table', async () => {
         const inserts = await fill(pair, rec());
         const rootEntries = Number(execFileSync('conntrack', ['-C'], { encoding: 'utf8' }));
-        const census = await rec().monitor.census();
+        const census = await rec().monitor.census({ fresh: true });
         expect(census).not.toBeNull();
         // Nodes per bucket from the inserts' own buckets: the chain-length histogram exactly
         // (the root netns holds nothing in the guest).
@@ -130,7 +130,7 @@ describe('hash chains in a 512-bucket table, VM only', () => {
           expect(rec().monitor.view().census.pending).toMatch(/resized/);
           await pair.oneway(1, 7310);
           await until(() => rec().of('insert').length >= FLOWS + 1, 30_000, 'the insert after the resize');
-          const after = await rec().monitor.census();
+          const after = await rec().monitor.census({ fresh: true });
           expect(after).toMatchObject({ buckets: 2 * buckets, nodes: 2 * (FLOWS + 1), entries: FLOWS + 1, moved: 0, readErrors: 0 });
         } finally {
           write('nf_conntrack_buckets', '1');

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# npm run image: the container image of ctstorm, from Debian's own packages and no
+# registry pull. mmdebstrap makes a minimal Debian root (Node.js, libelf, nothing
+# to compile with), the packed ctstorm is installed into it by npm, which takes the
+# prebuild, and podman imports it as localhost/ctstorm:<version>.
+#
+# Leaves .cache/image/rootfs (the image's files; the package test runs in it too)
+# and .cache/image/ctstorm-<version>.tgz (what npm pack made).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in mmdebstrap podman; do
+  command -v "$tool" >/dev/null || { echo "ctstorm image: $tool is missing; run: bash scripts/setup.sh image (as root)" >&2; exit 1; }
+done
+[[ $(id -u) -eq 0 ]] || { echo "ctstorm image: mmdebstrap and the chroot install need root; run as root" >&2; exit 1; }
+
+version=$(node -p "require('./package.json').version")
+image=localhost/ctstorm:$version
+# Not under build/: npm pack rebuilds the addon, and node-gyp rebuild empties build/.
+out=$PWD/.cache/image
+# Debian 13: Node.js 20 (ctstorm's minimum) is in the release itself.
+suite=${CTSTORM_IMAGE_SUITE:-trixie}
+packages=nodejs,libelf1t64,zlib1g,ca-certificates
+mkdir -p "$out"
+
+# 1. The package, as npm publishes it (prepack builds dist/ and the prebuild).
+rm -f "$out"/ctstorm-*.tgz
+npm pack --silent --pack-destination "$out" >/dev/null
+tarball=$out/ctstorm-$version.tgz
+[[ -f $tarball ]] || { echo "ctstorm image: npm pack made no $tarball" >&2; exit 1; }
+
+# 2. The Debian root, kept between runs (it changes only with its package list).
+base=$out/base-$suite
+stamp="$suite $packages"
+if [[ ! -d $base || $(cat "$base.stamp" 2>/dev/null) != "$stamp" ]]; then
+  rm -rf "$base.new"
+  echo "ctstorm image: making a Debian $suite root with $packages" >&2
+  mmdebstrap --quiet --variant=minbase --include="$packages" --mode=root \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    "$suite" "$base.new" http://deb.debian.org/debian
+  rm -rf "$base"
+  mv "$base.new" "$base"
+  echo "$stamp" >"$base.stamp"
+fi
+
+# 3. npm install of the tarball inside that root, as a user's machine without a
+# compiler would run it (its install script takes the prebuild). npm itself is the
+# host's, mounted read-only for the install only (the image keeps no npm), and it
+# installs offline from a cache filled here first: the root gets no network
+# settings or certificates of this machine's.
+root=$out/rootfs
+cache=$out/npm-cache
+npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+[[ -f $npm_dir/bin/npm-cli.js ]] || { echo "ctstorm image: cannot find npm's own directory (from $(command -v npm))" >&2; exit 1; }
+rm -rf "$out/stage"
+npm install --prefix "$out/stage" --cache "$cache" --omit=dev --no-save --no-audit --no-fund --ignore-scripts \
+  --loglevel=error "$tarball" >/dev/null
+rm -rf "$out/stage"
+cleanup() {
+  for m in "$root/opt/npm" "$root/opt/npm-cache" "$root/proc" "$root/dev"; do
+    if mountpoint -q "$m"; then umount -l "$m"; fi
+  done
+  return 0
+}
+trap cleanup EXIT
+rm -rf "$root"
+cp -a "$base" "$root"
+mkdir -p "$root/opt/npm" "$root/opt/npm-cache" "$root/tmp/pack"
+mount --bind -o ro "$npm_dir" "$root/opt/npm"
+mount --bind "$cache" "$root/opt/npm-cache"
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+cp "$tarball" "$root/tmp/pack/"
+chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root \
+  /usr/bin/node /opt/npm/bin/npm-cli.js install --global --offline --cache /opt/npm-cache --omit=dev \
+  --no-audit --no-fund --no-update-notifier --loglevel=error "/tmp/pack/ctstorm-$version.tgz" >&2
+cleanup
+rm -rf "$root/opt/npm" "$root/opt/npm-cache" "$root/tmp/pack" "$root/root/.npm"
+[[ -x $root/usr/bin/ctstorm ]] || { echo "ctstorm image: npm installed no ctstorm command" >&2; exit 1; }
+
+# 4. The image: ctstorm serve by default, as the DaemonSet runs it.
+tar -C "$root" --numeric-owner -cf - . |
+  podman import --quiet \
+    --change 'ENTRYPOINT ["/usr/bin/ctstorm"]' \
+    --change 'CMD ["serve", "--listen", "0.0.0.0:9477"]' \
+    --change 'EXPOSE 9477/tcp' \
+    --change "LABEL org.opencontainers.image.title=ctstorm org.opencontainers.image.version=$version" \
+    - "$image" >/dev/null
+size=$(podman image inspect --format '{{.Size}}' "$image")
+echo "ctstorm image: $image, $((size / 1000000)) MB" >&2

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# What `npm pack` ships: the TypeScript (dist/) and the addon, with its BPF object
+# inside and libbpf linked in, as a prebuild for this machine's architecture
+# (prebuilds/linux-<arch>/ctstorm.glibc.node, by prebuildify as node-gyp-build reads
+# it). N-API: one prebuild serves every Node.js from 20 on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/build.sh all
+# Against the headers Node ships on this machine: no download.
+nodedir=${npm_config_nodedir:-}
+[[ -z $nodedir && -f /usr/include/node/node_api.h ]] && nodedir=/usr
+rm -rf prebuilds
+npm_config_nodedir=$nodedir node_modules/.bin/prebuildify --napi --strip --tag-libc >/dev/null 2>&1 ||
+  { echo "ctstorm prebuild: prebuildify failed; run it by hand to see why: node_modules/.bin/prebuildify --napi --strip --tag-libc" >&2; exit 1; }
+ls prebuilds/*/*.node >&2

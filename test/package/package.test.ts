@@ -1,0 +1,171 @@
+// ctstorm as users install it. scripts/image.sh packs it (npm pack), installs the
+// tarball with npm into a Debian root made by mmdebstrap with no compiler in it,
+// and imports that root as the container image; here the tarball, that install,
+// and the image are checked, the image run by podman with the privileges the
+// DaemonSet manifest grants (read from the manifest) and no more, counting real
+// flows exactly. And the host service's unit is checked by systemd-analyze.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { NetnsPair } from '../live/netns.js';
+import { liveSkipReason } from '../live/privileges.js';
+import { loadedPrograms } from '../live/programs.js';
+import { spawnCaptured, type Spawned } from '../live/spawned.js';
+import { until } from '../live/wait.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+const out = join(root, '.cache/image');
+const tarball = join(out, `ctstorm-${version}.tgz`);
+const rootfs = join(out, 'rootfs');
+const image = `localhost/ctstorm:${version}`;
+const skip = liveSkipReason();
+
+interface Container {
+  securityContext: {
+    privileged: boolean;
+    allowPrivilegeEscalation: boolean;
+    readOnlyRootFilesystem: boolean;
+    seccompProfile?: { type: string };
+    capabilities: { drop: string[]; add: string[] };
+  };
+  volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+}
+
+/** `podman run` flags for what the DaemonSet grants, read from its manifest. */
+function daemonSetFlags(): string[] {
+  const docs = parseAllDocuments(readFileSync(join(root, 'deploy/kubernetes/ctstorm.yaml'), 'utf8')).map((d) => d.toJS());
+  const ds = docs.find((d) => d?.kind === 'DaemonSet');
+  const spec = ds.spec.template.spec;
+  const c = spec.containers[0] as Container;
+  const sc = c.securityContext;
+  expect(sc.privileged).toBe(false);
+  expect(sc.capabilities.drop).toEqual(['ALL']);
+  const flags = ['--cap-drop', 'all', ...sc.capabilities.add.flatMap((cap) => ['--cap-add', cap])];
+  if (spec.hostNetwork) flags.push('--network', 'host');
+  if (spec.hostPID) flags.push('--pid', 'host');
+  if (!sc.allowPrivilegeEscalation) flags.push('--security-opt', 'no-new-privileges');
+  if (sc.readOnlyRootFilesystem) flags.push('--read-only');
+  if (sc.seccompProfile?.type === 'Unconfined') flags.push('--security-opt', 'seccomp=unconfined');
+  const volumes = new Map<string, string>(spec.volumes.map((v: { name: string; hostPath: { path: string } }) => [v.name, v.hostPath.path]));
+  for (const m of c.volumeMounts) {
+    const host = volumes.get(m.name)!;
+    if (!existsSync(host)) continue; // /run/netns: DirectoryOrCreate, made by the pair below
+    flags.push('-v', `${host}:${m.mountPath}:${m.readOnly ? 'ro' : 'rw'}`);
+  }
+  return flags;
+}
+
+/** This machine's podman: runc (crun refuses hosts with hybrid cgroups), and
+ * ulimits within this process's own (podman's defaults exceed them here, and
+ * raising them needs CAP_SYS_RESOURCE). Not privileges. */
+function podmanRun(args: string[]): Spawned {
+  const limits = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
+  return spawnCaptured('podman', ['--runtime', 'runc', 'run', '--rm', ...limits, ...args]);
+}
+
+describe.skipIf(skip !== undefined)('the package, installed and run as users get it', () => {
+  const pair = new NetnsPair('pkg');
+  const running = new Set<Spawned>();
+
+  beforeAll(async () => {
+    const built = spawnSync('bash', [join(root, 'scripts/image.sh')], { cwd: root, encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`scripts/image.sh failed (${built.status}): ${built.stderr.split('\n').slice(-15).join('\n')}`);
+    pair.up();
+    await pair.startServer();
+  });
+  afterEach(() => {
+    for (const r of running) if (!r.exited()) r.proc.kill('SIGKILL');
+    running.clear();
+  });
+  afterAll(() => pair.down());
+
+  it('packs the built addon and what running needs, and no test machinery', () => {
+    const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
+    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'prebuilds/linux-x64/ctstorm.glibc.node', 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
+      expect(files).toContain(`package/${f}`);
+    }
+    expect(files.filter((f) => /^package\/(test|bench|src|gen|build|\.cache|examples)\//.test(f) || f.endsWith('.test.yml'))).toEqual([]);
+    console.log(`ctstorm package: ${files.length} files, ${(statSync(tarball).size / 1e6).toFixed(2)} MB packed`);
+
+    // libbpf is linked in: the addon needs no libbpf on the machine.
+    const needed = execFileSync('readelf', ['-d', join(root, 'prebuilds/linux-x64/ctstorm.glibc.node')], { encoding: 'utf8' })
+      .split('\n')
+      .flatMap((l) => /\(NEEDED\).*\[(.+)\]/.exec(l)?.[1] ?? [])
+      .sort();
+    expect(needed).toEqual(['libc.so.6', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libz.so.1']);
+  });
+
+  it('installs with npm into a Debian root without a compiler, from the prebuild', () => {
+    for (const tool of ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'bpftool', 'ld']) {
+      expect([tool, existsSync(join(rootfs, 'usr/bin', tool))]).toEqual([tool, false]);
+    }
+    const installed = join(rootfs, 'usr/lib/node_modules/ctstorm');
+    expect(existsSync(join(installed, 'prebuilds/linux-x64/ctstorm.glibc.node'))).toBe(true);
+    expect(existsSync(join(installed, 'build'))).toBe(false); // nothing was compiled
+    const found = execFileSync('chroot', [rootfs, '/usr/bin/node', '-e', "console.log(require('/usr/lib/node_modules/ctstorm/node_modules/node-gyp-build').path('/usr/lib/node_modules/ctstorm'))"], { encoding: 'utf8' });
+    expect(found.trim()).toBe('/usr/lib/node_modules/ctstorm/prebuilds/linux-x64/ctstorm.glibc.node');
+    expect(execFileSync('chroot', [rootfs, '/usr/bin/ctstorm', '--version'], { encoding: 'utf8' }).trim()).toContain(version);
+  });
+
+  it('counts flows exactly from inside the image, with only the DaemonSet\'s privileges, and detaches', async () => {
+    await pair.empty();
+    const run = podmanRun([...daemonSetFlags(), image, 'snapshot', '--duration', '600', '--json']);
+    running.add(run);
+    await until(() => run.exited() || /attached in \w+ mode, counting/.test(run.err()), 120_000, 'ctstorm in the image to attach');
+    expect(run.exited()).toBe(false);
+    const flows = 1500;
+    await pair.oneway(flows);
+    await pair.runClient(5, 0);
+    pair.flush();
+    await until(() => pair.count() === 0, 10_000, 'the flush');
+    run.proc.kill('SIGINT'); // podman passes it on; the snapshot still prints its JSON
+    expect(await run.exit).toBe(0);
+    const snap = JSON.parse(run.out());
+    const ns = snap.netns.find((n: { inode: number }) => n.inode === pair.serverInode);
+    expect(ns).toMatchObject({ inserts: flows + 5, destroys: flows + 5, lost: 0 });
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('serves /metrics from the image, exactly, and stops cleanly', async () => {
+    await pair.empty();
+    const port = 19477;
+    const run = podmanRun([...daemonSetFlags(), image, 'serve', '--listen', `127.0.0.1:${port}`]);
+    running.add(run);
+    await until(() => run.exited() || /serving http/.test(run.err()), 120_000, 'serve in the image to listen');
+    expect(run.exited()).toBe(false);
+    await pair.runClient(3, 2);
+    const want = [`ctstorm_conntrack_inserts_total{netns="${pair.serverInode}",protocol="tcp"} 3`, `ctstorm_conntrack_inserts_total{netns="${pair.serverInode}",protocol="udp"} 2`];
+    let text = '';
+    for (let i = 0; i < 300 && !want.every((w) => text.includes(w)); i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    }
+    for (const w of want) expect(text).toContain(w);
+    run.proc.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('has a host service unit systemd-analyze verifies', () => {
+    // verify wants ExecStart's program to exist: the one npm installed in the root.
+    const dir = mkdtempSync(join(tmpdir(), 'ctstorm-unit-'));
+    try {
+      const unit = readFileSync(join(root, 'deploy/ctstorm.service'), 'utf8');
+      expect(unit).toMatch(/^ExecStart=\/usr\/bin\/ctstorm serve /m);
+      writeFileSync(join(dir, 'ctstorm.service'), unit.replace('ExecStart=/usr/bin/ctstorm', `ExecStart=${rootfs}/usr/bin/ctstorm`));
+      const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'ctstorm.service')], { encoding: 'utf8' });
+      expect([verify.status, verify.stderr]).toEqual([0, '']);
+      const security = spawnSync('systemd-analyze', ['security', '--offline=yes', join(dir, 'ctstorm.service')], { encoding: 'utf8' });
+      const exposure = /Overall exposure level for ctstorm.service: ([\d.]+)/.exec(security.stdout)?.[1];
+      console.log(`ctstorm.service: systemd-analyze security exposure ${exposure} (0 best, 10 worst)`);
+      expect(Number(exposure)).toBeLessThan(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
