@@ -28,6 +28,8 @@ export interface DoctorReport {
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 const MIN_NODE_MAJOR = 20;
+/** Wide enough for "mode tracepoint". */
+const NAME_WIDTH = 15;
 
 export function doctor(options: { native?: NativeBinding; ringBytes?: number; debug?: boolean } = {}): DoctorReport {
   const checks: Check[] = [];
@@ -101,14 +103,14 @@ export function doctor(options: { native?: NativeBinding; ringBytes?: number; de
 export function renderDoctor(report: DoctorReport): { lines: string[]; code: number } {
   const lines = report.checks.map((c) => {
     const mark = c.ok ? 'ok  ' : c.optional ? 'warn' : 'FAIL';
-    return `${mark}  ${c.name.padEnd(10)} ${c.detail}${c.ok || !c.fix ? '' : `; fix: ${c.fix}`}`;
+    return `${mark}  ${c.name.padEnd(NAME_WIDTH)} ${c.detail}${c.ok || !c.fix ? '' : `; fix: ${c.fix}`}`;
   });
   if ('skipped' in report.modes) {
-    lines.push(`FAIL  ${'modes'.padEnd(10)} ${report.modes.skipped}`);
+    lines.push(`FAIL  ${'modes'.padEnd(NAME_WIDTH)} ${report.modes.skipped}`);
     return { lines, code: 1 };
   }
   for (const m of report.modes) {
-    lines.push(`${m.available ? 'ok  ' : 'no  '}  ${`mode ${m.mode}`.padEnd(10)} ${m.available ? m.hooks : m.reason}`);
+    lines.push(`${m.available ? 'ok  ' : 'no  '}  ${`mode ${m.mode}`.padEnd(NAME_WIDTH)} ${m.available ? m.hooks : m.reason}`);
   }
   return { lines, code: report.modes.some((m) => m.available) ? 0 : 1 };
 }

@@ -246,4 +246,15 @@ describe.skipIf(skip !== undefined)('ctstorm modes, live', () => {
       await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
     }
   });
+
+  it('doctor finds nothing missing for a mode that loads, and says of each mode what modes says', async () => {
+    const [doc, listed] = [start(['doctor', '--json']), start(['modes', '--json'])];
+    expect([await doc.exit, await listed.exit]).toEqual([0, 0]);
+    const report = JSON.parse(doc.out()) as { checks: Array<{ name: string; ok: boolean; optional?: boolean }>; modes: Array<{ mode: string; available: boolean }> };
+    expect(report.checks.filter((c) => !c.ok && !c.optional)).toEqual([]);
+    expect(report.checks.map((c) => c.name)).toEqual(['node', 'addon', 'privileges', 'btf', 'conntrack', 'names', 'cgroups']);
+    const available = (r: Array<{ mode: string; available: boolean }>): string[] => r.map((m) => `${m.mode}=${m.available}`);
+    expect(available(report.modes)).toEqual(available(JSON.parse(listed.out())));
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
 });
