@@ -29,6 +29,10 @@ if [[ ${1:-} == test ]]; then
   )
 fi
 
+# node-gyp builds against Node's own headers: Debian's nodejs keeps them in
+# libnode-dev (NodeSource's package ships them itself).
+[[ -f /usr/include/node/node_api.h ]] || packages+=(libnode-dev)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
