@@ -146,11 +146,15 @@ extract_kernel() {
 # initramfs: busybox + modules + init (cached per kernel and per content of its inputs)
 # ---------------------------------------------------------------------------------------
 
+# The tracepoints ctstorm's raw_tp programs hook, kept at two probes in the guest
+# (see the init below): their text is then never patched by an attach.
+TRACEPOINTS_HELD="kmem/kmem_cache_alloc kmem/kmem_cache_free irq/softirq_entry irq/softirq_exit"
+
 # PID 1 of the guest. Per-run input comes from the read-only 9p share "ctrun":
 # checkout (path), nonce (marker suffix), cmd.sh (the command, run by host bash).
 init_script() {
+  printf '#!/bin/busybox sh\nTRACEPOINTS_HELD="%s"\n' "$TRACEPOINTS_HELD"
   cat <<'INIT'
-#!/bin/busybox sh
 /bin/busybox --install -s
 export PATH=/sbin:/bin
 mount -t proc proc /proc
@@ -198,16 +202,26 @@ mount -t tracefs tracefs $r/sys/kernel/tracing || echo "ctstorm-vm init: no trac
 # the iterator); from 2 up only a pointer changes. So the tracepoints ctstorm hooks
 # hold two probes here for the whole run: the trace event, enabled in the top
 # instance and in a second instance (each instance registers its own probe), with
-# tracing off in both. Attaching and detaching ctstorm then patches no text there.
+# tracing off in both (and record-cmd off: it hooks every context switch). Raw_tp
+# attaches and detaches then patch no text. The kernel command line enables the
+# events in the top instance during boot, before the second CPU starts, so only the
+# second instance's 1->2 patches while both run, once per boot. fentry and kprobe
+# mode still patch their hooked functions' entries (through ftrace), far colder
+# sites; matrix.sh boots a guest again if one dies of an int3 nonetheless.
 t=$r/sys/kernel/tracing
 if [ -w $t/tracing_on ]; then
-  mkdir -p $t/instances/ctstorm-vm || echo "ctstorm-vm init: no trace instances"
-  for inst in $t $t/instances/ctstorm-vm; do
-    echo 0 >$inst/tracing_on
-    for e in kmem/kmem_cache_alloc kmem/kmem_cache_free irq/softirq_entry irq/softirq_exit; do
-      echo 1 >$inst/events/$e/enable || echo "ctstorm-vm init: cannot enable $e in $inst"
+  if mkdir -p $t/instances/ctstorm-vm; then
+    for inst in $t $t/instances/ctstorm-vm; do
+      echo 0 >$inst/tracing_on
+      [ -e $inst/options/record-cmd ] && echo 0 >$inst/options/record-cmd # top instance only
+      for e in $TRACEPOINTS_HELD; do
+        echo 1 >$inst/events/$e/enable
+        [ "$(cat $inst/events/$e/enable)" = 1 ] || echo "ctstorm-vm init: $e is not enabled in $inst: attaching ctstorm will patch its text"
+      done
     done
-  done
+  else
+    echo "ctstorm-vm init: no trace instances: attaching ctstorm will patch tracepoint text"
+  fi
 fi
 mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null || echo "ctstorm-vm init: no debugfs"
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null || true
@@ -385,7 +399,7 @@ start_qemu() {
   exec 3< <(exec qemu-system-x86_64 \
     -accel "$(accel)" -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 quiet panic=-1" \
+    -append "console=ttyS0 quiet panic=-1 trace_event=$(echo $TRACEPOINTS_HELD | tr ' /' ',:')" \
     -bios qboot.rom -device virtio-rng-pci \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$checkout,mount_tag=checkout,security_model=none,multidevs=remap" \
