@@ -87,6 +87,12 @@ export type Subscriber = (view: MonitorView) => void;
 
 const monotonicNs = (): number => Number(process.hrtime.bigint());
 const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
+/** A census counts each bucket when it walks it, so every insert or destroy during
+ * the walk, in a bucket not yet walked, is counted twice or missed once the
+ * counters carry it forward (up to `churnDuring` entries off). The first census
+ * runs at the first insert, often in a burst: after one that met churn, up to this
+ * many more run, one a tick, and the quietest is kept. */
+const CENSUS_RETRIES = 3;
 /** A census whose walks met moved entries in more than this share of the buckets
  * is not used (a busy table moves a few; a stale address moves nearly all). */
 const MAX_MOVED_FRACTION = 0.01;
@@ -132,6 +138,8 @@ export class Monitor {
   private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', blocked: null, churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
+  /** Censuses still to try, one a tick, after one that met churn (see CENSUS_RETRIES). */
+  private censusRetriesLeft = 0;
   private readonly namer: Namer | null;
 
   constructor(options: MonitorOptions = {}) {
@@ -283,8 +291,13 @@ export class Monitor {
         this.lastCensusMs = 0;
         return view; // still worth showing (`ctstorm buckets`), not worth counting from
       }
+      const churnDuring = churn(after) - churn(before);
+      const retry = this.censusRetriesLeft > 0;
+      this.censusRetriesLeft = churnDuring === 0 ? 0 : retry ? this.censusRetriesLeft - 1 : CENSUS_RETRIES;
+      // A retry busier than the census it retries: that one stays the baseline.
+      if (retry && this.censusState.last !== null && churnDuring > this.censusState.churnDuring) return view;
       this.baseline = fillBaseline(result.netns, before);
-      this.censusState = { last: view, pending: null, blocked: null, churnDuring: churn(after) - churn(before) };
+      this.censusState = { last: view, pending: null, blocked: null, churnDuring };
       this.lastCensusMs = performance.now();
       return view;
     } catch (err) {
@@ -381,7 +394,10 @@ export class Monitor {
       if (seconds > 0) this.statsPerSecond = statRates(this.statsBefore.stats, stats, seconds);
     }
     this.statsBefore = stats && { at: now, stats };
-    const due = this.censusState.last === null || (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
+    const due =
+      this.censusState.last === null ||
+      this.censusRetriesLeft > 0 ||
+      (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
     if (due && !this.censusRunning) void this.census();
     const counters = this.source.counters();
     const entries = this.entriesNow(counters);

@@ -50,7 +50,7 @@ export function fakeNative(script: FakeScript): NativeBinding & { opened: Native
     }
     counters(): NativeCounters {
       const i = Math.min(this.reads++, script.counters.length - 1);
-      return script.counters[i]!;
+      return structuredClone(script.counters[i]!); // a fresh answer each time, as the addon gives
     }
     sweep(): void {}
     private censusLeft = 0;

@@ -64,3 +64,37 @@ describe('Monitor', () => {
     expect(native.closed).toBe(1);
   });
 });
+
+describe('Monitor census', () => {
+  it('runs a census that met churn again on the next tick and counts from the quiet one', async () => {
+    // Counters the fake hands out by reference: bumped while the first walk runs,
+    // as inserts during a walk are (5 of them, into buckets it had not reached).
+    const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
+    const census = {
+      done: true, buckets: 1024, bucketsWalked: 1024, nodes: 80, entries: 40, empty: 984, longest: 1,
+      moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [984, 40], netns: [{ cookie: 3, inode: 4026532000, entries: 40 }],
+    };
+    const native = fakeNative({ counters: [live], census });
+    let walks = 0;
+    const run = native.Probe.prototype.censusRun;
+    native.Probe.prototype.censusRun = function (this: unknown, ...args: unknown[]) {
+      if (walks++ === 0) {
+        live.netns[0]!.inserts += 5;
+        live.protocols[0]!.inserts += 5;
+      }
+      return (run as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof run;
+    const monitor = new Monitor({
+      source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
+      tickMs: 20,
+      readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
+    });
+    await until(() => walks >= 2 && monitor.view().census.churnDuring === 0);
+    const v = monitor.view();
+    expect(walks).toBe(2); // quiet the second time: no more
+    expect(v.census.churnDuring).toBe(0);
+    // 40 found by the quiet walk, nothing since: the 5 inserts are not counted twice.
+    expect(v.table.fill.netns.find((n) => n.inode === 4026532000)?.entries).toBe(40);
+    await monitor.close();
+  });
+});
