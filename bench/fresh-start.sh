@@ -8,6 +8,12 @@
 #   bash bench/fresh-start.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The chroot's mounts live in a private mount namespace: none propagates to the
+# host's (an unmount of an --rbind there would take the host's /dev/pts with it
+# where / is shared), and none outlives this script, however it ends.
+if [[ -z ${CTSTORM_PRIVATE_MOUNTS:-} ]]; then
+  CTSTORM_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
 base=$PWD/.cache/image/base-trixie
 [[ -d $base ]] || { echo "fresh-start: no Debian root yet; run: npm run image" >&2; exit 1; }
 root=$PWD/.cache/fresh-start
@@ -20,7 +26,8 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
-rm -rf "$root"
+if findmnt -R "$root" >/dev/null 2>&1; then echo "$(basename "$0"): something is still mounted under $root; unmount it first" >&2; exit 1; fi
+rm -rf --one-file-system "$root"
 cp -a "$base" "$root"
 mkdir -p "$root/opt/npm" "$root/root"
 mount --bind -o ro "$npm_dir" "$root/opt/npm"

@@ -7,13 +7,18 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 
 for tool in clang bpftool make g++; do
-  command -v "$tool" >/dev/null || { echo "ctstorm build: $tool is missing; run: bash scripts/setup.sh (as root)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "ctstorm build: $tool is missing; install: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3 (a checkout: bash scripts/setup.sh)" >&2; exit 1; }
 done
 
 make -s -C bpf
 bash scripts/libbpf.sh
-gyp=node_modules/.bin/node-gyp
-[[ -x $gyp ]] || gyp="npx --yes node-gyp@12"
+# node-gyp: the checkout's (a devDependency), else the one npm runs lifecycle
+# scripts with (an installed package has no devDependencies), else a download.
+if [[ -x node_modules/.bin/node-gyp ]]; then gyp=node_modules/.bin/node-gyp
+elif [[ -n ${npm_config_node_gyp:-} && -f $npm_config_node_gyp ]]; then gyp="node $npm_config_node_gyp"
+elif command -v node-gyp >/dev/null; then gyp=node-gyp
+else gyp="npx --yes node-gyp@12"
+fi
 # Build against the headers Node ships on this machine: no download.
 nodedir=${npm_config_nodedir:-}
 [[ -z $nodedir && -f /usr/include/node/node_api.h ]] && nodedir=/usr

@@ -8,6 +8,12 @@
 # and .cache/image/ctstorm-<version>.tgz (what npm pack made).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The chroot's mounts live in a private mount namespace: none propagates to the
+# host's (an unmount of an --rbind there would take the host's /dev/pts with it
+# where / is shared), and none outlives this script, however it ends.
+if [[ -z ${CTSTORM_PRIVATE_MOUNTS:-} ]]; then
+  CTSTORM_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
 
 for tool in mmdebstrap podman; do
   command -v "$tool" >/dev/null || { echo "ctstorm image: $tool is missing; run: bash scripts/setup.sh image (as root)" >&2; exit 1; }
@@ -31,14 +37,17 @@ tarball=$out/ctstorm-$version.tgz
 
 # 2. The Debian root, kept between runs (it changes only with its package list).
 base=$out/base-$suite
-stamp="$suite $packages"
+# Made again each ISO week, so the image takes Debian's security updates.
+stamp="$suite $packages $(date +%G-%V)"
 if [[ ! -d $base || $(cat "$base.stamp" 2>/dev/null) != "$stamp" ]]; then
   rm -rf "$base.new"
   echo "ctstorm image: making a Debian $suite root with $packages" >&2
   mmdebstrap --quiet --variant=minbase --include="$packages" --mode=root \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    "$suite" "$base.new" http://deb.debian.org/debian
+    "$suite" "$base.new" "deb http://deb.debian.org/debian $suite main" \
+    "deb http://deb.debian.org/debian $suite-updates main" \
+    "deb http://deb.debian.org/debian-security $suite-security main"
   rm -rf "$base"
   mv "$base.new" "$base"
   echo "$stamp" >"$base.stamp"
@@ -64,7 +73,8 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
-rm -rf "$root"
+if findmnt -R "$root" >/dev/null 2>&1; then echo "$(basename "$0"): something is still mounted under $root; unmount it first" >&2; exit 1; fi
+rm -rf --one-file-system "$root"
 cp -a "$base" "$root"
 mkdir -p "$root/opt/npm" "$root/opt/npm-cache" "$root/tmp/pack"
 mount --bind -o ro "$npm_dir" "$root/opt/npm"
@@ -88,7 +98,9 @@ tar -C "$root" --numeric-owner -cf - . |
     --change 'ENTRYPOINT ["/usr/bin/ctstorm"]' \
     --change 'CMD ["serve", "--listen", "0.0.0.0:9477"]' \
     --change 'EXPOSE 9477/tcp' \
-    --change "LABEL org.opencontainers.image.title=ctstorm org.opencontainers.image.version=$version" \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'LABEL org.opencontainers.image.title=ctstorm' \
+    --change "LABEL org.opencontainers.image.version=$version" \
     - "$image" >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "ctstorm image: $image, $((size / 1000000)) MB" >&2

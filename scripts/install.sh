@@ -5,8 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -d prebuilds && -z ${CTSTORM_BUILD_FROM_SOURCE:-} ]] &&
-  node -e "require('node-gyp-build').path(process.argv[1])" "$PWD" 2>/dev/null; then
+# A prebuild counts only if it loads here: an older C library or a missing
+# libelf.so.1 make it fail, and then this machine builds its own.
+why=
+if [[ -n ${CTSTORM_BUILD_FROM_SOURCE:-} ]]; then
+  why="CTSTORM_BUILD_FROM_SOURCE is set"
+elif [[ ! -d prebuilds ]]; then
+  why="a checkout has no prebuilds"
+elif ! why=$(node -e "try { require(require('node-gyp-build').path(process.argv[1])) } catch (e) { console.log(e.message.split('\n')[0]); process.exit(1) }" "$PWD"); then
+  why="the prebuild does not load here ($why)"
+else
   exit 0
 fi
 
@@ -18,8 +26,8 @@ for header in /usr/include/bpf/libbpf.h /usr/include/libelf.h /usr/include/zlib.
   [[ -f $header ]] || missing+=("$header")
 done
 if ((${#missing[@]})); then
-  [[ -d prebuilds ]] && why="no prebuild fits $(uname -m)" || why="a checkout has no prebuilds"
-  echo "ctstorm: $why and building from source needs ${missing[*]}; install: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3" >&2
+  echo "ctstorm: $why, and building from source needs ${missing[*]}; install them (Debian, Ubuntu: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, and libnode-dev with Debian's nodejs), then: npm rebuild ctstorm" >&2
   exit 1
 fi
+echo "ctstorm: $why: building the probe and the addon from source" >&2
 exec bash scripts/build.sh native

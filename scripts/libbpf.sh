@@ -30,16 +30,18 @@ case ${1:-} in
   ;;
 esac
 
-[[ -f $out/lib/libbpf.a ]] && exit 0
-
 fallback() {
   echo "ctstorm build: $1; linking the system's shared libbpf instead" >&2
   exit 0
 }
 version=$(dpkg-query -W -f='${source:Version}' libbpf-dev 2>/dev/null) || fallback "libbpf-dev is not a Debian package here"
+# Built again when libbpf-dev changed: same version, same headers.
+[[ -f $out/lib/libbpf.a && $(cat "$out/VERSION" 2>/dev/null) == "$version" ]] && exit 0
 command -v dpkg-source >/dev/null || fallback "dpkg-source is missing (package dpkg-dev)"
 . /etc/os-release
-codename=${VERSION_CODENAME:?}
+[[ ${ID:-} == debian && -n ${VERSION_CODENAME:-} ]] || fallback "not Debian: Debian's libbpf source does not apply"
+codename=$VERSION_CODENAME
+
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -51,7 +53,8 @@ mkdir -p "$work/lists/partial" "$work/src"
   echo "deb-src http://deb.debian.org/debian-security $codename-security main"
 } >"$work/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$work/lists" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+  -o "Dir::State::Lists=$work/lists" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+  -o Acquire::Retries=0 -o Acquire::http::Timeout=20)
 apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 || fallback "cannot reach Debian's source archive"
 (cd "$work/src" && apt-get "${apt_opts[@]}" source -qq "libbpf=$version" >/dev/null 2>&1) ||
   fallback "cannot fetch Debian's libbpf $version source"
@@ -60,9 +63,11 @@ srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name 'libbpf-*' | hea
 
 echo "  LIBBPF  $version (static, PIC)" >&2
 # libbpf's own Makefile builds the static objects with CFLAGS as given: add -fPIC.
-make -s -C "$srcdir/src" BUILD_STATIC_ONLY=1 OBJDIR="$work/obj" DESTDIR="$work/dest" \
+make -s -C "$srcdir/src" BUILD_STATIC_ONLY=1 NO_PKG_CONFIG=1 OBJDIR="$work/obj" DESTDIR="$work/dest" \
   PREFIX= LIBDIR=/lib INCLUDEDIR=/include CFLAGS="-g -O2 -fPIC" install >/dev/null
 rm -rf "$out"
 mkdir -p "$out"
 cp -r "$work/dest/lib" "$work/dest/include" "$out/"
+# Linked into the addon, so its licence ships with it (prebuild.sh).
+cp "$srcdir"/LICENSE* "$out/" 2>/dev/null || true
 echo "$version" >"$out/VERSION"

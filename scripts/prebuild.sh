@@ -13,6 +13,8 @@ nodedir=${npm_config_nodedir:-}
 rm -rf prebuilds
 npm_config_nodedir=$nodedir node_modules/.bin/prebuildify --napi --strip --tag-libc >/dev/null 2>&1 ||
   { echo "ctstorm prebuild: prebuildify failed; run it by hand to see why: node_modules/.bin/prebuildify --napi --strip --tag-libc" >&2; exit 1; }
+# libbpf is linked into the addon: its licence goes with the prebuilds.
+for f in gen/libbpf/LICENSE*; do [[ -f $f ]] && cp "$f" "prebuilds/libbpf-$(basename "$f")"; done
 # prebuildify moved the addon out of build/Release: build it there again (a relink),
 # for the checkout's own tests and tools, which load the local build first.
 bash scripts/build.sh native >/dev/null 2>&1 || { echo "ctstorm prebuild: the rebuild into build/Release failed; run: npm run build" >&2; exit 1; }

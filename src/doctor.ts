@@ -1,7 +1,7 @@
 // `ctstorm doctor`: everything this machine needs to run ctstorm, each check with
 // its fix, never stopping at the first missing piece (every other command stops
 // there, with one line). Ends with the modes the kernel really loads, as `modes`.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findAddon, loadNative, type NativeBinding } from './native.js';
@@ -58,7 +58,7 @@ export function doctor(options: { native?: NativeBinding; ringBytes?: number; de
     name: 'privileges',
     ok: bpf,
     detail: bpf ? 'may load tracing BPF (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN)' : 'this process may not load tracing BPF',
-    fix: 'run as root (or with CAP_BPF and CAP_PERFMON)',
+    fix: 'run as root (or with CAP_BPF and CAP_PERFMON; a container: --cap-add BPF,PERFMON)',
   });
   const btf = existsSync('/sys/kernel/btf/vmlinux');
   checks.push({
@@ -75,13 +75,13 @@ export function doctor(options: { native?: NativeBinding; ringBytes?: number; de
     fix: 'modprobe nf_conntrack (a firewall or kube-proxy rule loads it too)',
   });
 
-  const netns = procNetnsUnreadable();
+  const netns = hostPidNamespace() ? procNetnsUnreadable() : "not in the host's PID namespace: only this container's processes are seen, so netns are named by addresses and cgroups only";
   checks.push({
     name: 'names',
     ok: netns === undefined,
     optional: true,
     detail: netns === undefined ? "processes' netns links readable: netns named by pod, container and unit" : netns,
-    fix: 'run in the host PID namespace with CAP_SYS_PTRACE (the DaemonSet has hostPID: true)',
+    fix: 'run in the host PID namespace with CAP_SYS_PTRACE (the DaemonSet has hostPID: true; podman: --pid host --cap-add SYS_PTRACE)',
   });
   const cgroup2 = cgroup2Mount();
   checks.push({
@@ -92,6 +92,7 @@ export function doctor(options: { native?: NativeBinding; ringBytes?: number; de
     fix: 'mount cgroup2, or pass --cgroupfs <dir> where it is mounted',
   });
 
+  for (const c of checks) if (c.ok) delete c.fix;
   const blockers = checks.filter((c) => !c.ok && !c.optional && c.name !== 'node');
   const modes = native && blockers.length === 0
     ? probeModes({ native: options.native, ringBytes: options.ringBytes, debug: options.debug })
@@ -117,6 +118,17 @@ export function renderDoctor(report: DoctorReport): { lines: string[]; code: num
 
 function split(err: unknown): { detail: string; fix?: string } {
   return err instanceof CtstormError ? { detail: err.message, fix: err.fix } : { detail: errorLine(err) };
+}
+
+/** The initial PID namespace has a fixed inode (PROC_PID_INIT_INO). */
+const INIT_PID_NS_INODE = 0xeffffffc;
+
+function hostPidNamespace(): boolean {
+  try {
+    return statSync('/proc/self/ns/pid').ino === INIT_PID_NS_INODE;
+  } catch {
+    return false;
+  }
 }
 
 function cgroup2Mount(): string | undefined {

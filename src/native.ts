@@ -94,7 +94,13 @@ export const MODE_NAMES = ['fentry', 'kprobe', 'tracepoint'] as const;
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 /** What a machine needs to build the addon when no prebuild fits it. */
 export const SOURCE_BUILD_FIX =
-  'build it from source: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, then npm rebuild ctstorm';
+  'build it from source: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, then CTSTORM_BUILD_FROM_SOURCE=1 npm rebuild ctstorm';
+/** A load error that names a shared library the machine lacks. */
+function missingLibraryFix(why: string): string | undefined {
+  if (/libelf\.so/.test(why)) return 'install libelf (Debian 13: libelf1t64; Debian 12, Ubuntu: libelf1), or ' + SOURCE_BUILD_FIX;
+  if (/libz\.so/.test(why)) return 'install zlib (zlib1g), or ' + SOURCE_BUILD_FIX;
+  return undefined;
+}
 let binding: NativeBinding | undefined;
 
 /** The addon file this machine would load, or an error saying why there is none. */
@@ -116,8 +122,8 @@ export function loadNative(): NativeBinding {
   try {
     binding = require(addonPath) as NativeBinding;
   } catch (err) {
-    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new CtstormError(`native addon ${addonPath} failed to load (${why})`, SOURCE_BUILD_FIX, 'ENOADDON');
+    const why = (err instanceof Error ? err.message.split('\n')[0] : undefined) ?? String(err);
+    throw new CtstormError(`native addon ${addonPath} failed to load (${why})`, missingLibraryFix(why) ?? SOURCE_BUILD_FIX, 'ENOADDON');
   }
   const modes = Object.keys(binding.hooks).join(',');
   if (modes !== MODE_NAMES.join(',')) {

@@ -24,6 +24,8 @@ const tarball = join(out, `ctstorm-${version}.tgz`);
 const rootfs = join(out, 'rootfs');
 const image = `localhost/ctstorm:${version}`;
 const skip = liveSkipReason();
+/** The prebuild for this machine, as prebuildify names it. */
+const prebuild = `prebuilds/linux-${process.arch}/ctstorm.glibc.node`;
 
 interface Container {
   securityContext: {
@@ -86,14 +88,15 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
 
   it('packs the built addon and what running needs, and no test machinery', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
-    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'prebuilds/linux-x64/ctstorm.glibc.node', 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
+    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', prebuild, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
       expect(files).toContain(`package/${f}`);
     }
-    expect(files.filter((f) => /^package\/(test|bench|src|gen|build|\.cache|examples)\//.test(f) || f.endsWith('.test.yml'))).toEqual([]);
+    expect(files.filter((f) => /^package\/(test|bench|src|gen|build|\.cache|examples)\//.test(f) || /\.(test\.yml|map)$/.test(f))).toEqual([]);
+    expect(files).toContain('package/prebuilds/libbpf-LICENSE.BSD-2-Clause'); // linked in: its licence ships
     console.log(`ctstorm package: ${files.length} files, ${(statSync(tarball).size / 1e6).toFixed(2)} MB packed`);
 
     // libbpf is linked in: the addon needs no libbpf on the machine.
-    const needed = execFileSync('readelf', ['-d', join(root, 'prebuilds/linux-x64/ctstorm.glibc.node')], { encoding: 'utf8' })
+    const needed = execFileSync('readelf', ['-d', join(root, prebuild)], { encoding: 'utf8' })
       .split('\n')
       .flatMap((l) => /\(NEEDED\).*\[(.+)\]/.exec(l)?.[1] ?? [])
       .sort();
@@ -105,10 +108,10 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
       expect([tool, existsSync(join(rootfs, 'usr/bin', tool))]).toEqual([tool, false]);
     }
     const installed = join(rootfs, 'usr/lib/node_modules/ctstorm');
-    expect(existsSync(join(installed, 'prebuilds/linux-x64/ctstorm.glibc.node'))).toBe(true);
+    expect(existsSync(join(installed, prebuild))).toBe(true);
     expect(existsSync(join(installed, 'build'))).toBe(false); // nothing was compiled
     const found = execFileSync('chroot', [rootfs, '/usr/bin/node', '-e', "console.log(require('/usr/lib/node_modules/ctstorm/node_modules/node-gyp-build').path('/usr/lib/node_modules/ctstorm'))"], { encoding: 'utf8' });
-    expect(found.trim()).toBe('/usr/lib/node_modules/ctstorm/prebuilds/linux-x64/ctstorm.glibc.node');
+    expect(found.trim()).toBe(`/usr/lib/node_modules/ctstorm/${prebuild}`);
     expect(execFileSync('chroot', [rootfs, '/usr/bin/ctstorm', '--version'], { encoding: 'utf8' }).trim()).toContain(version);
   });
 
