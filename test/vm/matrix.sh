@@ -64,10 +64,10 @@ for kernel in $kernels; do
   # The reporter's JSON lands in the checkout, which the guest shares read-write.
   # --no-isolate: one worker for all files; each isolated file costs a Node.js start
   # and its imports in the TCG guest (6.1: 232 s instead of 244-271 s).
-  # QEMU 7.2 TCG now and then runs a stale int3 after the guest kernel patched its
-  # own text (seen on 6.12: at boot in sched_clock_idle_wakeup_event, and in a
-  # static-key flip). That guest dies with "Oops: int3" before reporting; it is
-  # booted once more, visibly. Any other failure counts as it is.
+  # QEMU 7.2's multi-threaded TCG now and then ran a stale int3 after the guest
+  # kernel patched its own text; run.sh now uses single-threaded TCG, where that
+  # cannot happen. Should a guest still die with "Oops: int3" before reporting, it
+  # is booted once more, visibly. Any other failure counts as it is.
   for attempt in 1 2; do
     set +e
     # A kernel's suite takes 400-500 s in TCG on a quiet 2-core machine, ~800 s

@@ -389,8 +389,13 @@ collect_env_names() {
   done
 }
 
+# Single-threaded TCG: both vCPUs run in one host thread, in turn. Multi-threaded
+# TCG (QEMU 7.2) now and then lets one vCPU run stale code after the other patched
+# kernel text (text_poke_bp): "Oops: int3", or both vCPUs locked up, at boot and at
+# every attach, in a few percent of guest runs. In turn, no vCPU runs while another
+# patches. It costs speed (one host core a guest), not correctness.
 accel() {
-  echo "${CTSTORM_VM_ACCEL:-tcg}"
+  echo "${CTSTORM_VM_ACCEL:-tcg,thread=single}"
 }
 
 start_qemu() {
