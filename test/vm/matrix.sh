@@ -70,8 +70,8 @@ for kernel in $kernels; do
   # is booted once more, visibly. Any other failure counts as it is.
   for attempt in 1 2; do
     set +e
-    # A kernel's suite takes 400-500 s in TCG on a quiet 2-core machine, ~800 s
-    # beside another guest: the guest's own bound is well above either.
+    # A kernel's suite takes 560-600 s in single-threaded TCG on this 2-core
+    # machine (boot included): the guest's own bound is well above that.
     bash test/vm/run.sh --kernel "$kernel" --timeout "${CTSTORM_VM_TIMEOUT:-1800}" --env CTSTORM_TEST_MODES="$kmodes" \
       --env CTSTORM_EXPECT_REFUSED="$(refused_on "$kernel")" -- \
       "node_modules/.bin/vitest run --project live --project vm --no-isolate --reporter=verbose \
