@@ -8,6 +8,7 @@
 #   bash bench/fresh-start.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/chroot.sh
 # The chroot's mounts live in a private mount namespace: none propagates to the
 # host's (an unmount of an --rbind there would take the host's /dev/pts with it
 # where / is shared), and none outlives this script, however it ends.
@@ -17,23 +18,12 @@ fi
 base=$PWD/.cache/image/base-trixie
 [[ -d $base ]] || { echo "fresh-start: no Debian root yet; run: npm run image" >&2; exit 1; }
 root=$PWD/.cache/fresh-start
-npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+npm_dir=$(host_npm_dir)
 
-cleanup() {
-  for m in "$root/opt/npm" "$root/proc" "$root/sys" "$root/dev"; do
-    if mountpoint -q "$m"; then umount -l "$m"; fi
-  done
-  return 0
-}
-trap cleanup EXIT
-if findmnt -R "$root" >/dev/null 2>&1; then echo "$(basename "$0"): something is still mounted under $root; unmount it first" >&2; exit 1; fi
-rm -rf --one-file-system "$root"
-cp -a "$base" "$root"
-mkdir -p "$root/opt/npm" "$root/root"
-mount --bind -o ro "$npm_dir" "$root/opt/npm"
-mount -t proc proc "$root/proc"
+trap 'unmount_root "$root"' EXIT
+fresh_root "$base" "$root" "$npm_dir"
+mkdir -p "$root/root"
 mount --rbind /sys "$root/sys"
-mount --rbind /dev "$root/dev"
 printf '#!/bin/sh\nexec /usr/bin/node /opt/npm/bin/npm-cli.js "$@"\n' >"$root/usr/local/bin/npm"
 printf '#!/bin/sh\nexec /usr/bin/node /opt/npm/bin/npx-cli.js "$@"\n' >"$root/usr/local/bin/npx"
 chmod +x "$root/usr/local/bin/npm" "$root/usr/local/bin/npx"

@@ -8,6 +8,7 @@
 # and .cache/image/ctstorm-<version>.tgz (what npm pack made).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/chroot.sh
 # The chroot's mounts live in a private mount namespace: none propagates to the
 # host's (an unmount of an --rbind there would take the host's /dev/pts with it
 # where / is shared), and none outlives this script, however it ends.
@@ -60,32 +61,20 @@ fi
 # settings or certificates of this machine's.
 root=$out/rootfs
 cache=$out/npm-cache
-npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
-[[ -f $npm_dir/bin/npm-cli.js ]] || { echo "ctstorm image: cannot find npm's own directory (from $(command -v npm))" >&2; exit 1; }
+npm_dir=$(host_npm_dir)
 rm -rf "$out/stage"
 npm install --prefix "$out/stage" --cache "$cache" --omit=dev --no-save --no-audit --no-fund --ignore-scripts \
   --loglevel=error "$tarball" >/dev/null
 rm -rf "$out/stage"
-cleanup() {
-  for m in "$root/opt/npm" "$root/opt/npm-cache" "$root/proc" "$root/dev"; do
-    if mountpoint -q "$m"; then umount -l "$m"; fi
-  done
-  return 0
-}
-trap cleanup EXIT
-if findmnt -R "$root" >/dev/null 2>&1; then echo "$(basename "$0"): something is still mounted under $root; unmount it first" >&2; exit 1; fi
-rm -rf --one-file-system "$root"
-cp -a "$base" "$root"
-mkdir -p "$root/opt/npm" "$root/opt/npm-cache" "$root/tmp/pack"
-mount --bind -o ro "$npm_dir" "$root/opt/npm"
+trap 'unmount_root "$root"' EXIT
+fresh_root "$base" "$root" "$npm_dir"
+mkdir -p "$root/opt/npm-cache" "$root/tmp/pack"
 mount --bind "$cache" "$root/opt/npm-cache"
-mount -t proc proc "$root/proc"
-mount --rbind /dev "$root/dev"
 cp "$tarball" "$root/tmp/pack/"
 chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root \
   /usr/bin/node /opt/npm/bin/npm-cli.js install --global --offline --cache /opt/npm-cache --omit=dev \
   --no-audit --no-fund --no-update-notifier --loglevel=error "/tmp/pack/ctstorm-$version.tgz" >&2
-cleanup
+unmount_root "$root" # before the root becomes the image
 rm -rf "$root/opt/npm" "$root/opt/npm-cache" "$root/tmp/pack" "$root/root/.npm"
 [[ -x $root/usr/bin/ctstorm ]] || { echo "ctstorm image: npm installed no ctstorm command" >&2; exit 1; }
 # The image only runs ctstorm: type declarations, source maps and docs serve no one
