@@ -1,13 +1,14 @@
 // `ctstorm doctor`: everything this machine needs to run ctstorm, each check with
 // its fix, never stopping at the first missing piece (every other command stops
 // there, with one line). Ends with the modes the kernel really loads, as `modes`.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findAddon, loadNative, type NativeBinding } from './native.js';
 import { canLoadBpf, probeModes, type ModeReport } from './source.js';
 import { conntrackLoaded } from './table.js';
 import { procNetnsUnreadable } from './attribution/namer.js';
+import { cgroup2MountOfThisHost } from './attribution/cgroup-index.js';
 import { CtstormError, errorLine } from './errors.js';
 
 export interface Check {
@@ -83,7 +84,7 @@ export function doctor(options: { native?: NativeBinding; ringBytes?: number; de
     detail: netns === undefined ? "processes' netns links readable: netns named by pod, container and unit" : netns,
     fix: 'run in the host PID namespace with CAP_SYS_PTRACE (the DaemonSet has hostPID: true; podman: --pid host --cap-add SYS_PTRACE)',
   });
-  const cgroup2 = cgroup2Mount();
+  const cgroup2 = cgroup2MountOfThisHost();
   checks.push({
     name: 'cgroups',
     ok: cgroup2 !== undefined,
@@ -129,16 +130,4 @@ function hostPidNamespace(): boolean {
   } catch {
     return false;
   }
-}
-
-function cgroup2Mount(): string | undefined {
-  try {
-    for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
-      const [, dir, type] = line.split(' ');
-      if (type === 'cgroup2' && dir) return dir;
-    }
-  } catch {
-    // no /proc: nothing to say
-  }
-  return undefined;
 }

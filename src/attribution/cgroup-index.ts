@@ -33,7 +33,7 @@ function unescapeMountinfo(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
-function cgroup2MountOfThisHost(): string | undefined {
+export function cgroup2MountOfThisHost(): string | undefined {
   try {
     return cgroup2MountOf(readFileSync('/proc/self/mountinfo', 'utf8'));
   } catch {
