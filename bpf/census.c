@@ -56,16 +56,31 @@ __u32 census_staged = 0;
 struct ctstorm_census_key census_stage[CENSUS_MAX_CHAIN] = {};
 __u32 census_staged_clash = 0;
 
+/* The netns of the last entry staged, by its struct net's address: entries of one
+ * netns come in runs. Kept for one run only: within it (an RCU read-side section)
+ * a struct net cannot be freed and its address reused. */
+__u64 census_net = 0;
+struct netns_id census_net_id = {};
+
 struct ctstorm_census census_out = {};
 __u64 census_hist[CTSTORM_CHAIN_BINS + 1] = {};
 
+static __always_inline struct netns_id census_entry_netns(struct nf_conn *ct)
+{
+	__u64 net = (__u64)BPF_CORE_READ(ct, ct_net.net);
+
+	if (!net || net != census_net) {
+		census_net_id = ct_netns(ct, false);
+		census_net = net;
+	}
+	return census_net_id;
+}
+
 /* Stages the entry a node belongs to, if the node stands for it: its original
  * node, or the reply node of a NAT clash entry (in the table by that alone; its
- * original node is a fake, unhashed one). */
-static __always_inline void census_stage_node(__u64 node)
+ * original node is a fake, unhashed one). `dir` is the node's tuple's. */
+static __always_inline void census_stage_node(__u64 node, __u8 dir)
 {
-	struct nf_conntrack_tuple_hash *h = (void *)node;
-	__u8 dir = BPF_CORE_READ(h, tuple.dst.dir);
 	struct nf_conn *ct;
 	struct netns_id ns;
 	__u32 i = census_staged;
@@ -82,7 +97,7 @@ static __always_inline void census_stage_node(__u64 node)
 	}
 	if (i >= CENSUS_MAX_CHAIN)
 		return;
-	ns = ct_netns(ct, false);
+	ns = census_entry_netns(ct);
 	census_stage[i].netns_cookie = ns.cookie;
 	census_stage[i].netns_ino = ns.ino;
 	census_stage[i].pad = 0;
@@ -99,20 +114,40 @@ static __always_inline void census_restart_bucket(void)
 	census_commit = 0;
 }
 
-/* Adds one staged entry to its netns's row. */
-static __always_inline void census_commit_one(__u32 i)
-{
-	struct ctstorm_census_key key;
-	__u64 one = 1, *n;
+/* Committed entries of one netns not yet added to its row: a row is looked up
+ * once per run of entries of one netns (and at the end of each run of the
+ * program), not once per entry. */
+struct ctstorm_census_key census_acc_key = {};
+__u64 census_acc = 0;
 
-	if (i >= CENSUS_MAX_CHAIN)
+static __always_inline void census_flush(void)
+{
+	struct ctstorm_census_key key = census_acc_key;
+	__u64 add = census_acc, *n;
+
+	if (!add)
 		return;
-	key = census_stage[i];
+	census_acc = 0;
 	n = bpf_map_lookup_elem(&census_netns, &key);
 	if (n)
-		(*n)++;
-	else if (bpf_map_update_elem(&census_netns, &key, &one, BPF_NOEXIST))
-		census_out.netns_overflow++;
+		*n += add;
+	else if (bpf_map_update_elem(&census_netns, &key, &add, BPF_NOEXIST))
+		census_out.netns_overflow += add;
+}
+
+/* Adds one staged entry to its netns's count. */
+static __always_inline void census_commit_one(__u32 i)
+{
+	if (i >= CENSUS_MAX_CHAIN)
+		return;
+	if (census_acc && census_stage[i].netns_cookie == census_acc_key.netns_cookie &&
+	    census_stage[i].netns_ino == census_acc_key.netns_ino) {
+		census_acc++;
+		return;
+	}
+	census_flush();
+	census_acc_key = census_stage[i];
+	census_acc = 1;
 }
 
 /* The bucket is whole (or given up on): its counts join the totals. */
@@ -146,6 +181,7 @@ __noinline int census_step(int step)
 {
 	__u64 v = census_cursor, next = 0, marker = (__u64)census_bucket << 1 | 1;
 	__u32 c = census_commit;
+	struct raw_hash h = {};
 
 	if (census_done || census_bucket >= census_buckets) {
 		census_done = 1;
@@ -196,13 +232,23 @@ __noinline int census_step(int step)
 		census_cursor = marker ^ 2;
 		return 0;
 	}
+	/* The node and its tuple in one read (read_hashes' layout), or field by field. */
+	if (raw_hash_layout()) {
+		if (bpf_probe_read_kernel(&h, sizeof(h), (void *)v))
+			h.next = 0;
+	} else {
+		h.dir = BPF_CORE_READ((struct nf_conntrack_tuple_hash *)v, tuple.dst.dir);
+		if (bpf_probe_read_kernel(&h.next, sizeof(h.next), (void *)v))
+			h.next = 0;
+	}
 	census_chain++;
-	census_stage_node(v);
+	census_stage_node(v, h.dir);
 	if (census_chain >= CENSUS_MAX_CHAIN) {
 		census_cursor = marker ^ 2; /* not this bucket's marker: the retry path */
 		return 0;
 	}
-	if (bpf_probe_read_kernel(&next, sizeof(next), (void *)v) || !next) {
+	next = h.next;
+	if (!next) {
 		census_out.read_errors++;
 		next = marker ^ 2;
 	}
@@ -213,12 +259,15 @@ __noinline int census_step(int step)
 SEC("raw_tp")
 int census(void *ctx)
 {
+	census_net = 0;
 	for (int i = 0; i < CENSUS_STEPS; i++) {
 		if (census_step(i))
-			return 0;
+			goto out;
 	}
 	/* Out of steps inside a bucket (cannot happen with the limits above): never
 	 * keep a node across runs; the next run walks the bucket again. */
 	census_restart_bucket();
+out:
+	census_flush(); /* userspace reads the rows once a run says the census is done */
 	return 0;
 }

@@ -320,12 +320,59 @@ static __always_inline void count(struct netns_id ns, __u8 l4proto, enum count_k
 	bump(c, kind);
 }
 
-static __always_inline void read_tuple(struct ctstorm_tuple *out, struct nf_conntrack_tuple *t)
+/* An entry's two tuple hashes (its chain node and tuple per direction) as the
+ * kernel has laid them out since 2.6, without CO-RE: 112 bytes the probe reads
+ * in one helper call where field by field took fourteen. */
+struct raw_hash {
+	__u64 next;  /* hnnode.next */
+	__u64 pprev; /* hnnode.pprev */
+	__u8 src[16];
+	__u8 sport[2];
+	__u16 l3num;
+	__u8 dst[16];
+	__u8 dport[2];
+	__u8 protonum;
+	__u8 dir;
+};
+
+/* Whether the running kernel's BTF has that layout: a constant once CO-RE has
+ * relocated it, so the verifier keeps one of read_hashes' two paths. */
+static __always_inline bool raw_hash_layout(void)
 {
-	bpf_core_read(out->src, 16, &t->src.u3);
-	bpf_core_read(out->dst, 16, &t->dst.u3);
-	bpf_core_read(out->sport, 2, &t->src.u.all);
-	bpf_core_read(out->dport, 2, &t->dst.u.all);
+	return bpf_core_type_size(struct nf_conntrack_tuple_hash) == sizeof(struct raw_hash) &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, hnnode.pprev) == 8 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.src.u3) == 16 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.src.u) == 32 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.src.l3num) == 34 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.u3) == 36 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.u) == 52 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.protonum) == 54;
+}
+
+static __always_inline void read_hash(struct raw_hash *h, struct nf_conntrack_tuple_hash *t)
+{
+	h->next = (__u64)BPF_CORE_READ(t, hnnode.next);
+	h->pprev = (__u64)BPF_CORE_READ(t, hnnode.pprev);
+	bpf_core_read(h->src, 16, &t->tuple.src.u3);
+	bpf_core_read(h->sport, 2, &t->tuple.src.u.all);
+	h->l3num = BPF_CORE_READ(t, tuple.src.l3num);
+	bpf_core_read(h->dst, 16, &t->tuple.dst.u3);
+	bpf_core_read(h->dport, 2, &t->tuple.dst.u.all);
+	h->protonum = BPF_CORE_READ(t, tuple.dst.protonum);
+}
+
+/* Both directions, as they are now. A failed read leaves zeros: a next and a
+ * pprev of 0 end every walk, and a zero tuple is what the record had before. */
+static __always_inline void read_hashes(struct raw_hash h[2], struct nf_conn *ct)
+{
+	if (raw_hash_layout()) {
+		if (bpf_core_read(h, 2 * sizeof(*h), &ct->tuplehash))
+			__builtin_memset(h, 0, 2 * sizeof(*h));
+		return;
+	}
+	__builtin_memset(h, 0, 2 * sizeof(*h));
+	read_hash(&h[0], __builtin_preserve_access_index(&ct->tuplehash[0]));
+	read_hash(&h[1], __builtin_preserve_access_index(&ct->tuplehash[1]));
 }
 
 static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
@@ -352,12 +399,10 @@ static __always_inline bool was_hashed(struct nf_conn *ct)
  * holds the node's address. An object the slab just handed out still holds its
  * previous occupant's fields (SLAB_TYPESAFE_BY_RCU: a saved hash or poison there),
  * and a fresh slab page holds garbage; neither passes. */
-static __always_inline bool reply_linked(struct nf_conn *ct)
+static __always_inline bool reply_linked(struct nf_conn *ct, const struct raw_hash h[2])
 {
-	__u64 node = node_of(ct, 1), pprev = 0, back = 0;
+	__u64 node = node_of(ct, 1), pprev = h[1].pprev, back = 0;
 
-	if (bpf_probe_read_kernel(&pprev, sizeof(pprev), (void *)(node + 8)))
-		return false;
 	if (!kernel_ptr(pprev) || (pprev & 7))
 		return false;
 	if (bpf_probe_read_kernel(&back, sizeof(back), (void *)pprev))
@@ -436,10 +481,9 @@ __noinline __u64 chain_back(__u64 p)
 __u64 table_base = 0;
 
 static __always_inline void learn_table(const struct ctstorm_record *r, struct nf_conn *ct,
-					struct walk bo, struct walk br)
+					const struct raw_hash h[2], struct walk bo, struct walk br)
 {
-	__u64 po = (__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.pprev);
-	__u64 pr = (__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev);
+	__u64 po = h[0].pprev, pr = h[1].pprev;
 	__u64 base = po - 8 * (__u64)r->bucket_orig, head = 0;
 
 	/* Both nodes first in their chains, both giving one array: in tracepoint
@@ -448,6 +492,9 @@ static __always_inline void learn_table(const struct ctstorm_record *r, struct n
 	if (!(r->flags & CTSTORM_F_BUCKETS) || bo.nodes || bo.capped || br.nodes || br.capped)
 		return;
 	if (!kernel_ptr(po) || (po & 7) || pr - 8 * (__u64)r->bucket_reply != base)
+		return;
+	/* Known already: nothing to check or write (the common case). */
+	if (base == table_base)
 		return;
 	/* And each head holds its node right now (read again: the walk's reads were
 	 * earlier, and in tracepoint mode the object may have been reused since). */
@@ -459,17 +506,23 @@ static __always_inline void learn_table(const struct ctstorm_record *r, struct n
 		table_base = base;
 }
 
-/* Bucket and chain length of both directions of an entry in its chains (insert
- * time: a new entry is at the head, and the bucket locks are held in fentry and
- * kprobe modes). Buckets the hook passed win over the walk's. */
-static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct, __u32 hash,
-				   __u32 reply_hash)
+/* Bucket and chain length of both directions of an entry in its chains.
+ * A hash passed in means the insert hook, which runs under both bucket locks
+ * right after hlist_nulls_add_head_rcu: each node is first in its chain, with
+ * nothing before it to walk back over. The sweep (tracepoint mode) holds no
+ * lock and runs later: entries inserted since may come first. Buckets the hook
+ * passed win over the walk's. */
+static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct, const struct raw_hash h[2],
+				   __u32 hash, __u32 reply_hash)
 {
-	struct walk fo = unpack_walk(chain_forward((__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.next)));
-	struct walk fr = unpack_walk(chain_forward((__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.next)));
-	struct walk bo = unpack_walk(chain_back((__u64)BPF_CORE_READ(ct, tuplehash[0].hnnode.pprev)));
-	struct walk br = unpack_walk(chain_back((__u64)BPF_CORE_READ(ct, tuplehash[1].hnnode.pprev)));
+	struct walk fo = unpack_walk(chain_forward(h[0].next));
+	struct walk fr = unpack_walk(chain_forward(h[1].next));
+	struct walk bo = {}, br = {};
 
+	if (hash == (__u32)-1) {
+		bo = unpack_walk(chain_back(h[0].pprev));
+		br = unpack_walk(chain_back(h[1].pprev));
+	}
 	if (hash != (__u32)-1) {
 		r->bucket_orig = hash;
 		r->bucket_reply = reply_hash;
@@ -484,7 +537,7 @@ static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct,
 	 * the chain changed under it): no length then. */
 	if ((fo.bucket == (__u32)-1 && !fo.capped) || (fr.bucket == (__u32)-1 && !fr.capped))
 		return;
-	learn_table(r, ct, bo, br);
+	learn_table(r, ct, h, bo, br);
 	r->chain_orig = bo.nodes + 1 + fo.nodes;
 	r->chain_reply = br.nodes + 1 + fr.nodes;
 	r->flags |= CTSTORM_F_CHAIN;
@@ -500,24 +553,26 @@ static __always_inline __u64 pack_buckets(const struct ctstorm_record *r)
 	       (r->bucket_reply & BUCKET_MASK);
 }
 
-static __always_inline void read_tuple_typed(struct ctstorm_tuple *out, struct nf_conntrack_tuple *t)
+static __always_inline void copy_tuple(struct ctstorm_tuple *out, const struct raw_hash *h)
 {
-	__builtin_memcpy(out->src, &t->src.u3, 16);
-	__builtin_memcpy(out->dst, &t->dst.u3, 16);
-	__builtin_memcpy(out->sport, &t->src.u.all, 2);
-	__builtin_memcpy(out->dport, &t->dst.u.all, 2);
+	__builtin_memcpy(out->src, h->src, 16);
+	__builtin_memcpy(out->dst, h->dst, 16);
+	__builtin_memcpy(out->sport, h->sport, 2);
+	__builtin_memcpy(out->dport, h->dport, 2);
 }
 
-static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, __u8 type,
-				 struct netns_id ns, __u8 l4proto, bool typed)
+static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, const struct raw_hash h[2],
+				 __u8 type, struct netns_id ns, bool typed)
 {
+	__u8 l4proto = h[0].protonum;
+
 	__builtin_memset(r, 0, sizeof(*r));
 	r->version = CTSTORM_RECORD_VERSION;
 	r->type = type;
 	r->netns_ino = ns.ino;
 	r->netns_cookie = ns.cookie;
 	r->l4proto = l4proto;
-	r->l3proto = (__u8)CT_READ(typed, ct, tuplehash[0].tuple.src.l3num);
+	r->l3proto = (__u8)h[0].l3num;
 	r->status = (__u32)CT_READ(typed, ct, status);
 	if (bpf_core_field_exists(ct->mark))
 		r->mark = CT_READ(typed, ct, mark);
@@ -525,18 +580,8 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, _
 		r->zone = CT_READ(typed, ct, zone.id);
 	if (l4proto == IPPROTO_TCP)
 		r->tcp_state = CT_READ(typed, ct, proto.tcp.state);
-	if (typed) {
-		read_tuple_typed(&r->orig, &ct->tuplehash[0].tuple);
-		read_tuple_typed(&r->reply, &ct->tuplehash[1].tuple);
-		return;
-	}
-	read_tuple(&r->orig, __builtin_preserve_access_index(&ct->tuplehash[0].tuple));
-	read_tuple(&r->reply, __builtin_preserve_access_index(&ct->tuplehash[1].tuple));
-}
-
-static __always_inline __u8 ct_l4proto(struct nf_conn *ct, bool typed)
-{
-	return CT_READ(typed, ct, tuplehash[0].tuple.dst.protonum);
+	copy_tuple(&r->orig, &h[0]);
+	copy_tuple(&r->reply, &h[1]);
 }
 
 /* Counts and reports an insert. Hooked at the insert itself, the entry is in its
@@ -546,9 +591,13 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 					 bool late, bool typed, const struct task_info *task)
 {
 	struct netns_id ns = ct_netns(ct, typed);
-	__u8 l4proto = ct_l4proto(ct, typed);
 	struct ctstorm_record *r;
 	__u64 state = REPORTED;
+	struct raw_hash h[2];
+	__u8 l4proto;
+
+	read_hashes(h, ct);
+	l4proto = h[0].protonum;
 
 	count(ns, l4proto, COUNT_INSERT);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -559,7 +608,7 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 				 (reply_hash & BUCKET_MASK);
 		return state;
 	}
-	fill(r, ct, CTSTORM_INSERT, ns, l4proto, typed);
+	fill(r, ct, h, CTSTORM_INSERT, ns, typed);
 	/* Kernels with the 2025 clash fix set IPS_CONFIRMED only after the hash
 	 * insert returns: the record says what the entry is, confirmed. */
 	r->status |= IPS_CONFIRMED;
@@ -569,7 +618,7 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 	if (late)
 		r->flags |= CTSTORM_F_LATE;
 	else
-		locate(r, ct, hash, reply_hash);
+		locate(r, ct, h, hash, reply_hash);
 	state = pack_buckets(r);
 	bpf_ringbuf_submit(r, 0);
 	return state;
@@ -581,9 +630,13 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u64 state, bool typed)
 {
 	struct netns_id ns = ct_netns(ct, typed);
-	__u8 l4proto = ct_l4proto(ct, typed);
 	__u64 now = bpf_ktime_get_ns();
 	struct ctstorm_record *r;
+	struct raw_hash h[2];
+	__u8 l4proto;
+
+	read_hashes(h, ct);
+	l4proto = h[0].protonum;
 
 	count(ns, l4proto, COUNT_DESTROY);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -591,7 +644,7 @@ static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u
 		count(ns, l4proto, COUNT_LOST);
 		return;
 	}
-	fill(r, ct, CTSTORM_DESTROY, ns, l4proto, typed);
+	fill(r, ct, h, CTSTORM_DESTROY, ns, typed);
 	r->ts_ns = now;
 	if (start_ns && start_ns <= now) {
 		r->lifetime_ns = now - start_ns;
@@ -818,18 +871,22 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 	__u64 start = item->start_ns, state;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &item->ct);
 	struct ctstorm_record *r;
+	struct raw_hash h[2];
 	struct netns_id ns;
 	__u8 l4proto;
 
 	if (!e || e->start_ns != start)
 		return false; /* its object was freed meanwhile, and the free path decided */
-	if (!reply_linked(ct))
+	/* One copy, linked or not: a reply node seen linked in it was hashed after
+	 * NAT set the reply tuple that follows it in memory. */
+	read_hashes(h, ct);
+	if (!reply_linked(ct, h))
 		return e->state == start; /* not in the table yet (or no longer: the free path reports it) */
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
 	ns = ct_netns(ct, false);
-	l4proto = ct_l4proto(ct, false);
+	l4proto = h[0].protonum;
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
 		if (claim(e, start, REPORTED) == start) {
@@ -838,13 +895,13 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 		}
 		return false;
 	}
-	fill(r, ct, CTSTORM_INSERT, ns, l4proto, false);
+	fill(r, ct, h, CTSTORM_INSERT, ns, false);
 	r->status |= IPS_CONFIRMED;
 	r->ts_ns = start;
 	set_task(r, &item->task);
 	/* A NAT clash loser is hashed in the reply direction only. */
 	if (!(r->status & IPS_NAT_CLASH))
-		locate(r, ct, (__u32)-1, (__u32)-1);
+		locate(r, ct, h, (__u32)-1, (__u32)-1);
 	state = pack_buckets(r);
 	if (claim(e, start, state) == start) {
 		bpf_ringbuf_submit(r, 0);

@@ -476,6 +476,7 @@ int ct_probe_census_start(struct ct_probe *p, uint32_t buckets)
 	b->census_committing = 0;
 	b->census_commit = 0;
 	b->census_done = 0;
+	b->census_acc = 0;
 	return 0;
 }
 

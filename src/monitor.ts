@@ -91,7 +91,9 @@ const DEFAULT_CENSUS_INTERVAL_SECONDS = 300;
  * the walk, in a bucket not yet walked, is counted twice or missed once the
  * counters carry it forward (up to `churnDuring` entries off). The first census
  * runs at the first insert, often in a burst: after one that met churn, up to this
- * many more run, one a tick, and the quietest is kept. */
+ * many more run, each on a tick whose churn rate is under half the walk's (a walk
+ * in the same storm would be as far off, and costs ~0.3 s of CPU at a full
+ * table), and the quietest is kept. */
 const CENSUS_RETRIES = 3;
 /** A census whose walks met moved entries in more than this share of the buckets
  * is not used (a busy table moves a few; a stale address moves nearly all). */
@@ -138,8 +140,11 @@ export class Monitor {
   private censusState: CensusState = { last: null, pending: 'no census yet: it runs once an insert has shown where the table is', blocked: null, churnDuring: 0 };
   private censusRunning: Promise<CensusView | null> | null = null;
   private lastCensusMs = 0;
-  /** Censuses still to try, one a tick, after one that met churn (see CENSUS_RETRIES). */
+  /** Censuses still to try, on quieter ticks, after one that met churn (see CENSUS_RETRIES). */
   private censusRetriesLeft = 0;
+  /** Inserts and destroys a second during the last census, and at the last tick. */
+  private censusChurnRate = 0;
+  private tickChurn: { at: number; churn: number; perSecond: number } | null = null;
   private readonly namer: Namer | null;
 
   constructor(options: MonitorOptions = {}) {
@@ -271,6 +276,7 @@ export class Monitor {
     try {
       const before = this.source.counters().netns;
       const buckets = this.readTable().buckets;
+      const walkStarted = performance.now();
       const result = await this.source.census(buckets);
       if (result === 'closed') return null;
       if (result === 'resized') return this.noCensus('the table was resized: the census waits for an insert to show the new one');
@@ -292,6 +298,7 @@ export class Monitor {
         return view; // still worth showing (`ctstorm buckets`), not worth counting from
       }
       const churnDuring = churn(after) - churn(before);
+      this.censusChurnRate = churnDuring / Math.max((performance.now() - walkStarted) / 1000, 1e-3);
       const retry = this.censusRetriesLeft > 0;
       this.censusRetriesLeft = churnDuring === 0 ? 0 : retry ? this.censusRetriesLeft - 1 : CENSUS_RETRIES;
       // A retry busier than the census it retries: that one stays the baseline.
@@ -394,12 +401,18 @@ export class Monitor {
       if (seconds > 0) this.statsPerSecond = statRates(this.statsBefore.stats, stats, seconds);
     }
     this.statsBefore = stats && { at: now, stats };
+    const counters = this.source.counters();
+    const churnNow = churn(counters.netns);
+    if (this.tickChurn && now > this.tickChurn.at) {
+      this.tickChurn = { at: now, churn: churnNow, perSecond: ((churnNow - this.tickChurn.churn) * 1000) / (now - this.tickChurn.at) };
+    } else {
+      this.tickChurn = { at: now, churn: churnNow, perSecond: Infinity };
+    }
     const due =
       this.censusState.last === null ||
-      this.censusRetriesLeft > 0 ||
+      (this.censusRetriesLeft > 0 && this.tickChurn.perSecond < this.censusChurnRate / 2) ||
       (this.censusIntervalMs > 0 && now - this.lastCensusMs >= this.censusIntervalMs);
     if (due && !this.censusRunning) void this.census();
-    const counters = this.source.counters();
     const entries = this.entriesNow(counters);
     if (entries) this.fillAverage.sample(entries, now);
     this.namer?.refresh(); // every tick, at most once per its interval: views read the last completed read

@@ -97,4 +97,42 @@ describe('Monitor census', () => {
     expect(v.table.fill.netns.find((n) => n.inode === 4026532000)?.entries).toBe(40);
     await monitor.close();
   });
+
+  it('waits for a quieter tick than the walk saw before it walks again', async () => {
+    const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
+    const census = {
+      done: true, buckets: 1024, bucketsWalked: 1024, nodes: 80, entries: 40, empty: 984, longest: 1,
+      moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [984, 40], netns: [{ cookie: 3, inode: 4026532000, entries: 40 }],
+    };
+    const native = fakeNative({ counters: [live], census });
+    let walks = 0;
+    const run = native.Probe.prototype.censusRun;
+    // A storm: 10 inserts every 2 ms (~5,000/s); the first walk takes 20 ms and
+    // meets 10 of them (at most ~500/s: the storm is busier than the walk saw).
+    const bump = (): void => {
+      live.netns[0]!.inserts += 10;
+      live.protocols[0]!.inserts += 10;
+    };
+    native.Probe.prototype.censusRun = function (this: unknown, ...args: unknown[]) {
+      if (walks++ === 0) {
+        bump();
+        for (const until = performance.now() + 20; performance.now() < until; );
+      }
+      return (run as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof run;
+    const storm = setInterval(bump, 2);
+    const monitor = new Monitor({
+      source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
+      tickMs: 20,
+      readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
+    });
+    await until(() => walks >= 1 && monitor.view().census.churnDuring > 0);
+    expect(monitor.view().census.churnDuring).toBe(10);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(walks).toBe(1); // the storm goes on: a second walk would meet as much churn
+    clearInterval(storm);
+    await until(() => walks >= 2 && monitor.view().census.churnDuring === 0);
+    expect(walks).toBe(2);
+    await monitor.close();
+  });
 });
