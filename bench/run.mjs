@@ -56,19 +56,38 @@ async function stormAlone(lab, o) {
   return { observer: 'none', sent: gen.sent, truth, seconds: gen.seconds, entriesPerSecond: truth / gen.seconds };
 }
 
+/** Flows sent before a measured storm, from addresses the storms never use: an
+ * agent meets a storm long after it started, its first census done (the census
+ * needs one insert to find the table, and walks it once, ~0.1-0.3 s of CPU, at
+ * start and every 300 s). Measured storms start from that state. */
+const WARMUP = { proto: 'udp', count: 16, rate: 1000, srcNet: '172.16.0.0/16' };
+
 /** A storm with ctstorm attached (the library's Monitor: the one drain loop
- * `ctstorm watch` runs): records and counters against the table, its CPU and RSS,
- * the BPF programs' run time, and each insert's delay to the engine. */
+ * `ctstorm watch` runs) and settled: records and counters against the table, its
+ * CPU and RSS, the BPF programs' run time, and each insert's delay to the engine. */
 async function stormCtstorm(lab, o, monitorOptions = {}) {
   await lab.flush();
   const inode = lab.serverInode();
   const monitor = new Monitor({ mode: modeArg, censusIntervalSeconds: 0, ...monitorOptions });
+  await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...WARMUP });
+  let census = null;
+  for (let i = 0; i < 50 && !census; i++) {
+    census = await monitor.census({ fresh: true });
+    if (!census) await sleep(100);
+  }
+  if (!census) throw new Error('ctstorm took no census after the warm-up flows');
+  await lab.flush();
+  await monitor.settle();
+  const rowNow = () => totals({ protocols: monitor.view().counters.netns.filter((r) => r.inode === inode) });
+  const before = rowNow();
+  const stormStartNs = process.hrtime.bigint();
   let inserts = 0;
   const delays = [];
   monitor.onBatch((b) => {
     const now = process.hrtime.bigint(); // CLOCK_MONOTONIC, the probe's clock
     for (let i = 0; i < b.count; i++) {
       if (b.type(i) !== RecordType.insert || b.netns(i) !== inode) continue;
+      if (b.view.getBigUint64(i * RECORD_SIZE + Offset.tsNs, true) < stormStartNs) continue;
       inserts++;
       // Every 16th insert: enough for p99, cheap enough not to slow the drain.
       if ((inserts & 15) === 0) delays.push(Number(now - b.view.getBigUint64(i * RECORD_SIZE + Offset.tsNs, true)) / 1e6);
@@ -83,8 +102,8 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
   const cpu = process.cpuUsage(cpu0);
   clearInterval(sampler);
   const bpf1 = bpfProgramStats(PROGRAMS);
-  const row = monitor.view().counters.netns.filter((r) => r.inode === inode);
-  const counted = totals({ protocols: row }); // sums any rows of counts
+  const after = rowNow();
+  const counted = { inserts: after.inserts - before.inserts, destroys: after.destroys - before.destroys, lost: after.lost - before.lost };
   const mode = monitor.source.mode;
   const health = monitor.view().counters.health;
   await monitor.close();
@@ -121,13 +140,19 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
   };
 }
 
+/** Seconds a `ctstorm snapshot` run waits after the warm-up flows, for its first
+ * census (at its next 1 s tick, then a walk of well under a second). */
+const SETTLE_SECONDS = 2.5;
+
 /** `ctstorm snapshot` as a user runs it, in its own process under /usr/bin/time
- * (user and system CPU, peak RSS) with its RSS sampled from /proc while it runs;
- * with a storm `o` started once it is attached, or none (the idle baseline). */
-async function ctstormProcess(lab, o, seconds) {
+ * (peak RSS) with its RSS sampled from /proc while it runs, settled by the
+ * warm-up flows; then a storm `o`, or none (the idle baseline), in a window of
+ * `window` seconds whose CPU (user and system, from /proc) is the run's. */
+async function ctstormProcess(lab, o, seconds, window) {
   await lab.flush();
   const inode = lab.serverInode();
-  const child = spawn('/usr/bin/time', ['-f', 'time: %U %S %M', process.execPath, cli, 'snapshot', '--mode', modeArg, '--duration', String(seconds), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const duration = Math.ceil(SETTLE_SECONDS + seconds + 1);
+  const child = spawn('/usr/bin/time', ['-f', 'time: %U %S %M', process.execPath, cli, 'snapshot', '--mode', modeArg, '--duration', String(duration), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -145,13 +170,21 @@ async function ctstormProcess(lab, o, seconds) {
       // exited
     }
   }, 100);
+  await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...WARMUP });
+  await sleep(SETTLE_SECONDS * 1000);
+  const cpu0 = processCpu(node);
+  const t0 = performance.now();
   const gen = o ? await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...o }) : null;
+  await sleep(Math.max(0, window * 1000 - (performance.now() - t0)));
+  const cpu1 = processCpu(node);
   const code = await exited;
   clearInterval(sampler);
   if (code !== 0) throw new Error(`ctstorm snapshot exited ${code}: ${err.trim().split('\n').at(-1)}`);
   const times = /^time: (\S+) (\S+) (\d+)$/m.exec(err);
   if (!times) throw new Error(`no /usr/bin/time line from ctstorm snapshot: ${err.trim().split('\n').slice(-2).join(' | ')}`);
-  const [user, system, maxKb] = times.slice(1).map(Number);
+  const maxKb = Number(times[3]);
+  const user = cpu1.user - cpu0.user;
+  const system = cpu1.system - cpu0.system;
   const snap = JSON.parse(out);
   const rows = snap.netns.filter((n) => n.inode === inode);
   return {
@@ -170,8 +203,10 @@ async function ctstormProcess(lab, o, seconds) {
  * process, the BPF programs' time and each insert's delay to the engine. */
 async function pacedCost(lab, rate, count) {
   const seconds = Math.ceil(count / rate) + 2;
-  const idle = await ctstormProcess(lab, null, seconds);
-  const storm = await ctstormProcess(lab, { proto: 'udp', rate, count, seconds: seconds + 5 }, seconds);
+  // The CPU window: the storm and its drain (the idle run's window is as long).
+  const window = count / rate + 0.5;
+  const idle = await ctstormProcess(lab, null, seconds, window);
+  const storm = await ctstormProcess(lab, { proto: 'udp', rate, count, seconds: seconds + 5 }, seconds, window);
   const events = storm.counted.inserts + storm.counted.destroys;
   const eventsPerSecond = events / storm.gen.seconds;
   const extraCpu = storm.cpuSeconds - idle.cpuSeconds;
