@@ -177,13 +177,13 @@ class Churn {
   insertTotal = 0;
   destroyTotal = 0;
 
-  count(type: number, sec: number): void {
+  count(type: number, sec: number, n = 1): void {
     if (type === RecordType.insert) {
-      this.insertTotal++;
-      this.inserts.add(sec);
+      this.insertTotal += n;
+      this.inserts.add(sec, n);
     } else {
-      this.destroyTotal++;
-      this.destroys.add(sec);
+      this.destroyTotal += n;
+      this.destroys.add(sec, n);
     }
   }
 
@@ -285,10 +285,6 @@ export class Engine {
   private readonly processMeta = new Map<number, { comm: string; cgroupId: number }>();
   private readonly contexts: InsertContexts = { process: 0, softirq: 0, kernel: 0, unknown: 0 };
   private lastPid = -1;
-  private readonly flushProcess = (pid: number, n: number): void => {
-    this.processes.add(pid, n);
-    this.stormPeers?.processes.add(pid, n);
-  };
 
   constructor(options: EngineOptions = {}) {
     const k = options.topCapacity ?? 100;
@@ -322,13 +318,17 @@ export class Engine {
   private flushTalkers(): void {
     this.endDestinationRun();
     const peers = this.stormPeers;
-    this.batchSourcesV4.forEach(this.flushSource);
+    const v4 = this.batchSourcesV4.entries();
+    this.sources.addBatch(v4.keys, v4.counts, v4.length);
+    peers?.sources.addBatch(v4.keys, v4.counts, v4.length);
     for (const [key, n] of this.batchSources) this.flushSource(key, n);
     for (const [key, n] of this.batchDestinations) {
       this.destinations.add(key, n);
       peers?.destinations.add(key, n);
     }
-    this.batchProcesses.forEach(this.flushProcess);
+    const pids = this.batchProcesses.entries();
+    this.processes.addBatch(pids.keys, pids.counts, pids.length);
+    peers?.processes.addBatch(pids.keys, pids.counts, pids.length);
     for (const [key, n] of this.batchBackends) this.backends.add(key, n);
     this.batchBackends.clear();
     this.batchSourcesV4.clear();
@@ -339,18 +339,39 @@ export class Engine {
 
   /** Adds every record of a batch. */
   ingest(batch: RecordBatch): void {
+    // Records come in runs of one type, second, protocol and netns (a storm's
+    // inserts): the churn counters take each run once.
+    let runType = -1;
+    let runSec = -1;
+    let runL4 = -1;
+    let runNetns: Churn | null = null;
+    let run = 0;
     for (let i = 0; i < batch.count; i++) {
       const type = batch.type(i);
       const sec = Math.floor(batch.tsNs(i) / 1e9);
-      if (sec < this.firstSecond) this.firstSecond = sec;
       const l4 = batch.l4proto(i);
-      this.total.count(type, sec);
-      this.churn(this.byProto, l4).count(type, sec);
-      this.netnsChurn(batch, i).count(type, sec);
+      const netns = this.netnsChurn(batch, i);
+      if (type !== runType || sec !== runSec || l4 !== runL4 || netns !== runNetns) {
+        if (run > 0) this.countRun(runType, runSec, runL4, runNetns!, run);
+        runType = type;
+        runSec = sec;
+        runL4 = l4;
+        runNetns = netns;
+        run = 0;
+      }
+      run++;
       if (type === RecordType.insert) this.onInsert(batch, i, sec);
       else this.onDestroy(batch, i, sec, l4);
     }
+    if (run > 0) this.countRun(runType, runSec, runL4, runNetns!, run);
     this.flushTalkers();
+  }
+
+  private countRun(type: number, sec: number, l4: number, netns: Churn, n: number): void {
+    if (sec < this.firstSecond) this.firstSecond = sec;
+    this.total.count(type, sec, n);
+    this.churn(this.byProto, l4).count(type, sec, n);
+    netns.count(type, sec, n);
   }
 
   /** Moves time on: closes top-talker epochs and feeds complete seconds to the

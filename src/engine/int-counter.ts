@@ -48,6 +48,25 @@ export class IntCounter {
     }
   }
 
+  /** The keys and their counts in first-seen order, in two arrays of the
+   * counter's own (valid until the next add or clear): a sketch's addBatch takes
+   * them as they are. */
+  entries(): { keys: Int32Array; counts: Float64Array; length: number } {
+    if (this.outKeys.length < this.size) {
+      this.outKeys = new Int32Array(this.keys.length);
+      this.outCounts = new Float64Array(this.keys.length);
+    }
+    for (let i = 0; i < this.size; i++) {
+      const slot = this.touched[i]!;
+      this.outKeys[i] = this.keys[slot]!;
+      this.outCounts[i] = this.counts[slot]!;
+    }
+    return { keys: this.outKeys, counts: this.outCounts, length: this.size };
+  }
+
+  private outKeys = new Int32Array(0);
+  private outCounts = new Float64Array(0);
+
   clear(): void {
     for (let i = 0; i < this.size; i++) this.used[this.touched[i]!] = 0;
     this.size = 0;
