@@ -261,6 +261,20 @@ struct netns_id {
  * a helper call (under QEMU TCG, most of the hooks' time). */
 #define CT_READ(typed, ct, field) ((typed) ? (ct)->field : BPF_CORE_READ(ct, field))
 
+/* The netns of a struct net read as a plain number (kprobe and tracepoint paths). */
+static __always_inline struct netns_id net_id(__u64 addr)
+{
+	struct netns_id id = {};
+	struct net *net = (struct net *)addr;
+
+	if (!kernel_ptr(addr))
+		return id;
+	id.ino = BPF_CORE_READ(net, ns.inum);
+	if (bpf_core_field_exists(net->net_cookie))
+		id.cookie = BPF_CORE_READ(net, net_cookie);
+	return id;
+}
+
 static __always_inline struct netns_id ct_netns(struct nf_conn *ct, bool typed)
 {
 	struct netns_id id = {};
@@ -277,14 +291,7 @@ static __always_inline struct netns_id ct_netns(struct nf_conn *ct, bool typed)
 			id.cookie = net->net_cookie;
 		return id;
 	}
-	net = BPF_CORE_READ(ct, ct_net.net);
-	if (!kernel_ptr((__u64)net))
-		return id;
-	id.ino = BPF_CORE_READ(net, ns.inum);
-
-	if (bpf_core_field_exists(net->net_cookie))
-		id.cookie = BPF_CORE_READ(net, net_cookie);
-	return id;
+	return net_id((__u64)BPF_CORE_READ(ct, ct_net.net));
 }
 
 enum count_kind { COUNT_INSERT, COUNT_DESTROY, COUNT_LOST };
@@ -363,7 +370,7 @@ static __always_inline void read_hash(struct raw_hash *h, struct nf_conntrack_tu
 
 /* Both directions, as they are now. A failed read leaves zeros: a next and a
  * pprev of 0 end every walk, and a zero tuple is what the record had before. */
-static __always_inline void read_hashes(struct raw_hash h[2], struct nf_conn *ct)
+static __always_inline void read_hashes(struct raw_hash *h, struct nf_conn *ct)
 {
 	if (raw_hash_layout()) {
 		if (bpf_core_read(h, 2 * sizeof(*h), &ct->tuplehash))
@@ -373,6 +380,42 @@ static __always_inline void read_hashes(struct raw_hash h[2], struct nf_conn *ct
 	__builtin_memset(h, 0, 2 * sizeof(*h));
 	read_hash(&h[0], __builtin_preserve_access_index(&ct->tuplehash[0]));
 	read_hash(&h[1], __builtin_preserve_access_index(&ct->tuplehash[1]));
+}
+
+/* What a record takes from an entry: its tuple hashes, then status and ct_net,
+ * which follow them in every kernel since 4.x (128 bytes, one read where the
+ * BTF agrees, as read_hashes). */
+struct raw_entry {
+	struct raw_hash h[2];
+	__u64 status;
+	__u64 net;
+};
+
+static __always_inline bool raw_entry_layout(void)
+{
+	__u32 hashes = bpf_core_field_offset(struct nf_conn, tuplehash);
+
+	return raw_hash_layout() && bpf_core_field_offset(struct nf_conn, status) == hashes + 112 &&
+	       bpf_core_field_size(struct nf_conn, status) == 8 &&
+	       bpf_core_field_offset(struct nf_conn, ct_net) == hashes + 120;
+}
+
+static __always_inline void read_entry(struct raw_entry *e, struct nf_conn *ct)
+{
+	if (raw_entry_layout()) {
+		if (bpf_core_read(e, sizeof(*e), &ct->tuplehash))
+			__builtin_memset(e, 0, sizeof(*e));
+		return;
+	}
+	read_hashes(e->h, ct);
+	e->status = BPF_CORE_READ(ct, status);
+	e->net = (__u64)BPF_CORE_READ(ct, ct_net.net);
+}
+
+/* The entry's netns: direct loads where `ct` is typed, else from the copy. */
+static __always_inline struct netns_id entry_netns(struct nf_conn *ct, const struct raw_entry *e, bool typed)
+{
+	return typed ? ct_netns(ct, true) : net_id(e->net);
 }
 
 static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
@@ -561,9 +604,10 @@ static __always_inline void copy_tuple(struct ctstorm_tuple *out, const struct r
 	__builtin_memcpy(out->dport, h->dport, 2);
 }
 
-static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, const struct raw_hash h[2],
+static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, const struct raw_entry *e,
 				 __u8 type, struct netns_id ns, bool typed)
 {
+	const struct raw_hash *h = e->h;
 	__u8 l4proto = h[0].protonum;
 
 	__builtin_memset(r, 0, sizeof(*r));
@@ -573,7 +617,7 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, c
 	r->netns_cookie = ns.cookie;
 	r->l4proto = l4proto;
 	r->l3proto = (__u8)h[0].l3num;
-	r->status = (__u32)CT_READ(typed, ct, status);
+	r->status = (__u32)e->status;
 	if (bpf_core_field_exists(ct->mark))
 		r->mark = CT_READ(typed, ct, mark);
 	if (bpf_core_field_exists(ct->zone))
@@ -590,14 +634,15 @@ static __always_inline void fill(struct ctstorm_record *r, struct nf_conn *ct, c
 static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 hash, __u32 reply_hash,
 					 bool late, bool typed, const struct task_info *task)
 {
-	struct netns_id ns = ct_netns(ct, typed);
 	struct ctstorm_record *r;
 	__u64 state = REPORTED;
-	struct raw_hash h[2];
+	struct raw_entry e;
+	struct netns_id ns;
 	__u8 l4proto;
 
-	read_hashes(h, ct);
-	l4proto = h[0].protonum;
+	read_entry(&e, ct);
+	ns = entry_netns(ct, &e, typed);
+	l4proto = e.h[0].protonum;
 
 	count(ns, l4proto, COUNT_INSERT);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -608,7 +653,7 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 				 (reply_hash & BUCKET_MASK);
 		return state;
 	}
-	fill(r, ct, h, CTSTORM_INSERT, ns, typed);
+	fill(r, ct, &e, CTSTORM_INSERT, ns, typed);
 	/* Kernels with the 2025 clash fix set IPS_CONFIRMED only after the hash
 	 * insert returns: the record says what the entry is, confirmed. */
 	r->status |= IPS_CONFIRMED;
@@ -618,7 +663,7 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
 	if (late)
 		r->flags |= CTSTORM_F_LATE;
 	else
-		locate(r, ct, h, hash, reply_hash);
+		locate(r, ct, e.h, hash, reply_hash);
 	state = pack_buckets(r);
 	bpf_ringbuf_submit(r, 0);
 	return state;
@@ -629,14 +674,15 @@ static __always_inline __u64 emit_insert(struct nf_conn *ct, __u64 ts, __u32 has
  * a chain it has left (or a dying list's marker on older kernels). */
 static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u64 state, bool typed)
 {
-	struct netns_id ns = ct_netns(ct, typed);
 	__u64 now = bpf_ktime_get_ns();
 	struct ctstorm_record *r;
-	struct raw_hash h[2];
+	struct raw_entry e;
+	struct netns_id ns;
 	__u8 l4proto;
 
-	read_hashes(h, ct);
-	l4proto = h[0].protonum;
+	read_entry(&e, ct);
+	ns = entry_netns(ct, &e, typed);
+	l4proto = e.h[0].protonum;
 
 	count(ns, l4proto, COUNT_DESTROY);
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -644,7 +690,7 @@ static __always_inline void emit_destroy(struct nf_conn *ct, __u64 start_ns, __u
 		count(ns, l4proto, COUNT_LOST);
 		return;
 	}
-	fill(r, ct, h, CTSTORM_DESTROY, ns, typed);
+	fill(r, ct, &e, CTSTORM_DESTROY, ns, typed);
 	r->ts_ns = now;
 	if (start_ns && start_ns <= now) {
 		r->lifetime_ns = now - start_ns;
@@ -871,7 +917,7 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 	__u64 start = item->start_ns, state;
 	struct live_entry *e = bpf_map_lookup_elem(&live, &item->ct);
 	struct ctstorm_record *r;
-	struct raw_hash h[2];
+	struct raw_entry c;
 	struct netns_id ns;
 	__u8 l4proto;
 
@@ -879,14 +925,14 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 		return false; /* its object was freed meanwhile, and the free path decided */
 	/* One copy, linked or not: a reply node seen linked in it was hashed after
 	 * NAT set the reply tuple that follows it in memory. */
-	read_hashes(h, ct);
-	if (!reply_linked(ct, h))
+	read_entry(&c, ct);
+	if (!reply_linked(ct, c.h))
 		return e->state == start; /* not in the table yet (or no longer: the free path reports it) */
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
-	ns = ct_netns(ct, false);
-	l4proto = h[0].protonum;
+	ns = net_id(c.net);
+	l4proto = c.h[0].protonum;
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
 	if (!r) {
 		if (claim(e, start, REPORTED) == start) {
@@ -895,13 +941,13 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 		}
 		return false;
 	}
-	fill(r, ct, h, CTSTORM_INSERT, ns, false);
+	fill(r, ct, &c, CTSTORM_INSERT, ns, false);
 	r->status |= IPS_CONFIRMED;
 	r->ts_ns = start;
 	set_task(r, &item->task);
 	/* A NAT clash loser is hashed in the reply direction only. */
 	if (!(r->status & IPS_NAT_CLASH))
-		locate(r, ct, h, (__u32)-1, (__u32)-1);
+		locate(r, ct, c.h, (__u32)-1, (__u32)-1);
 	state = pack_buckets(r);
 	if (claim(e, start, state) == start) {
 		bpf_ringbuf_submit(r, 0);
