@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 
 for tool in clang bpftool make g++; do
-  command -v "$tool" >/dev/null || { echo "ctstorm build: $tool is missing; install: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3 (a checkout: bash scripts/setup.sh)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "ctstorm build: $tool is missing; install: apt-get install $(<scripts/build-packages) (a checkout: bash scripts/setup.sh)" >&2; exit 1; }
 done
 
 make -s -C bpf

@@ -26,7 +26,7 @@ for header in /usr/include/bpf/libbpf.h /usr/include/libelf.h /usr/include/zlib.
   [[ -f $header ]] || missing+=("$header")
 done
 if ((${#missing[@]})); then
-  echo "ctstorm: $why, and building from source needs ${missing[*]}; install them (Debian, Ubuntu: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, and libnode-dev with Debian's nodejs), then: npm rebuild ctstorm" >&2
+  echo "ctstorm: $why, and building from source needs ${missing[*]}; install them (Debian, Ubuntu: apt-get install $(<"$(dirname "$0")/build-packages"), and libnode-dev with Debian's nodejs), then: npm rebuild ctstorm" >&2
   exit 1
 fi
 echo "ctstorm: $why: building the probe and the addon from source" >&2

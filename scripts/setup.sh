@@ -4,9 +4,10 @@
 # already there; run as root (npm start and npm test call it).
 set -euo pipefail
 
-# Building it from a checkout (a packed ctstorm needs none of this: scripts/install.sh);
-# dpkg-dev unpacks Debian's libbpf source for the static libbpf (scripts/libbpf.sh).
-packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 dpkg-dev)
+# Building it from a checkout (a packed ctstorm needs none of this: scripts/install.sh),
+# listed once in scripts/build-packages for every script and message that names
+# them; dpkg-dev unpacks Debian's libbpf source for the static libbpf (scripts/libbpf.sh).
+read -ra packages < "$(dirname "$0")/build-packages"
 # `bash scripts/setup.sh test` (npm test) adds what only the tests need: the QEMU
 # kernel matrix, traffic tools, the kernel's netfilter selftests, and promtool
 # (from Debian's prometheus package) to check what /metrics serves.

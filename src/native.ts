@@ -1,7 +1,9 @@
 // The only file that loads the compiled addon: a local build (build/Release) first,
 // else the package's prebuild for this platform (prebuilds/linux-<arch>), as
 // node-gyp-build finds them.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CtstormError } from './errors.js';
 import { RECORD_SIZE, RECORD_VERSION } from './record.js';
@@ -92,13 +94,21 @@ export interface NativeBinding {
 export const MODE_NAMES = ['fentry', 'kprobe', 'tracepoint'] as const;
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
-/** What a machine needs to build the addon when no prebuild fits it. */
-export const SOURCE_BUILD_FIX =
-  'build it from source: apt-get install clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev make g++ python3, then CTSTORM_BUILD_FROM_SOURCE=1 npm rebuild ctstorm';
+/** What a machine needs to build the addon when no prebuild fits it: the Debian
+ * packages are listed once, in scripts/build-packages, for the scripts and this. */
+export function sourceBuildFix(): string {
+  let packages = "the packages in ctstorm's scripts/build-packages";
+  try {
+    packages = readFileSync(join(packageRoot, 'scripts', 'build-packages'), 'utf8').trim();
+  } catch {
+    // a copy of dist without the scripts: name the file
+  }
+  return `build it from source: apt-get install ${packages}, then CTSTORM_BUILD_FROM_SOURCE=1 npm rebuild ctstorm`;
+}
 /** A load error that names a shared library the machine lacks. */
 function missingLibraryFix(why: string): string | undefined {
-  if (/libelf\.so/.test(why)) return 'install libelf (Debian 13: libelf1t64; Debian 12, Ubuntu: libelf1), or ' + SOURCE_BUILD_FIX;
-  if (/libz\.so/.test(why)) return 'install zlib (zlib1g), or ' + SOURCE_BUILD_FIX;
+  if (/libelf\.so/.test(why)) return 'install libelf (Debian 13: libelf1t64; Debian 12, Ubuntu: libelf1), or ' + sourceBuildFix();
+  if (/libz\.so/.test(why)) return 'install zlib (zlib1g), or ' + sourceBuildFix();
   return undefined;
 }
 let binding: NativeBinding | undefined;
@@ -111,7 +121,7 @@ export function findAddon(): string {
     return nodeGypBuild.path(packageRoot);
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new CtstormError(`no native addon for this machine (${why})`, SOURCE_BUILD_FIX, 'ENOADDON');
+    throw new CtstormError(`no native addon for this machine (${why})`, sourceBuildFix(), 'ENOADDON');
   }
 }
 
@@ -123,7 +133,7 @@ export function loadNative(): NativeBinding {
     binding = require(addonPath) as NativeBinding;
   } catch (err) {
     const why = (err instanceof Error ? err.message.split('\n')[0] : undefined) ?? String(err);
-    throw new CtstormError(`native addon ${addonPath} failed to load (${why})`, missingLibraryFix(why) ?? SOURCE_BUILD_FIX, 'ENOADDON');
+    throw new CtstormError(`native addon ${addonPath} failed to load (${why})`, missingLibraryFix(why) ?? sourceBuildFix(), 'ENOADDON');
   }
   const modes = Object.keys(binding.hooks).join(',');
   if (modes !== MODE_NAMES.join(',')) {
