@@ -60,7 +60,8 @@ __u32 census_staged_clash = 0;
  * netns come in runs. Kept for one run only: within it (an RCU read-side section)
  * a struct net cannot be freed and its address reused. */
 __u64 census_net = 0;
-struct netns_id census_net_id = {};
+__u64 census_net_cookie = 0;
+__u32 census_net_ino = 0;
 
 struct ctstorm_census census_out = {};
 __u64 census_hist[CTSTORM_CHAIN_BINS + 1] = {};
@@ -69,11 +70,18 @@ static __always_inline struct netns_id census_entry_netns(struct nf_conn *ct)
 {
 	__u64 net = (__u64)BPF_CORE_READ(ct, ct_net.net);
 
+	struct netns_id id;
+
 	if (!net || net != census_net) {
-		census_net_id = ct_netns(ct, false);
+		id = net_id(net);
+		census_net_cookie = id.cookie;
+		census_net_ino = id.ino;
 		census_net = net;
+		return id;
 	}
-	return census_net_id;
+	id.cookie = census_net_cookie;
+	id.ino = census_net_ino;
+	return id;
 }
 
 /* Stages the entry a node belongs to, if the node stands for it: its original
