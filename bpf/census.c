@@ -26,6 +26,8 @@
 #define CENSUS_MAX_CHAIN 256
 /* Walks of one bucket that met a foreign marker before it is taken as it is. */
 #define CENSUS_RETRIES 3
+_Static_assert(CENSUS_STEPS >= CENSUS_SOFT_STEPS + (CENSUS_RETRIES + 1) * (CENSUS_MAX_CHAIN + 2) + CENSUS_MAX_CHAIN + 1,
+	       "a bucket begun past the soft limit must end within the run: a run never stops mid-bucket");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -57,8 +59,10 @@ struct ctstorm_census_key census_stage[CENSUS_MAX_CHAIN] = {};
 __u32 census_staged_clash = 0;
 
 /* The netns of the last entry staged, by its struct net's address: entries of one
- * netns come in runs. Kept for one run only: within it (an RCU read-side section)
- * a struct net cannot be freed and its address reused. */
+ * netns come in runs. Kept for one run only (at most CENSUS_STEPS steps): a struct
+ * net is freed only after cleanup_net has killed the netns's entries and waited
+ * in rcu_barrier(), and another allocated at its address in the same run is
+ * implausible (reading the netns through each entry has the same exposure). */
 __u64 census_net = 0;
 __u64 census_net_cookie = 0;
 __u32 census_net_ino = 0;

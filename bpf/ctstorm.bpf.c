@@ -353,7 +353,8 @@ static __always_inline bool raw_hash_layout(void)
 	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.src.l3num) == 34 &&
 	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.u3) == 36 &&
 	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.u) == 52 &&
-	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.protonum) == 54;
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.protonum) == 54 &&
+	       bpf_core_field_offset(struct nf_conntrack_tuple_hash, tuple.dst.dir) == 55;
 }
 
 static __always_inline void read_hash(struct raw_hash *h, struct nf_conntrack_tuple_hash *t)
@@ -383,8 +384,9 @@ static __always_inline void read_hashes(struct raw_hash *h, struct nf_conn *ct)
 }
 
 /* What a record takes from an entry: its tuple hashes, then status and ct_net,
- * which follow them in every kernel since 4.x (128 bytes, one read where the
- * BTF agrees, as read_hashes). */
+ * which follow them since 5.19 (128 bytes, one read where the BTF agrees, as
+ * read_hashes). Before, a u16 cpu sat between status and ct_net (Debian 5.10):
+ * the tuple hashes are one read there, status and ct_net two more. */
 struct raw_entry {
 	struct raw_hash h[2];
 	__u64 status;
@@ -397,7 +399,8 @@ static __always_inline bool raw_entry_layout(void)
 
 	return raw_hash_layout() && bpf_core_field_offset(struct nf_conn, status) == hashes + 112 &&
 	       bpf_core_field_size(struct nf_conn, status) == 8 &&
-	       bpf_core_field_offset(struct nf_conn, ct_net) == hashes + 120;
+	       bpf_core_field_offset(struct nf_conn, ct_net) == hashes + 120 &&
+	       bpf_core_field_size(struct nf_conn, ct_net) == 8; /* empty without CONFIG_NET_NS */
 }
 
 static __always_inline void read_entry(struct raw_entry *e, struct nf_conn *ct)
@@ -442,10 +445,12 @@ static __always_inline bool was_hashed(struct nf_conn *ct)
  * holds the node's address. An object the slab just handed out still holds its
  * previous occupant's fields (SLAB_TYPESAFE_BY_RCU: a saved hash or poison there),
  * and a fresh slab page holds garbage; neither passes. */
-static __always_inline bool reply_linked(struct nf_conn *ct, const struct raw_hash h[2])
+static __always_inline bool reply_linked(struct nf_conn *ct)
 {
-	__u64 node = node_of(ct, 1), pprev = h[1].pprev, back = 0;
+	__u64 node = node_of(ct, 1), pprev = 0, back = 0;
 
+	if (bpf_probe_read_kernel(&pprev, sizeof(pprev), (void *)(node + 8)))
+		return false;
 	if (!kernel_ptr(pprev) || (pprev & 7))
 		return false;
 	if (bpf_probe_read_kernel(&back, sizeof(back), (void *)pprev))
@@ -565,6 +570,9 @@ static __always_inline void locate(struct ctstorm_record *r, struct nf_conn *ct,
 	if (hash == (__u32)-1) {
 		bo = unpack_walk(chain_back(h[0].pprev));
 		br = unpack_walk(chain_back(h[1].pprev));
+	} else {
+		/* Both in one bucket: the reply node, added last, is before the original. */
+		bo.nodes = hash == reply_hash;
 	}
 	if (hash != (__u32)-1) {
 		r->bucket_orig = hash;
@@ -923,11 +931,16 @@ static __always_inline bool sweep_item(const struct pending_item *item)
 
 	if (!e || e->start_ns != start)
 		return false; /* its object was freed meanwhile, and the free path decided */
-	/* One copy, linked or not: a reply node seen linked in it was hashed after
-	 * NAT set the reply tuple that follows it in memory. */
-	read_entry(&c, ct);
-	if (!reply_linked(ct, c.h))
+	if (!reply_linked(ct))
 		return e->state == start; /* not in the table yet (or no longer: the free path reports it) */
+	/* Linked first, then the copy: the insert writes both nodes' pointers and
+	 * (NAT) the reply tuple before it links the reply node, and a copy taken
+	 * before the check could hold older values beside a linked pprev (review of
+	 * 2026-11-27). The claim's compare-and-swap (state unchanged) orders the copy
+	 * after the check on arm64 too, and says whether the free path decided. */
+	if (claim(e, start, start) != start)
+		return false;
+	read_entry(&c, ct);
 	/* Read first, then claim: the free path claims before the object is freed,
 	 * so a won claim means what was read was still this entry; a lost one means
 	 * it was freed meanwhile and the free path decided. */
