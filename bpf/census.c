@@ -70,10 +70,41 @@ __u32 census_net_ino = 0;
 struct ctstorm_census census_out = {};
 __u64 census_hist[CTSTORM_CHAIN_BINS + 1] = {};
 
-static __always_inline struct netns_id census_entry_netns(struct nf_conn *ct)
-{
-	__u64 net = (__u64)BPF_CORE_READ(ct, ct_net.net);
+/* A node as the census reads it: its next pointer and dir and, where `fields`,
+ * its entry's status and struct net. */
+struct census_node {
+	__u64 next;
+	__u64 status;
+	__u64 net;
+	__u8 dir;
+	bool fields;
+};
 
+/* One read of the 128 bytes from the node where read_entry's layout holds (an
+ * original node is followed by the reply node, then status and ct_net; a reply
+ * node by status and ct_net), else the next pointer and dir alone. A failed
+ * read leaves next 0, which ends the walk as a read error. */
+static __always_inline void census_read_node(struct census_node *n, __u64 v)
+{
+	__u64 w[16];
+
+	if (raw_entry_layout()) {
+		if (bpf_probe_read_kernel(w, sizeof(w), (void *)v))
+			return;
+		n->next = w[0];
+		n->dir = ((__u8 *)w)[55];
+		n->status = n->dir ? w[7] : w[14];
+		n->net = n->dir ? w[8] : w[15];
+		n->fields = true;
+		return;
+	}
+	n->dir = BPF_CORE_READ((struct nf_conntrack_tuple_hash *)v, tuple.dst.dir);
+	if (bpf_probe_read_kernel(&n->next, sizeof(n->next), (void *)v))
+		n->next = 0;
+}
+
+static __always_inline struct netns_id census_entry_netns(__u64 net)
+{
 	struct netns_id id;
 
 	if (!net || net != census_net) {
@@ -90,9 +121,10 @@ static __always_inline struct netns_id census_entry_netns(struct nf_conn *ct)
 
 /* Stages the entry a node belongs to, if the node stands for it: its original
  * node, or the reply node of a NAT clash entry (in the table by that alone; its
- * original node is a fake, unhashed one). `dir` is the node's tuple's. */
-static __always_inline void census_stage_node(__u64 node, __u8 dir)
+ * original node is a fake, unhashed one). */
+static __always_inline void census_stage_node(__u64 node, const struct census_node *n)
 {
+	__u8 dir = n->dir;
 	struct nf_conn *ct;
 	struct netns_id ns;
 	__u32 i = census_staged;
@@ -101,7 +133,7 @@ static __always_inline void census_stage_node(__u64 node, __u8 dir)
 	 * constant indexes: a variable one would scale by the local struct's size). */
 	ct = (void *)(node - (dir ? node_of(NULL, 1) : node_of(NULL, 0)));
 	if (dir) {
-		if (!(BPF_CORE_READ(ct, status) & IPS_NAT_CLASH))
+		if (!((n->fields ? n->status : BPF_CORE_READ(ct, status)) & IPS_NAT_CLASH))
 			return;
 		census_staged_clash++;
 		if (!census_count_clash)
@@ -109,7 +141,7 @@ static __always_inline void census_stage_node(__u64 node, __u8 dir)
 	}
 	if (i >= CENSUS_MAX_CHAIN)
 		return;
-	ns = census_entry_netns(ct);
+	ns = census_entry_netns(n->fields ? n->net : (__u64)BPF_CORE_READ(ct, ct_net.net));
 	census_stage[i].netns_cookie = ns.cookie;
 	census_stage[i].netns_ino = ns.ino;
 	census_stage[i].pad = 0;
@@ -193,7 +225,7 @@ __noinline int census_step(int step)
 {
 	__u64 v = census_cursor, next = 0, marker = (__u64)census_bucket << 1 | 1;
 	__u32 c = census_commit;
-	struct raw_hash h = {};
+	struct census_node n = {};
 
 	if (census_done || census_bucket >= census_buckets) {
 		census_done = 1;
@@ -244,22 +276,14 @@ __noinline int census_step(int step)
 		census_cursor = marker ^ 2;
 		return 0;
 	}
-	/* The node and its tuple in one read (read_hashes' layout), or field by field. */
-	if (raw_hash_layout()) {
-		if (bpf_probe_read_kernel(&h, sizeof(h), (void *)v))
-			h.next = 0;
-	} else {
-		h.dir = BPF_CORE_READ((struct nf_conntrack_tuple_hash *)v, tuple.dst.dir);
-		if (bpf_probe_read_kernel(&h.next, sizeof(h.next), (void *)v))
-			h.next = 0;
-	}
+	census_read_node(&n, v);
 	census_chain++;
-	census_stage_node(v, h.dir);
+	census_stage_node(v, &n);
 	if (census_chain >= CENSUS_MAX_CHAIN) {
 		census_cursor = marker ^ 2; /* not this bucket's marker: the retry path */
 		return 0;
 	}
-	next = h.next;
+	next = n.next;
 	if (!next) {
 		census_out.read_errors++;
 		next = marker ^ 2;
