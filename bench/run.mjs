@@ -56,11 +56,19 @@ async function stormAlone(lab, o) {
   return { observer: 'none', sent: gen.sent, truth, seconds: gen.seconds, entriesPerSecond: truth / gen.seconds };
 }
 
-/** Flows sent before a measured storm, from addresses the storms never use: an
- * agent meets a storm long after it started, its first census done (the census
- * needs one insert to find the table, and walks it once, ~0.1-0.3 s of CPU, at
- * start and every 300 s). Measured storms start from that state. */
-const WARMUP = { proto: 'udp', count: 16, rate: 1000, srcNet: '172.16.0.0/16' };
+/** An agent meets a storm long after it started: its code compiled by the JIT,
+ * its first census done (the census needs one insert to find the table, and walks
+ * it once, ~0.15 s of CPU, at start and every 300 s). Measured storms start from
+ * that state: after a warm-up storm of this many flows in a second pair of
+ * namespaces (its own per-netns count, so the measured netns's table and counts
+ * stay the storm's alone), flushed once the run is over. */
+const WARMUP_FLOWS = 20_000;
+/** The warm-up's namespaces (main() makes them). */
+let warmLab = null;
+
+async function warmUp() {
+  await runStormgen({ netns: warmLab.client, dst: warmLab.serverAddr, proto: 'udp', rate: 100_000, count: WARMUP_FLOWS });
+}
 
 /** A storm with ctstorm attached (the library's Monitor: the one drain loop
  * `ctstorm watch` runs) and settled: records and counters against the table, its
@@ -69,14 +77,13 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
   await lab.flush();
   const inode = lab.serverInode();
   const monitor = new Monitor({ mode: modeArg, censusIntervalSeconds: 0, ...monitorOptions });
-  await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...WARMUP });
+  await warmUp();
   let census = null;
   for (let i = 0; i < 50 && !census; i++) {
     census = await monitor.census({ fresh: true });
     if (!census) await sleep(100);
   }
-  if (!census) throw new Error('ctstorm took no census after the warm-up flows');
-  await lab.flush();
+  if (!census) throw new Error('ctstorm took no census after the warm-up storm');
   await monitor.settle();
   const rowNow = () => totals({ protocols: monitor.view().counters.netns.filter((r) => r.inode === inode) });
   const before = rowNow();
@@ -107,6 +114,7 @@ async function stormCtstorm(lab, o, monitorOptions = {}) {
   const mode = monitor.source.mode;
   const health = monitor.view().counters.health;
   await monitor.close();
+  await warmLab.flush();
   const truth = lab.count();
   const events = counted.inserts + counted.destroys;
   const programs = {};
@@ -172,7 +180,7 @@ async function ctstormProcess(lab, o, seconds, window) {
       // exited
     }
   }, 100);
-  await runStormgen({ netns: lab.client, dst: lab.serverAddr, ...WARMUP });
+  await warmUp();
   await sleep(SETTLE_SECONDS * 1000);
   const cpu0 = processCpu(node);
   const t0 = performance.now();
@@ -182,6 +190,7 @@ async function ctstormProcess(lab, o, seconds, window) {
   const windowSeconds = (performance.now() - t0) / 1000;
   const code = await exited;
   clearInterval(sampler);
+  await warmLab.flush();
   if (code !== 0) throw new Error(`ctstorm snapshot exited ${code}: ${err.trim().split('\n').at(-1)}`);
   const times = /^time: (\S+) (\S+) (\d+)$/m.exec(err);
   if (!times) throw new Error(`no /usr/bin/time line from ctstorm snapshot: ${err.trim().split('\n').slice(-2).join(' | ')}`);
@@ -456,12 +465,14 @@ async function main() {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks need root (BPF, namespaces): run sudo npm run bench');
   buildStormgen();
   const lab = new Lab();
+  warmLab = new Lab(`cw${process.pid % 10000}`);
   const restore = [setSysctl('kernel.bpf_stats_enabled', 1)];
   const started = Date.now();
   // Ctrl-C puts the machine back as it was: namespaces gone, sysctls restored.
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.once(signal, () => {
       lab.down();
+      warmLab.down();
       for (const r of restore.reverse()) r();
       process.stderr.write('bench: interrupted; the machine is as it was\n');
       process.exit(130);
@@ -469,6 +480,7 @@ async function main() {
   }
   try {
     lab.up({ udpTimeout: 600 });
+    warmLab.up();
     const flat = { proto: 'udp', rate: 'max', count: STORM_ENTRIES, seconds: 30 };
     log(`storms of ${STORM_ENTRIES} new UDP entries flat out, ${REPEATS}x each observer`);
     const none = [], withCtstorm = [], withE = [];
@@ -526,6 +538,7 @@ async function main() {
     process.stdout.write(`${table(result)}\n\nresults: ${file}\n`);
   } finally {
     lab.down();
+    warmLab.down();
     for (const r of restore.reverse()) r();
   }
 }
