@@ -80,27 +80,42 @@ struct census_node {
 	bool fields;
 };
 
+/* Whether 128 bytes read from the reply node stay inside struct nf_conn (on
+ * 6.1-6.18 the object is 248 bytes and the read ends at 200). */
+static __always_inline bool census_node_layout(void)
+{
+	return raw_entry_layout() &&
+	       bpf_core_type_size(struct nf_conn) >= bpf_core_field_offset(struct nf_conn, tuplehash) + 56 + 128;
+}
+
 /* One read of the 128 bytes from the node where read_entry's layout holds (an
  * original node is followed by the reply node, then status and ct_net; a reply
- * node by status and ct_net), else the next pointer and dir alone. A failed
- * read leaves next 0, which ends the walk as a read error. */
-static __always_inline void census_read_node(struct census_node *n, __u64 v)
+ * node by status and ct_net); else one read of the node and its tuple (5.10,
+ * where ct_net is further on), status and ct_net then read as needed. Returns
+ * false when the node could not be read. */
+static __always_inline bool census_read_node(struct census_node *n, __u64 v)
 {
 	__u64 w[16];
 
-	if (raw_entry_layout()) {
+	if (census_node_layout()) {
 		if (bpf_probe_read_kernel(w, sizeof(w), (void *)v))
-			return;
+			return false;
 		n->next = w[0];
 		n->dir = ((__u8 *)w)[55];
 		n->status = n->dir ? w[7] : w[14];
 		n->net = n->dir ? w[8] : w[15];
 		n->fields = true;
-		return;
+		return true;
+	}
+	if (raw_hash_layout()) {
+		if (bpf_probe_read_kernel(w, sizeof(struct raw_hash), (void *)v))
+			return false;
+		n->next = w[0];
+		n->dir = ((__u8 *)w)[55];
+		return true;
 	}
 	n->dir = BPF_CORE_READ((struct nf_conntrack_tuple_hash *)v, tuple.dst.dir);
-	if (bpf_probe_read_kernel(&n->next, sizeof(n->next), (void *)v))
-		n->next = 0;
+	return !bpf_probe_read_kernel(&n->next, sizeof(n->next), (void *)v);
 }
 
 static __always_inline struct netns_id census_entry_netns(__u64 net)
@@ -276,7 +291,12 @@ __noinline int census_step(int step)
 		census_cursor = marker ^ 2;
 		return 0;
 	}
-	census_read_node(&n, v);
+	if (!census_read_node(&n, v)) {
+		/* An address that is no node: the retry path, staging nothing from it. */
+		census_out.read_errors++;
+		census_cursor = marker ^ 2;
+		return 0;
+	}
 	census_chain++;
 	census_stage_node(v, &n);
 	if (census_chain >= CENSUS_MAX_CHAIN) {
