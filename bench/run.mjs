@@ -154,14 +154,15 @@ const SETTLE_SECONDS = 2.5;
 
 /** `ctstorm snapshot` as a user runs it, in its own process under /usr/bin/time
  * (peak RSS) with its RSS sampled from /proc while it runs, settled by the
- * warm-up flows; then a storm `o`, or none (the idle baseline), in a window of
+ * warm-up storm; then a storm `o`, or none (the idle baseline), in a window of
  * at least `window` seconds (the storm's, where it runs longer: a QEMU guest
  * may not reach the rate asked) whose CPU (user and system, from /proc) is the
- * run's. The snapshot lasts `seconds`, the storm's bound, past the warm-up. */
-async function ctstormProcess(lab, o, seconds, window) {
+ * run's. Its --duration is only a bound: SIGTERM ends it, as Ctrl-C would
+ * (summary printed), once the window is over. */
+async function ctstormProcess(lab, o, window) {
   await lab.flush();
   const inode = lab.serverInode();
-  const duration = Math.ceil(SETTLE_SECONDS + seconds + 2);
+  const duration = 600;
   const child = spawn('/usr/bin/time', ['-f', 'time: %U %S %M', process.execPath, cli, 'snapshot', '--mode', modeArg, '--duration', String(duration), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -188,6 +189,7 @@ async function ctstormProcess(lab, o, seconds, window) {
   await sleep(Math.max(0, window * 1000 - (performance.now() - t0)));
   const cpu1 = processCpu(node);
   const windowSeconds = (performance.now() - t0) / 1000;
+  process.kill(node, 'SIGTERM');
   const code = await exited;
   clearInterval(sampler);
   await warmLab.flush();
@@ -218,8 +220,8 @@ async function pacedCost(lab, rate, count) {
   const seconds = Math.ceil(count / rate) + 2;
   // The CPU window: the storm and its drain (the idle run's window is as long).
   const window = count / rate + 0.5;
-  const idle = await ctstormProcess(lab, null, seconds + 5, window);
-  const storm = await ctstormProcess(lab, { proto: 'udp', rate, count, seconds: seconds + 5 }, seconds + 5, window);
+  const idle = await ctstormProcess(lab, null, window);
+  const storm = await ctstormProcess(lab, { proto: 'udp', rate, count, seconds: seconds + 5 }, window);
   const events = storm.counted.inserts + storm.counted.destroys;
   const eventsPerSecond = events / storm.gen.seconds;
   // Above idling for as long (the idle window scaled to the storm's).
