@@ -259,6 +259,50 @@ async function pacedCost(lab, rate, count) {
   };
 }
 
+/** `ctstorm snapshot` started cold in the middle of a storm, as an operator runs
+ * it when paged: the table already holds `prefill` entries, a paced storm runs,
+ * and the snapshot attaches half a second in and ends after the storm. Its whole
+ * CPU (attach, BTF, the JIT's first batches, the first census against a busy
+ * table and its retries), and the netns's entries it reports (census plus the
+ * inserts and destroys since) against the table's count once the storm is over. */
+async function coldStart(lab, rate, prefill, count) {
+  await lab.flush();
+  const inode = lab.serverInode();
+  await runStormgen({ netns: lab.client, dst: lab.serverAddr, proto: 'udp', rate: 'max', count: prefill, srcNet: '10.0.0.0/9' });
+  const stormSeconds = count / rate;
+  const storm = runStormgen({ netns: lab.client, dst: lab.serverAddr, proto: 'udp', rate, count, seconds: stormSeconds + 30, srcNet: '10.128.0.0/9' });
+  await sleep(500);
+  // Its --duration counts from attach: it ends well after the storm (which may
+  // run slower than asked in a guest), so its count can be held to the table's.
+  const duration = Math.ceil(2 * stormSeconds + 2);
+  const child = spawn('/usr/bin/time', ['-f', 'time: %U %S %M', process.execPath, cli, 'snapshot', '--mode', modeArg, '--duration', String(duration), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const started = performance.now();
+  const code = await new Promise((r) => child.once('exit', r));
+  const seconds = (performance.now() - started) / 1000;
+  const gen = await storm;
+  if (code !== 0) throw new Error(`ctstorm snapshot (cold) exited ${code}: ${err.trim().split('\n').at(-1)}`);
+  const times = /^time: (\S+) (\S+) (\d+)$/m.exec(err);
+  if (!times) throw new Error(`no /usr/bin/time line from ctstorm snapshot: ${err.trim().split('\n').slice(-2).join(' | ')}`);
+  const truth = lab.count();
+  const snap = JSON.parse(out);
+  const row = snap.netns.find((n) => n.inode === inode);
+  return {
+    ratePerSecond: rate,
+    prefill,
+    stormSent: gen.sent,
+    seconds: round(seconds, 2),
+    cpuSeconds: round(Number(times[1]) + Number(times[2]), 2),
+    maxRssMiB: round(Number(times[3]) / 1024, 1),
+    entries: row?.entries ?? null,
+    truth,
+    census: snap.census,
+  };
+}
+
 /** A storm with `conntrack -E` listening in the server netns: lines printed
  * against the table; its CPU from /proc. */
 async function stormConntrackE(lab, o, bufferBytes = 0) {
@@ -521,6 +565,12 @@ async function main() {
     const pacedCount = Math.min(STORM_ENTRIES, pacedRate * PACED_SECONDS);
     log(`ctstorm at a paced ${pacedRate}/s, ${pacedCount} entries`);
     const paced = await pacedCost(lab, pacedRate, pacedCount);
+    // Long enough for the snapshot to attach and take its census while it runs,
+    // below 90 % of the table with what was there before.
+    const coldRate = pacedRate / 4;
+    const coldCount = Math.min(coldRate * 4, Math.round(0.6 * STORM_ENTRIES));
+    log(`ctstorm snapshot started cold in a storm of ${coldRate}/s over ${coldCount} entries`);
+    const cold = await coldStart(lab, coldRate, Math.round(0.1 * STORM_ENTRIES), coldCount);
     let full = null;
     let drain = null;
     let engine = null;
@@ -548,6 +598,7 @@ async function main() {
       seconds: Math.round((Date.now() - started) / 1000),
       storm: { entries: STORM_ENTRIES, none: medianRun(none), ctstorm: medianRun(withCtstorm), conntrackE: medianRun(withE), conntrackEBig: medianRun(withEBig), synNone, synCtstorm },
       paced,
+      cold,
       full,
       drain,
       engine,
@@ -595,6 +646,11 @@ function table(r) {
     `| kernel event -> engine, p50 / p99 | ${f(r.paced.delayMs.p50, 2)} / ${f(r.paced.delayMs.p99, 2)} ms | p99 <= 10 ms |`,
     `| counters / table (snapshot) | ${f(r.paced.counted.inserts)} / ${f(r.paced.truth)}, lost ${f(r.paced.counted.lost)} | 0 lost |`,
     `| records / counters / table (in-process run) | ${f(r.paced.inProcess.records)} / ${f(r.paced.inProcess.counted.inserts)} / ${f(r.paced.inProcess.truth)}, lost ${f(r.paced.inProcess.counted.lost)} | |`,
+    '',
+    `| \`ctstorm snapshot\` started cold, 0.5 s into a storm of ${f(r.cold.ratePerSecond)}/s (${f(r.cold.prefill)} entries before it) | figure |`,
+    '|---|---|',
+    `| its whole CPU: attach, BTF, first batches, its first census | ${f(r.cold.cpuSeconds, 2)} s over its ${f(r.cold.seconds, 1)} s run (peak RSS ${f(r.cold.maxRssMiB, 1)} MiB) |`,
+    `| the netns's entries it reports / the table's, after the storm | ${f(r.cold.entries)} / ${f(r.cold.truth)} (inserts and destroys during its census: ${f(r.cold.census?.churnDuring)}) |`,
   ];
   if (!r.full) return lines.join('\n');
   lines.push(
