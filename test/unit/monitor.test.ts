@@ -65,33 +65,42 @@ describe('Monitor', () => {
   });
 });
 
+/** A monitor over a fake probe whose census finds 40 entries in netns
+ * 4026532000 of a 1024-bucket table; `n` inserts are added to its counters by
+ * `bump(n)`, as the kernel would, and `firstWalk` runs inside the first walk. */
+function censusMonitor(firstWalk: (bump: (n: number) => void) => void) {
+  // Counters the fake hands out by reference: what bump() adds, the next read sees.
+  const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
+  const census = {
+    done: true, buckets: 1024, bucketsWalked: 1024, nodes: 80, entries: 40, empty: 984, longest: 1,
+    moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [984, 40], netns: [{ cookie: 3, inode: 4026532000, entries: 40 }],
+  };
+  const bump = (n: number): void => {
+    live.netns[0]!.inserts += n;
+    live.protocols[0]!.inserts += n;
+  };
+  const native = fakeNative({ counters: [live], census });
+  let walks = 0;
+  const run = native.Probe.prototype.censusRun;
+  native.Probe.prototype.censusRun = function (this: unknown, ...args: unknown[]) {
+    if (walks++ === 0) firstWalk(bump);
+    return (run as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof run;
+  const monitor = new Monitor({
+    source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
+    tickMs: 20,
+    readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
+  });
+  return { monitor, bump, walks: () => walks };
+}
+
 describe('Monitor census', () => {
   it('runs a census that met churn again on the next tick and counts from the quiet one', async () => {
-    // Counters the fake hands out by reference: bumped while the first walk runs,
-    // as inserts during a walk are (5 of them, into buckets it had not reached).
-    const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
-    const census = {
-      done: true, buckets: 1024, bucketsWalked: 1024, nodes: 80, entries: 40, empty: 984, longest: 1,
-      moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [984, 40], netns: [{ cookie: 3, inode: 4026532000, entries: 40 }],
-    };
-    const native = fakeNative({ counters: [live], census });
-    let walks = 0;
-    const run = native.Probe.prototype.censusRun;
-    native.Probe.prototype.censusRun = function (this: unknown, ...args: unknown[]) {
-      if (walks++ === 0) {
-        live.netns[0]!.inserts += 5;
-        live.protocols[0]!.inserts += 5;
-      }
-      return (run as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof run;
-    const monitor = new Monitor({
-      source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
-      tickMs: 20,
-      readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
-    });
-    await until(() => walks >= 2 && monitor.view().census.churnDuring === 0);
+    // 5 inserts during the first walk, into buckets it had not reached.
+    const { monitor, walks } = censusMonitor((bump) => bump(5));
+    await until(() => walks() >= 2 && monitor.view().census.churnDuring === 0);
     const v = monitor.view();
-    expect(walks).toBe(2); // quiet the second time: no more
+    expect(walks()).toBe(2); // quiet the second time: no more
     expect(v.census.churnDuring).toBe(0);
     // 40 found by the quiet walk, nothing since: the 5 inserts are not counted twice.
     expect(v.table.fill.netns.find((n) => n.inode === 4026532000)?.entries).toBe(40);
@@ -99,40 +108,20 @@ describe('Monitor census', () => {
   });
 
   it('waits for a quieter tick than the walk saw before it walks again', async () => {
-    const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
-    const census = {
-      done: true, buckets: 1024, bucketsWalked: 1024, nodes: 80, entries: 40, empty: 984, longest: 1,
-      moved: 0, readErrors: 0, netnsOverflow: 0, natClash: 0, histogram: [984, 40], netns: [{ cookie: 3, inode: 4026532000, entries: 40 }],
-    };
-    const native = fakeNative({ counters: [live], census });
-    let walks = 0;
-    const run = native.Probe.prototype.censusRun;
     // A storm: 10 inserts every 2 ms (~5,000/s); the first walk takes 20 ms and
     // meets 10 of them (at most ~500/s: the storm is busier than the walk saw).
-    const bump = (): void => {
-      live.netns[0]!.inserts += 10;
-      live.protocols[0]!.inserts += 10;
-    };
-    native.Probe.prototype.censusRun = function (this: unknown, ...args: unknown[]) {
-      if (walks++ === 0) {
-        bump();
-        for (const until = performance.now() + 20; performance.now() < until; );
-      }
-      return (run as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof run;
-    const storm = setInterval(bump, 2);
-    const monitor = new Monitor({
-      source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
-      tickMs: 20,
-      readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
+    const { monitor, bump, walks } = censusMonitor((bump) => {
+      bump(10);
+      for (const until = performance.now() + 20; performance.now() < until; );
     });
-    await until(() => walks >= 1 && monitor.view().census.churnDuring > 0);
+    const storm = setInterval(() => bump(10), 2);
+    await until(() => walks() >= 1 && monitor.view().census.churnDuring > 0);
     expect(monitor.view().census.churnDuring).toBe(10);
     await new Promise((r) => setTimeout(r, 300));
-    expect(walks).toBe(1); // the storm goes on: a second walk would meet as much churn
+    expect(walks()).toBe(1); // the storm goes on: a second walk would meet as much churn
     clearInterval(storm);
-    await until(() => walks >= 2 && monitor.view().census.churnDuring === 0);
-    expect(walks).toBe(2);
+    await until(() => walks() >= 2 && monitor.view().census.churnDuring === 0);
+    expect(walks()).toBe(2);
     await monitor.close();
   });
 });
