@@ -275,25 +275,6 @@ static __always_inline struct netns_id net_id(__u64 addr)
 	return id;
 }
 
-static __always_inline struct netns_id ct_netns(struct nf_conn *ct, bool typed)
-{
-	struct netns_id id = {};
-	struct net *net;
-
-	if (typed) {
-		net = ct->ct_net.net;
-		/* Required, not defensive: on kernels whose BTF tags the field __rcu the
-		 * verifier types it maybe-NULL and refuses the loads below without it. */
-		if (!net)
-			return id;
-		id.ino = net->ns.inum;
-		if (bpf_core_field_exists(net->net_cookie))
-			id.cookie = net->net_cookie;
-		return id;
-	}
-	return net_id((__u64)BPF_CORE_READ(ct, ct_net.net));
-}
-
 enum count_kind { COUNT_INSERT, COUNT_DESTROY, COUNT_LOST };
 
 static __always_inline void bump(struct ctstorm_counts *c, enum count_kind kind)
@@ -418,7 +399,20 @@ static __always_inline void read_entry(struct raw_entry *e, struct nf_conn *ct)
 /* The entry's netns: direct loads where `ct` is typed, else from the copy. */
 static __always_inline struct netns_id entry_netns(struct nf_conn *ct, const struct raw_entry *e, bool typed)
 {
-	return typed ? ct_netns(ct, true) : net_id(e->net);
+	struct netns_id id = {};
+	struct net *net;
+
+	if (!typed)
+		return net_id(e->net);
+	net = ct->ct_net.net;
+	/* Required, not defensive: on kernels whose BTF tags the field __rcu the
+	 * verifier types it maybe-NULL and refuses the loads below without it. */
+	if (!net)
+		return id;
+	id.ino = net->ns.inum;
+	if (bpf_core_field_exists(net->net_cookie))
+		id.cookie = net->net_cookie;
+	return id;
 }
 
 static __always_inline __u64 node_of(struct nf_conn *ct, int dir)
