@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+arch=$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
 
 for tool in clang bpftool make g++; do
   command -v "$tool" >/dev/null || { echo "ctstorm build: $tool is missing; install: apt-get install $(<scripts/build-packages) (a checkout: bash scripts/setup.sh)" >&2; exit 1; }
@@ -22,8 +23,10 @@ fi
 # Build against the headers Node ships on this machine: no download.
 nodedir=${npm_config_nodedir:-}
 [[ -z $nodedir && -f /usr/include/node/node_api.h ]] && nodedir=/usr
-# Configure again when the static libbpf appeared since: binding.gyp asks for it then.
-if [[ ! -f build/Makefile || (-f gen/libbpf/VERSION && gen/libbpf/VERSION -nt build/Makefile) ]]; then
+# Configure again when the static libbpf appeared since (binding.gyp asks for it
+# then), or when build/ was last configured for another architecture (prebuild.sh).
+if [[ ! -f build/Makefile || (-f gen/$arch/libbpf/VERSION && gen/$arch/libbpf/VERSION -nt build/Makefile) ]] ||
+  ! grep -q "\"target_arch\": \"$arch\"" build/config.gypi 2>/dev/null; then
   $gyp configure --silent ${nodedir:+--nodedir="$nodedir"}
 fi
 $gyp build --silent

@@ -3,22 +3,37 @@
 # only libelf.so.1 and libz.so.1 at run time, whatever libbpf a machine has or lacks.
 # Debian ships libbpf.a built without -fPIC, which cannot go into a shared object, so
 # this builds one from Debian's source package of the very libbpf-dev installed here
-# (same version, same headers), into gen/libbpf/ (node-gyp rebuild empties build/).
+# (same version, same headers), into gen/<arch>/libbpf/ (node-gyp rebuild empties
+# build/). For another architecture (the arm64 prebuild) it cross-compiles the same
+# source against Debian's libraries of that architecture (scripts/sysroot.sh).
 #
-#   bash scripts/libbpf.sh           build it if missing (quiet)
-#   bash scripts/libbpf.sh --link    the linker arguments node-gyp should use
-#   bash scripts/libbpf.sh --include its include directory (none: the system's)
+#   bash scripts/libbpf.sh [ARCH]           build it if missing (quiet)
+#   bash scripts/libbpf.sh --link [ARCH]    the linker arguments node-gyp should use
+#   bash scripts/libbpf.sh --include [ARCH] its include directory (none: the system's)
 #
-# Where it cannot be built (no apt source, not Debian), --link falls back to the
-# system's shared libbpf, and says so once.
+# ARCH is Node.js's name (x64, arm64); this machine's by default. Where it cannot be
+# built for this machine (no apt source, not Debian), --link falls back to the
+# system's shared libbpf, and says so once; a cross build has no such fallback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$PWD/gen/libbpf
+host=$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
+what=build
+[[ ${1:-} == --link || ${1:-} == --include ]] && { what=$1; shift; }
+arch=${1:-$host}
+case $arch in
+  x64) triplet=x86_64-linux-gnu ;;
+  arm64) triplet=aarch64-linux-gnu ;;
+  *) echo "ctstorm build: no $arch; ctstorm builds for x64 and arm64" >&2; exit 1 ;;
+esac
+cross=; [[ $arch == "$host" ]] || cross=1
+out=$PWD/gen/$arch/libbpf
+sysroot=$PWD/gen/$arch/sysroot
 
-case ${1:-} in
+case $what in
 --link)
   if [[ -f $out/lib/libbpf.a ]]; then
-    echo "-Wl,--exclude-libs,ALL $out/lib/libbpf.a -lelf -lz"
+    libs=$sysroot/usr/lib/$triplet
+    echo "-Wl,--exclude-libs,ALL $out/lib/libbpf.a${cross:+ -L$libs -Wl,-rpath-link,$libs} -lelf -lz"
   else
     echo "-lbpf -lelf -lz"
   fi
@@ -26,11 +41,14 @@ case ${1:-} in
   ;;
 --include)
   [[ -d $out/include ]] && echo "$out/include"
+  # A cross build finds libelf's and zlib's headers in the sysroot, not in /usr/include.
+  [[ -n $cross ]] && echo "$sysroot/usr/include"
   exit 0
   ;;
 esac
 
 fallback() {
+  [[ -n $cross ]] && { echo "ctstorm build: $1; the $arch build needs it" >&2; exit 1; }
   echo "ctstorm build: $1; linking the system's shared libbpf instead" >&2
   exit 0
 }
@@ -41,7 +59,14 @@ command -v dpkg-source >/dev/null || fallback "dpkg-source is missing (package d
 . /etc/os-release
 [[ ${ID:-} == debian && -n ${VERSION_CODENAME:-} ]] || fallback "not Debian: Debian's libbpf source does not apply"
 codename=$VERSION_CODENAME
-
+make_vars=()
+cflags="-g -O2 -fPIC"
+if [[ -n $cross ]]; then
+  command -v "$triplet-gcc" >/dev/null || fallback "$triplet-gcc is missing (apt-get install g++-$triplet)"
+  bash scripts/sysroot.sh "$arch" >/dev/null
+  make_vars=(CC="$triplet-gcc" AR="$triplet-ar")
+  cflags+=" -I$sysroot/usr/include"
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -61,10 +86,10 @@ apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 || fallback "cannot reach De
 srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name 'libbpf-*' | head -1)
 [[ -n $srcdir ]] || fallback "Debian's libbpf source did not unpack"
 
-echo "  LIBBPF  $version (static, PIC)" >&2
+echo "  LIBBPF  $version (static, PIC, $arch)" >&2
 # libbpf's own Makefile builds the static objects with CFLAGS as given: add -fPIC.
 make -s -C "$srcdir/src" BUILD_STATIC_ONLY=1 NO_PKG_CONFIG=1 OBJDIR="$work/obj" DESTDIR="$work/dest" \
-  PREFIX= LIBDIR=/lib INCLUDEDIR=/include CFLAGS="-g -O2 -fPIC" install >/dev/null
+  PREFIX= LIBDIR=/lib INCLUDEDIR=/include CFLAGS="$cflags" "${make_vars[@]}" install >/dev/null
 rm -rf "$out"
 mkdir -p "$out"
 cp -r "$work/dest/lib" "$work/dest/include" "$out/"

@@ -19,13 +19,19 @@ if [[ ${1:-} == bench || ${1:-} == test ]]; then
 fi
 # `npm run image` (and its test): a Debian root without a registry, and podman with
 # runc (crun refuses hosts with hybrid cgroups).
+# Packing builds the prebuilds for x64 and arm64: the other one with Debian's cross
+# toolchain (its libelf and zlib come as a sysroot: scripts/sysroot.sh).
 if [[ ${1:-} == image || ${1:-} == test ]]; then
   packages+=(mmdebstrap podman runc)
+  case $(uname -m) in
+    x86_64) packages+=(g++-aarch64-linux-gnu binutils-aarch64-linux-gnu) ;;
+    aarch64) packages+=(g++-x86-64-linux-gnu binutils-x86-64-linux-gnu) ;;
+  esac
 fi
 if [[ ${1:-} == test ]]; then
   packages+=(
     iproute2 nftables conntrack
-    iptables qemu-system-x86 busybox-static kmod cpio xz-utils hping3
+    iptables qemu-system-x86 qemu-system-arm busybox-static kmod cpio xz-utils hping3
     linux-source-6.12 socat iputils-ping libcap2-bin prometheus
   )
 fi

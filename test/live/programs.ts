@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const probeObject = fileURLToPath(new URL('../../gen/ctstorm.bpf.o', import.meta.url));
+const probeObject = fileURLToPath(new URL(`../../gen/${process.arch}/ctstorm.bpf.o`, import.meta.url));
 /** The probe's BPF programs: the global functions in the compiled object's BTF, so a
  * new program is watched here without being listed. */
 const ourPrograms = execFileSync('bpftool', ['btf', 'dump', 'file', probeObject], { encoding: 'utf8' })
