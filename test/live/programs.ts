@@ -13,7 +13,11 @@ const ourPrograms = execFileSync('bpftool', ['btf', 'dump', 'file', probeObject]
 /** Our programs loaded in the kernel. The kernel keeps 15 characters of a name;
  * bpftool prints either those or, when BTF has it, the whole name. */
 export function loadedPrograms(): string[] {
-  const list = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as Array<{ name?: string }>;
+  return ourProgramsIn(JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })));
+}
+
+/** Our programs in a `bpftool prog show --json` listing (this kernel's or a guest's). */
+export function ourProgramsIn(list: Array<{ name?: string }>): string[] {
   const ours = new Set(ourPrograms.map((n) => n.slice(0, 15)));
   return list.map((p) => p.name ?? '').filter((n) => ours.has(n.slice(0, 15)));
 }

@@ -26,6 +26,7 @@ const image = `localhost/ctstorm:${version}`;
 const skip = liveSkipReason();
 /** The prebuild for this machine, as prebuildify names it. */
 const prebuild = `prebuilds/linux-${process.arch}/ctstorm.glibc.node`;
+const prebuilds = ['x64', 'arm64'].map((arch) => `prebuilds/linux-${arch}/ctstorm.glibc.node`);
 
 interface Container {
   securityContext: {
@@ -88,19 +89,24 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
 
   it('packs the built addon and what running needs, and no test machinery', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
-    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', prebuild, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'scripts/build-packages', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
+    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', ...prebuilds, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'scripts/build-packages', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
       expect(files).toContain(`package/${f}`);
     }
     expect(files.filter((f) => /^package\/(test|bench|src|gen|build|\.cache|examples)\//.test(f) || /\.(test\.yml|map)$/.test(f))).toEqual([]);
     expect(files).toContain('package/prebuilds/libbpf-LICENSE.BSD-2-Clause'); // linked in: its licence ships
     console.log(`ctstorm package: ${files.length} files, ${(statSync(tarball).size / 1e6).toFixed(2)} MB packed`);
 
-    // libbpf is linked in: the addon needs no libbpf on the machine.
-    const needed = execFileSync('readelf', ['-d', join(root, prebuild)], { encoding: 'utf8' })
-      .split('\n')
-      .flatMap((l) => /\(NEEDED\).*\[(.+)\]/.exec(l)?.[1] ?? [])
-      .sort();
-    expect(needed).toEqual(['libc.so.6', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libz.so.1']);
+    // libbpf is linked in: the addon needs no libbpf on the machine. Each prebuild is
+    // for its own machine (the arm64 one also runs: arm64.test.ts).
+    for (const [arch, machine] of [['x64', 'Advanced Micro Devices X86-64'], ['arm64', 'AArch64']]) {
+      const file = join(root, `prebuilds/linux-${arch}/ctstorm.glibc.node`);
+      const needed = execFileSync('readelf', ['-d', file], { encoding: 'utf8' })
+        .split('\n')
+        .flatMap((l) => /\(NEEDED\).*\[(.+)\]/.exec(l)?.[1] ?? [])
+        .sort();
+      expect([arch, needed]).toEqual([arch, ['libc.so.6', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libz.so.1']]);
+      expect([arch, /Machine:\s+(.+)/.exec(execFileSync('readelf', ['-h', file], { encoding: 'utf8' }))?.[1]]).toEqual([arch, machine]);
+    }
   });
 
   it('installs with npm into a Debian root without a compiler, from the prebuild', () => {

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run a command as root inside a QEMU guest booted on a real Debian kernel.
 #
-#   bash test/vm/run.sh [--kernel 5.10|6.1|6.12] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
+#   bash test/vm/run.sh [--kernel 5.10|6.1|6.12 | --root DIR] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
 #
 # The guest sees the host root read-only and the checkout read-write at the same path,
 # runs the command there and exits with its exit code (125 when the guest itself failed).
+# With --root, the guest's root is DIR instead, a Debian root of x86_64 or arm64 (arm64
+# runs in qemu-system-aarch64) that holds its own kernel in /boot and its modules.
 set -euo pipefail
 
 readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -290,13 +292,13 @@ initramfs_module_files() {
     sort -u
 }
 
-# Builds the initramfs (gzip'd newc cpio) into $out.
+# Builds the initramfs (gzip'd newc cpio) into $out, with the guest's static $BUSYBOX.
 build_initramfs() {
   local kroot=$1 kver=$2 out=$3 tmp mdir f
   tmp=$(mktemp -d "$CACHE/.initramfs.XXXXXX")
   mdir="$tmp/root/lib/modules/$kver"
   mkdir -p "$tmp/root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,etc/ctstorm-vm,newroot} "$mdir"
-  cp /bin/busybox "$tmp/root/bin/busybox"
+  cp "$BUSYBOX" "$tmp/root/bin/busybox"
   init_script >"$tmp/root/init"
   chmod 755 "$tmp/root/init"
 
@@ -324,13 +326,15 @@ initramfs_key() {
     init_script
     declare -p PRELOAD_MODULES EXTRA_MODULE_DIRS EXTRA_MODULES
     declare -f preload_order initramfs_module_files build_initramfs
-    sha256sum /bin/busybox
+    sha256sum "$BUSYBOX"
   } | sha256sum | cut -c1-16
 }
 
 # Makes sure kernel and initramfs are cached; sets KERNEL, INITRD and KVER.
 prepare_kernel() {
   local series=$1 dir lock
+  BUSYBOX=/bin/busybox GUEST_ARCH=x86_64
+  [[ -z $GUEST_ROOT ]] || { prepare_root_kernel; return; }
   resolve_kernel "$series"
   dir="$CACHE/${PKG}_${PKG_VERSION}"
   mkdir -p "$CACHE"
@@ -346,6 +350,34 @@ prepare_kernel() {
     [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
       die "/bin/busybox must be the static build (apt-get install busybox-static)"
     build_initramfs "$dir/root" "$KVER" "$INITRD"
+  fi
+  exec {lock}>&-
+}
+
+# The kernel, modules and busybox of a --root: the root's own, one kernel in /boot.
+prepare_root_kernel() {
+  local kvers lock
+  kvers=("$GUEST_ROOT"/lib/modules/*)
+  ((${#kvers[@]} == 1)) && [[ -d ${kvers[0]} ]] || die "$GUEST_ROOT must hold exactly one kernel in lib/modules"
+  KVER=$(basename "${kvers[0]}")
+  KERNEL="$GUEST_ROOT/boot/vmlinuz-$KVER"
+  [[ -f $KERNEL ]] || die "no $KERNEL"
+  case $(readelf -h "$GUEST_ROOT/usr/bin/bash" 2>/dev/null | awk '/Machine:/ {print $2}') in
+    AArch64) GUEST_ARCH=aarch64 ;;
+    Advanced) GUEST_ARCH=x86_64 ;;   # "Advanced Micro Devices X86-64"
+    *) die "$GUEST_ROOT/usr/bin/bash is neither x86_64 nor aarch64" ;;
+  esac
+  BUSYBOX=$GUEST_ROOT/usr/bin/busybox
+  [[ -x $BUSYBOX ]] && ! readelf -lW "$BUSYBOX" | grep -q 'program interpreter' ||
+    die "$BUSYBOX must be the static build (Debian package busybox-static)"
+  mkdir -p "$CACHE"
+  exec {lock}>"$CACHE/root-initramfs.lock"
+  flock "$lock"
+  [[ -f $GUEST_ROOT/lib/modules/$KVER/modules.dep ]] || depmod -b "$GUEST_ROOT" "$KVER"
+  INITRD="$CACHE/initrd-$KVER-$(initramfs_key).gz"
+  if [[ ! -f $INITRD ]]; then
+    log "building initramfs for $KVER ($GUEST_ARCH)"
+    build_initramfs "$GUEST_ROOT" "$KVER" "$INITRD"
   fi
   exec {lock}>&-
 }
@@ -399,14 +431,20 @@ accel() {
 }
 
 start_qemu() {
-  local kernel=$1 initrd=$2 checkout=$3 rundir=$4
+  local kernel=$1 initrd=$2 checkout=$3 rundir=$4 machine
+  local events="trace_event=$(echo $TRACEPOINTS_HELD | tr ' /' ',:')"
+  if [[ $GUEST_ARCH == aarch64 ]]; then
+    # The virt board boots the kernel directly. Cortex-A72: no pointer authentication,
+    # which TCG emulates slowly (-cpu max).
+    machine=(qemu-system-aarch64 -M virt -cpu cortex-a72 -append "console=ttyAMA0 quiet panic=-1 $events")
+  else
+    machine=(qemu-system-x86_64 -cpu max -bios qboot.rom -append "console=ttyS0 quiet panic=-1 $events")
+  fi
   # exec: $! is qemu itself, so the traps can kill it.
-  exec 3< <(exec qemu-system-x86_64 \
-    -accel "$(accel)" -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none \
-    -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 quiet panic=-1 trace_event=$(echo $TRACEPOINTS_HELD | tr ' /' ',:')" \
-    -bios qboot.rom -device virtio-rng-pci \
-    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  exec 3< <(exec "${machine[@]}" \
+    -accel "$(accel)" -m 2048 -smp 2 -nographic -no-reboot -nic none \
+    -kernel "$kernel" -initrd "$initrd" -device virtio-rng-pci \
+    -virtfs "local,path=${GUEST_ROOT:-/},mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
     -virtfs "local,path=$checkout,mount_tag=checkout,security_model=none,multidevs=remap" \
     -virtfs "local,path=$rundir,mount_tag=ctrun,security_model=none,readonly=on" \
     </dev/null 2>&1)
@@ -476,11 +514,12 @@ cleanup() {
 
 main() {
   local series=${CTSTORM_VM_KERNEL:-6.1} timeout=${CTSTORM_VM_TIMEOUT:-900}
-  EXTRA_ENV=()
+  EXTRA_ENV=() GUEST_ROOT=
   while (($#)); do
     case $1 in
       --kernel) series=${2:?--kernel needs a value}; shift 2 ;;
       --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
+      --root) GUEST_ROOT=$(cd "${2:?--root needs a directory}" && pwd) || die "no directory $2"; shift 2 ;;
       --env)
         [[ $2 == *=* ]] && export "${2?}"
         EXTRA_ENV+=("${2%%=*}"); shift 2 ;;
@@ -500,6 +539,8 @@ main() {
     checkout=$(cd "$SCRIPT_DIR/../.." && pwd)
   collect_env_names
   prepare_kernel "$series"
+  # The guest mounts the checkout at the same path in its root, which it sees read-only.
+  [[ -z $GUEST_ROOT ]] || mkdir -p "$GUEST_ROOT$checkout"
 
   trap cleanup EXIT
   trap 'log "interrupted"; exit 130' INT

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs inside the arm64 guest (test/package/arm64.test.ts): ctstorm as npm installed
+# it there, its install step, then a snapshot in each attach mode over real flows
+# between two network namespaces. Writes what it saw into RESULTS; the test on the
+# host holds it to the expected counts.
+#
+#   bash test/package/arm64-guest.sh RESULTS
+set -uo pipefail
+results=${1:?usage: arm64-guest.sh RESULTS}
+checkout=$(cd "$(dirname "$0")/../.." && pwd)
+pkg=/usr/lib/node_modules/ctstorm
+mkdir -p "$results"
+uname -m >"$results/machine"
+
+# npm's install step on this machine: it must take the prebuild (nothing to compile with).
+(cd "$pkg" && bash scripts/install.sh) >"$results/install.out" 2>&1
+echo $? >"$results/install.rc"
+node -p "require('$pkg/node_modules/node-gyp-build').path('$pkg')" >"$results/addon" 2>&1
+ctstorm modes --json >"$results/modes.json" 2>"$results/modes.err"
+
+# Two namespaces, conntrack in the server's only (an nftables ct rule), as the live
+# suite's NetnsPair makes them; its traffic script makes the flows.
+c=a64-c s=a64-s caddr=198.18.64.1 saddr=198.18.64.2
+ip netns add $c && ip netns add $s || exit 1
+ip link add a64c netns $c type veth peer name a64s netns $s
+ip -n $c addr add $caddr/24 dev a64c && ip -n $c link set a64c up && ip -n $c link set lo up
+ip -n $s addr add $saddr/24 dev a64s && ip -n $s link set a64s up && ip -n $s link set lo up
+ip netns exec $s nft 'add table ip ctstorm_test; add chain ip ctstorm_test input { type filter hook input priority 0; }; add rule ip ctstorm_test input ct state new accept' || exit 1
+stat -L -c %i /run/netns/$s >"$results/netns"
+traffic=$checkout/test/live/traffic.mjs
+ip netns exec $s node "$traffic" server $saddr 7100 7200 >"$results/server.out" 2>&1 &
+server=$!
+# Waits below use bash alone: the root has only the packages the test names.
+has() { [[ -f $1 && $(<"$1") == *"$2"* ]]; }
+for _ in $(seq 300); do has "$results/server.out" ready && break; sleep 0.1; done
+
+table_empty() {
+  ip netns exec $s conntrack -F 2>/dev/null
+  for _ in $(seq 100); do [[ $(ip netns exec $s conntrack -C) == 0 ]] && return 0; sleep 0.1; done
+  return 1
+}
+
+for mode in fentry kprobe tracepoint; do
+  table_empty || { echo "the server's table did not empty" >"$results/$mode.err"; continue; }
+  ctstorm snapshot --mode $mode --duration 600 --json >"$results/$mode.json" 2>"$results/$mode.err" &
+  snap=$!
+  for _ in $(seq 1200); do
+    has "$results/$mode.err" "attached in $mode mode, counting" && break
+    kill -0 $snap 2>/dev/null || break
+    sleep 0.1
+  done
+  # 500 one-way UDP flows, then 5 TCP connections and 5 UDP flows, all answered.
+  printf '%s\n' '{"op":"oneway","port":7300,"n":500}' '{"op":"flows","tcpPort":7100,"udpPort":7200,"tcp":5,"udp":5}' |
+    ip netns exec $c node "$traffic" client $saddr >"$results/$mode.traffic" 2>&1
+  table_empty
+  kill -INT $snap 2>/dev/null
+  wait $snap
+  echo $? >"$results/$mode.rc"
+  bpftool prog show --json >"$results/$mode.progs.json" 2>&1
+done
+
+kill $server 2>/dev/null
+ip netns del $c; ip netns del $s
+exit 0

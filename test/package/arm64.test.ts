@@ -1,0 +1,70 @@
+// The linux-arm64 prebuild on an arm64 machine: a Debian 13 arm64 root with no
+// compiler (test/package/arm64-root.sh), the packed ctstorm installed in it as npm
+// installs it, booted on its own arm64 kernel in QEMU (test/vm/run.sh --root). Inside,
+// test/package/arm64-guest.sh runs npm's install step, then a snapshot in each attach
+// mode over real flows; here its results are held to the exact counts.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { liveSkipReason } from '../live/privileges.js';
+import { ourProgramsIn } from '../live/programs.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+// Inside the checkout: the guest shares it read-write (its /tmp is its own).
+const results = join(root, '.cache/arm64-results');
+const skip = liveSkipReason();
+const modes = ['fentry', 'kprobe', 'tracepoint'] as const;
+// What arm64-guest.sh sends: 500 one-way UDP flows, 5 TCP connections, 5 answered UDP flows.
+const flows = { udp: 505, tcp: 5 };
+
+function read(name: string): string {
+  const file = join(results, name);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : `(no ${name})`;
+}
+
+function tail(text: string): string {
+  return text.split('\n').slice(-25).join('\n');
+}
+
+describe.skipIf(skip !== undefined)('the linux-arm64 prebuild, installed and run on an arm64 kernel', () => {
+  beforeAll(() => {
+    const made = spawnSync('bash', [join(root, 'test/package/arm64-root.sh')], { cwd: root, encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`test/package/arm64-root.sh failed (${made.status}):\n${tail(made.stderr)}`);
+    const rootfs = made.stdout.trim();
+    rmSync(results, { recursive: true, force: true });
+    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--timeout', '1200', '--', 'bash', 'test/package/arm64-guest.sh', results], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    console.log(`arm64 guest: ${/exit code \d+ after \d+s/.exec(run.stderr)?.[0] ?? 'no exit code'}`);
+    if (run.status !== 0) throw new Error(`the arm64 guest failed (${run.status}):\n${tail(run.stdout)}\n${tail(run.stderr)}`);
+  });
+
+  it('is an aarch64 machine whose npm install step takes the prebuild, compiling nothing', () => {
+    expect(read('machine')).toBe('aarch64');
+    expect([read('install.rc'), read('install.out')]).toEqual(['0', '']);
+    expect(read('addon')).toBe('/usr/lib/node_modules/ctstorm/prebuilds/linux-arm64/ctstorm.glibc.node');
+  });
+
+  it('loads the probe in every attach mode', () => {
+    const report = JSON.parse(read('modes.json')) as Array<{ mode: string; available: boolean }>;
+    expect(report.map((m) => [m.mode, m.available])).toEqual(modes.map((m) => [m, true]));
+  });
+
+  it.each(modes)('counts every flow exactly in %s mode, then detaches', (mode) => {
+    expect([read(`${mode}.rc`), read(`${mode}.err`)]).toEqual(['0', `ctstorm: attached in ${mode} mode, counting`]);
+    const netns = Number(read('netns'));
+    const snap = JSON.parse(read(`${mode}.json`)) as {
+      mode: string;
+      netns: Array<{ inode: number; inserts: number; destroys: number; lost: number; protocols: Array<{ proto: string; inserts: number; destroys: number }> }>;
+    };
+    const server = snap.netns.find((n) => n.inode === netns);
+    const total = flows.udp + flows.tcp;
+    expect(server).toMatchObject({ inserts: total, destroys: total, lost: 0 });
+    const byProto = Object.fromEntries(server!.protocols.map((p) => [p.proto, [p.inserts, p.destroys]]));
+    expect(byProto).toEqual({ udp: [flows.udp, flows.udp], tcp: [flows.tcp, flows.tcp] });
+    expect(ourProgramsIn(JSON.parse(read(`${mode}.progs.json`)))).toEqual([]);
+  });
+});
