@@ -1,5 +1,5 @@
 // The linux-arm64 prebuild on an arm64 machine: a Debian 13 arm64 root with no
-// compiler (test/package/arm64-root.sh), the packed ctstorm installed in it as npm
+// compiler (test/package/guest-root.sh arm64), the packed ctstorm installed in it as npm
 // installs it, booted on its own arm64 kernel in QEMU (test/vm/run.sh --root). Inside,
 // test/package/arm64-guest.sh runs npm's install step, then a snapshot in each attach
 // mode over real flows; here its results are held to the exact counts.
@@ -13,7 +13,7 @@ import { ourProgramsIn } from '../live/programs.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 // Inside the checkout: the guest shares it read-write (its /tmp is its own).
-const results = join(root, '.cache/arm64-results');
+const results = join(root, '.cache/guest-arm64/results');
 const skip = liveSkipReason();
 const modes = ['fentry', 'kprobe', 'tracepoint'] as const;
 // What arm64-guest.sh sends: 500 one-way UDP flows, 5 TCP connections, 5 answered UDP flows.
@@ -30,8 +30,8 @@ function tail(text: string): string {
 
 describe.skipIf(skip !== undefined)('the linux-arm64 prebuild, installed and run on an arm64 kernel', () => {
   beforeAll(() => {
-    const made = spawnSync('bash', [join(root, 'test/package/arm64-root.sh')], { cwd: root, encoding: 'utf8' });
-    if (made.status !== 0) throw new Error(`test/package/arm64-root.sh failed (${made.status}):\n${tail(made.stderr)}`);
+    const made = spawnSync('bash', [join(root, 'test/package/guest-root.sh'), 'arm64'], { cwd: root, encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`test/package/guest-root.sh failed (${made.status}):\n${tail(made.stderr)}`);
     const rootfs = made.stdout.trim();
     rmSync(results, { recursive: true, force: true });
     const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--timeout', '1200', '--', 'bash', 'test/package/arm64-guest.sh', results], {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run a command as root inside a QEMU guest booted on a real Debian kernel.
 #
-#   bash test/vm/run.sh [--kernel 5.10|6.1|6.12 | --root DIR] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
+#   bash test/vm/run.sh [--kernel 5.10|6.1|6.12 | --root DIR [--systemd]] [--timeout SECONDS] [--env NAME[=VALUE]]... [--] <command...>
 #
 # The guest sees the host root read-only and the checkout read-write at the same path,
 # runs the command there and exits with its exit code (125 when the guest itself failed).
 # With --root, the guest's root is DIR instead, a Debian root of x86_64 or arm64 (arm64
-# runs in qemu-system-aarch64) that holds its own kernel in /boot and its modules.
+# runs in qemu-system-aarch64) that holds its own kernel in /boot and its modules; with
+# --systemd, the root's systemd boots as PID 1 and runs the command as a unit.
 set -euo pipefail
 
 readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -240,6 +241,29 @@ cp /ctrun/cmd.sh $r/run/ctstorm-vm/cmd.sh
 hostname ctstorm-vm
 ip link set lo up
 
+# --systemd: the root's systemd becomes PID 1 and runs the command as a unit once the
+# system is up, then powers off (the root has its own modules: no modroot).
+if [ -f /ctrun/systemd ]; then
+  u=$r/run/systemd/system
+  mkdir -p $u/multi-user.target.wants
+  # Written through an unquoted heredoc: \$\$ lands as $$, a literal $ to systemd,
+  # which expands $NAME in ExecStart itself.
+  cat >$u/ctstorm-vm.service <<UNIT
+[Unit]
+Description=ctstorm-vm command
+After=multi-user.target
+[Service]
+Type=oneshot
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+ExecStart=/bin/bash -c '/bin/bash --noprofile --norc /run/ctstorm-vm/cmd.sh </dev/null; rc=\$\$?; echo 1 >/proc/sys/kernel/printk; sync; echo "CTSTORM_VM_EXIT=\$\$rc run=$nonce"; systemctl poweroff --force --force'
+UNIT
+  ln -s ../ctstorm-vm.service $u/multi-user.target.wants/ctstorm-vm.service
+  umount /ctrun
+  exec switch_root $r /lib/systemd/systemd --show-status=no
+fi
+
 # chroot runs in a child, so PID 1 (and the kernel's modprobe helper, which shares its
 # root) stays in the initramfs where the modules are.
 chroot $r /usr/bin/env -i /bin/bash --noprofile --norc /run/ctstorm-vm/cmd.sh </dev/null
@@ -390,6 +414,9 @@ prepare_root_kernel() {
 write_guest_command() {
   local file=$1 checkout=$2 kver=$3; shift 3
   local name script
+  if [[ -n $SYSTEMD ]]; then
+    : >"$(dirname "$file")/systemd"  # the guest's init boots systemd (see init_script)
+  fi
   if (($# == 1)); then
     script=$1                       # one argument: a shell command line
   else
@@ -402,7 +429,8 @@ write_guest_command() {
       [[ -n ${!name+set} ]] && printf 'export %s=%q\n' "$name" "${!name}"
     done
     printf 'export CTSTORM_VM=1 CTSTORM_VM_KERNEL=%q\n' "$kver"
-    echo "export MODPROBE_OPTIONS='-d /run/ctstorm-vm/modroot'"
+    # A --root has its own modules; the host root has none for this kernel.
+    [[ -n $GUEST_ROOT ]] || echo "export MODPROBE_OPTIONS='-d /run/ctstorm-vm/modroot'"
     echo 'mkdir -p "$HOME"'
     printf 'cd %q || exit %d\n' "$checkout" "$EXIT_VM_FAILED"
     # Through a pipe, not the console: tools see no terminal, so no progress redraws.
@@ -514,12 +542,13 @@ cleanup() {
 
 main() {
   local series=${CTSTORM_VM_KERNEL:-6.1} timeout=${CTSTORM_VM_TIMEOUT:-900}
-  EXTRA_ENV=() GUEST_ROOT=
+  EXTRA_ENV=() GUEST_ROOT= SYSTEMD=
   while (($#)); do
     case $1 in
       --kernel) series=${2:?--kernel needs a value}; shift 2 ;;
       --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
       --root) GUEST_ROOT=$(cd "${2:?--root needs a directory}" && pwd) || die "no directory $2"; shift 2 ;;
+      --systemd) SYSTEMD=1; shift ;;
       --env)
         [[ $2 == *=* ]] && export "${2?}"
         EXTRA_ENV+=("${2%%=*}"); shift 2 ;;
@@ -533,6 +562,7 @@ main() {
   (($#)) || usage
   [[ $series =~ ^[0-9]+\.[0-9]+$ ]] || die "bad --kernel $series (expected e.g. 6.1 or 6.12)"
   [[ $timeout =~ ^[0-9]+$ ]] || die "bad --timeout $timeout"
+  [[ -z $SYSTEMD || -n $GUEST_ROOT ]] || die "--systemd boots a --root's systemd: give --root"
 
   local checkout nonce started=$SECONDS
   checkout=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null) ||

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs inside the systemd guest (test/package/systemd.test.ts), after boot: the
+# ctstorm.service that npm's package ships, enabled as its comment says, is started by
+# systemd with its sandbox. This checks it runs, generates flows between two network
+# namespaces, scrapes its /metrics, stops it, and writes what it saw into RESULTS; the
+# test on the host holds that to the expected values.
+#
+#   bash test/package/systemd-guest.sh RESULTS
+set -uo pipefail
+results=${1:?usage: systemd-guest.sh RESULTS}
+checkout=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$results"
+has() { [[ -f $1 && $(<"$1") == *"$2"* ]]; }
+ps1() { systemctl show ctstorm -p "$1" --value; }
+
+# systemd started it at boot: wait until it listens (bounded).
+for _ in $(seq 600); do
+  journalctl -u ctstorm -o cat --no-pager >"$results/journal.start" 2>&1
+  has "$results/journal.start" 'serving http' && break
+  [[ $(ps1 ActiveState) == failed ]] && break
+  sleep 0.2
+done
+systemctl show ctstorm -p ActiveState -p SubState -p NRestarts >"$results/state.start"
+pid=$(ps1 MainPID)
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "/proc/$pid/status" >"$results/status" 2>&1
+# The sandbox as the process sees it, entered with root's full privileges so that only
+# the mounts can refuse: the file system and the kernel's tunables are read-only
+# (writing nf_conntrack_max's own value back would change nothing if it were let).
+nsenter -t "$pid" -m sh -c 'touch /var/ctstorm-probe; f=/proc/sys/net/netfilter/nf_conntrack_max; cat $f >$f' >"$results/sandbox" 2>&1
+
+c=sd-c s=sd-s caddr=198.18.65.1 saddr=198.18.65.2
+ip netns add $c && ip netns add $s || exit 1
+ip link add sdc netns $c type veth peer name sds netns $s
+ip -n $c addr add $caddr/24 dev sdc && ip -n $c link set sdc up && ip -n $c link set lo up
+ip -n $s addr add $saddr/24 dev sds && ip -n $s link set sds up && ip -n $s link set lo up
+ip netns exec $s nft 'add table ip ctstorm_test; add chain ip ctstorm_test input { type filter hook input priority 0; }; add rule ip ctstorm_test input ct state new accept' || exit 1
+stat -L -c %i /run/netns/$s >"$results/netns"
+traffic=$checkout/test/live/traffic.mjs
+ip netns exec $s node "$traffic" server $saddr 7100 7200 >"$results/server.out" 2>&1 &
+server=$!
+for _ in $(seq 300); do has "$results/server.out" ready && break; sleep 0.1; done
+echo '{"op":"flows","tcpPort":7100,"udpPort":7200,"tcp":3,"udp":2}' |
+  ip netns exec $c node "$traffic" client $saddr >"$results/traffic" 2>&1
+
+# Scrape until both counters show the flows (the exporter publishes once a second), bounded.
+ino=$(<"$results/netns")
+for _ in $(seq 100); do
+  node -e 'fetch("http://127.0.0.1:9477/metrics").then(r => r.text()).then(t => process.stdout.write(t), e => { console.error(e.message); process.exit(1) })' >"$results/metrics" 2>&1
+  has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"tcp\"} 3" &&
+    has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"udp\"} 2" && break
+  sleep 0.3
+done
+
+systemctl stop ctstorm
+systemctl show ctstorm -p ActiveState -p Result -p ExecMainStatus -p NRestarts >"$results/state.stop"
+journalctl -u ctstorm -o cat --no-pager >"$results/journal" 2>&1
+bpftool prog show --json >"$results/progs.json" 2>&1
+kill $server 2>/dev/null
+ip netns del $c; ip netns del $s
+exit 0

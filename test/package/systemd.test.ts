@@ -1,0 +1,89 @@
+// The host service under a real systemd: a Debian 13 root with systemd, its own kernel
+// and the packed ctstorm installed by npm, deploy/ctstorm.service copied and enabled
+// as its comment tells users (test/package/guest-root.sh systemd). QEMU boots it with
+// systemd as PID 1 (test/vm/run.sh --systemd); systemd starts ctstorm in the unit's
+// sandbox, and test/package/systemd-guest.sh, run once the system is up, makes flows,
+// scrapes /metrics and stops the service. Here its results are held to the exact
+// values, and the sandbox to what the unit asks for.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { liveSkipReason } from '../live/privileges.js';
+import { ourProgramsIn } from '../live/programs.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+// Inside the checkout: the guest shares it read-write.
+const results = join(root, '.cache/guest-systemd/results');
+const skip = liveSkipReason();
+
+function read(name: string): string {
+  const file = join(results, name);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : `(no ${name})`;
+}
+
+function tail(text: string): string {
+  return text.split('\n').slice(-25).join('\n');
+}
+
+/** `systemctl show -p A -p B` output as an object. */
+function props(name: string): Record<string, string> {
+  return Object.fromEntries(read(name).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** Capability names in a /proc/<pid>/status mask (the numbers of linux/capability.h). */
+function capabilities(hex: string): string[] {
+  const names: Record<number, string> = { 19: 'CAP_SYS_PTRACE', 38: 'CAP_PERFMON', 39: 'CAP_BPF' };
+  const mask = BigInt(`0x${hex}`);
+  const out: string[] = [];
+  for (let bit = 0; bit < 64; bit++) if ((mask >> BigInt(bit)) & 1n) out.push(names[bit] ?? `bit ${bit}`);
+  return out;
+}
+
+describe.skipIf(skip !== undefined)('the host service, started by systemd and scraped', () => {
+  beforeAll(() => {
+    const made = spawnSync('bash', [join(root, 'test/package/guest-root.sh'), 'systemd'], { cwd: root, encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`test/package/guest-root.sh systemd failed (${made.status}):\n${tail(made.stderr)}`);
+    const rootfs = made.stdout.trim();
+    rmSync(results, { recursive: true, force: true });
+    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--systemd', '--timeout', '900', '--', 'bash', 'test/package/systemd-guest.sh', results], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    console.log(`systemd guest: ${/exit code \d+ after \d+s/.exec(run.stderr)?.[0] ?? 'no exit code'}`);
+    if (run.status !== 0) throw new Error(`the systemd guest failed (${run.status}):\n${tail(run.stdout)}\n${tail(run.stderr)}`);
+  });
+
+  it('starts at boot and serves, without a restart', () => {
+    expect(props('state.start')).toEqual({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
+    expect(read('journal.start')).toMatch(/attached in \w+ mode, serving http:\/\/127\.0\.0\.1:9477\/metrics/);
+  });
+
+  it('runs with only the capabilities, privileges and syscalls the unit grants', () => {
+    const status = Object.fromEntries(read('status').split('\n').map((l) => l.split(/:\s+/)));
+    for (const set of ['CapPrm', 'CapEff', 'CapBnd']) {
+      expect([set, capabilities(status[set]!)]).toEqual([set, ['CAP_SYS_PTRACE', 'CAP_PERFMON', 'CAP_BPF']]);
+    }
+    expect([capabilities(status.CapInh!), capabilities(status.CapAmb!)]).toEqual([[], []]);
+    expect(status.NoNewPrivs).toBe('1');
+    expect(status.Seccomp).toBe('2'); // a filter: SystemCallFilter
+    // ProtectSystem=strict: no file it can write; ProtectKernelTunables: nor a sysctl.
+    expect(read('sandbox').split('\n')).toEqual([
+      "touch: cannot touch '/var/ctstorm-probe': Read-only file system",
+      'sh: 1: cannot create /proc/sys/net/netfilter/nf_conntrack_max: Read-only file system',
+    ]);
+  });
+
+  it('serves the flows exactly on /metrics', () => {
+    const ino = read('netns');
+    const metrics = read('metrics');
+    expect(metrics).toContain(`ctstorm_conntrack_inserts_total{netns="${ino}",protocol="tcp"} 3`);
+    expect(metrics).toContain(`ctstorm_conntrack_inserts_total{netns="${ino}",protocol="udp"} 2`);
+  });
+
+  it('stops cleanly on systemctl stop and leaves nothing attached', () => {
+    expect(props('state.stop')).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainStatus: '0', NRestarts: '0' });
+    expect(ourProgramsIn(JSON.parse(read('progs.json')))).toEqual([]);
+  });
+});
