@@ -78,7 +78,8 @@ mkdir -p "$work/lists/partial" "$work/src"
   echo "deb-src http://deb.debian.org/debian-security $codename-security main"
 } >"$work/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$work/lists" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+  -o Debug::NoLocking=1 -o APT::Sandbox::User=root
   -o Acquire::Retries=0 -o Acquire::http::Timeout=20)
 apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 || fallback "cannot reach Debian's source archive"
 (cd "$work/src" && apt-get "${apt_opts[@]}" source -qq "libbpf=$version" >/dev/null 2>&1) ||

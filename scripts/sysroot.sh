@@ -13,7 +13,10 @@ case $arch in
   x64) debarch=amd64 ;;
   *) echo "ctstorm sysroot: no $arch; ctstorm builds for x64 and arm64" >&2; exit 1 ;;
 esac
-packages=(libelf1 libelf-dev zlib1g zlib1g-dev)
+# libelf1 became libelf1t64 in Debian 13 (the 64-bit time_t transition).
+libelf=libelf1
+dpkg-query -W libelf1t64 >/dev/null 2>&1 && libelf=libelf1t64
+packages=($libelf libelf-dev zlib1g zlib1g-dev)
 out=$PWD/gen/$arch/sysroot
 # The same versions as this machine's, so both prebuilds link the same libraries.
 versions=()

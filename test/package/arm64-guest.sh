@@ -54,6 +54,12 @@ for mode in fentry kprobe tracepoint; do
     ip netns exec $c node "$traffic" client $saddr >"$results/$mode.traffic" 2>&1
   table_empty
   kill -INT $snap 2>/dev/null
+  # Bounded: a snapshot that does not end on SIGINT is a failure of its own.
+  for _ in $(seq 300); do kill -0 $snap 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $snap 2>/dev/null; then
+    kill -KILL $snap
+    echo "still running 30 s after SIGINT" >>"$results/$mode.err"
+  fi
   wait $snap
   echo $? >"$results/$mode.rc"
   bpftool prog show --json >"$results/$mode.progs.json" 2>&1

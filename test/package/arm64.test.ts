@@ -29,18 +29,19 @@ function tail(text: string): string {
 }
 
 describe.skipIf(skip !== undefined)('the linux-arm64 prebuild, installed and run on an arm64 kernel', () => {
+  // Packing, perhaps a fresh Debian root, then the guest (its own --timeout 900).
   beforeAll(() => {
     const made = spawnSync('bash', [join(root, 'test/package/guest-root.sh'), 'arm64'], { cwd: root, encoding: 'utf8' });
     if (made.status !== 0) throw new Error(`test/package/guest-root.sh failed (${made.status}):\n${tail(made.stderr)}`);
     const rootfs = made.stdout.trim();
     rmSync(results, { recursive: true, force: true });
-    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--timeout', '1200', '--', 'bash', 'test/package/arm64-guest.sh', results], {
+    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--timeout', '900', '--', 'bash', 'test/package/arm64-guest.sh', results], {
       cwd: root,
       encoding: 'utf8',
     });
     console.log(`arm64 guest: ${/exit code \d+ after \d+s/.exec(run.stderr)?.[0] ?? 'no exit code'}`);
     if (run.status !== 0) throw new Error(`the arm64 guest failed (${run.status}):\n${tail(run.stdout)}\n${tail(run.stderr)}`);
-  });
+  }, 1_800_000);
 
   it('is an aarch64 machine whose npm install step takes the prebuild, compiling nothing', () => {
     expect(read('machine')).toBe('aarch64');

@@ -106,6 +106,12 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
         .sort();
       expect([arch, needed]).toEqual([arch, ['libc.so.6', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libz.so.1']]);
       expect([arch, /Machine:\s+(.+)/.exec(execFileSync('readelf', ['-h', file], { encoding: 'utf8' }))?.[1]]).toEqual([arch, machine]);
+      // The oldest C and C++ libraries it runs with, as the README states them: a
+      // pack built against newer headers would raise them without anyone noticing.
+      const versions = execFileSync('readelf', ['-V', file], { encoding: 'utf8' });
+      const newest = (lib: string) =>
+        [...versions.matchAll(new RegExp(`${lib}_([\\d.]+)`, 'g'))].map((m) => m[1]!).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1);
+      expect([arch, newest('GLIBC'), newest('GLIBCXX')]).toEqual([arch, '2.32', '3.4.26']);
     }
   });
 

@@ -24,9 +24,14 @@ systemctl show ctstorm -p ActiveState -p SubState -p NRestarts >"$results/state.
 pid=$(ps1 MainPID)
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "/proc/$pid/status" >"$results/status" 2>&1
 # The sandbox as the process sees it, entered with root's full privileges so that only
-# the mounts can refuse: the file system and the kernel's tunables are read-only
-# (writing nf_conntrack_max's own value back would change nothing if it were let).
-nsenter -t "$pid" -m sh -c 'touch /var/ctstorm-probe; f=/proc/sys/net/netfilter/nf_conntrack_max; cat $f >$f' >"$results/sandbox" 2>&1
+# the mounts can refuse: /run (a tmpfs, writable outside) and the kernel's tunables
+# are read-only in it (writing nf_conntrack_max's own value back changes nothing).
+# The same two writes outside the sandbox are the control: they must succeed.
+probe='touch /run/ctstorm-probe; f=/proc/sys/net/netfilter/nf_conntrack_max; cat $f >$f'
+nsenter -t "$pid" -m sh -c "$probe" >"$results/sandbox" 2>&1
+sh -c "$probe" >"$results/outside" 2>&1
+echo $? >>"$results/outside"
+rm -f /run/ctstorm-probe
 
 c=sd-c s=sd-s caddr=198.18.65.1 saddr=198.18.65.2
 ip netns add $c && ip netns add $s || exit 1
@@ -46,8 +51,8 @@ echo '{"op":"flows","tcpPort":7100,"udpPort":7200,"tcp":3,"udp":2}' |
 ino=$(<"$results/netns")
 for _ in $(seq 100); do
   node -e 'fetch("http://127.0.0.1:9477/metrics").then(r => r.text()).then(t => process.stdout.write(t), e => { console.error(e.message); process.exit(1) })' >"$results/metrics" 2>&1
-  has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"tcp\"} 3" &&
-    has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"udp\"} 2" && break
+  has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"tcp\"} 3"$'\n' &&
+    has "$results/metrics" "ctstorm_conntrack_inserts_total{netns=\"$ino\",protocol=\"udp\"} 2"$'\n' && break
   sleep 0.3
 done
 

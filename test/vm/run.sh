@@ -398,7 +398,9 @@ prepare_root_kernel() {
   exec {lock}>"$CACHE/root-initramfs.lock"
   flock "$lock"
   [[ -f $GUEST_ROOT/lib/modules/$KVER/modules.dep ]] || depmod -b "$GUEST_ROOT" "$KVER"
-  INITRD="$CACHE/initrd-$KVER-$(initramfs_key).gz"
+  # A rebuilt root may keep its kernel's version string: key on the kernel's bytes too,
+  # so its modules never meet another build's kernel.
+  INITRD="$CACHE/initrd-$KVER-$( { initramfs_key; sha256sum <"$KERNEL"; } | sha256sum | cut -c1-16).gz"
   if [[ ! -f $INITRD ]]; then
     log "building initramfs for $KVER ($GUEST_ARCH)"
     build_initramfs "$GUEST_ROOT" "$KVER" "$INITRD"
@@ -542,10 +544,10 @@ cleanup() {
 
 main() {
   local series=${CTSTORM_VM_KERNEL:-6.1} timeout=${CTSTORM_VM_TIMEOUT:-900}
-  EXTRA_ENV=() GUEST_ROOT= SYSTEMD=
+  EXTRA_ENV=() GUEST_ROOT= SYSTEMD= kernel_given=
   while (($#)); do
     case $1 in
-      --kernel) series=${2:?--kernel needs a value}; shift 2 ;;
+      --kernel) series=${2:?--kernel needs a value} kernel_given=1; shift 2 ;;
       --timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
       --root) GUEST_ROOT=$(cd "${2:?--root needs a directory}" && pwd) || die "no directory $2"; shift 2 ;;
       --systemd) SYSTEMD=1; shift ;;
@@ -563,6 +565,7 @@ main() {
   [[ $series =~ ^[0-9]+\.[0-9]+$ ]] || die "bad --kernel $series (expected e.g. 6.1 or 6.12)"
   [[ $timeout =~ ^[0-9]+$ ]] || die "bad --timeout $timeout"
   [[ -z $SYSTEMD || -n $GUEST_ROOT ]] || die "--systemd boots a --root's systemd: give --root"
+  [[ -z $kernel_given || -z $GUEST_ROOT ]] || die "--root boots the root's own kernel: drop --kernel"
 
   local checkout nonce started=$SECONDS
   checkout=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null) ||
