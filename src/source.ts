@@ -105,6 +105,18 @@ function refusal(mode: Mode, err: unknown): string {
   if (mode === 'fentry' && code === 'ESRCH' && conntrackIsModuleWithoutBtf()) {
     return 'kernel has no BTF for the nf_conntrack module (kernels before 5.11, or built without CONFIG_DEBUG_INFO_BTF_MODULES), so fentry cannot attach to its functions';
   }
+  // With CAP_BPF + CAP_PERFMON but not CAP_SYS_ADMIN (a sandboxed unit, a container):
+  // the kernel lists BTF objects (BPF_BTF_GET_NEXT_ID) to CAP_SYS_ADMIN only, so
+  // libbpf cannot find the nf_conntrack module's BTF for fentry's targets.
+  if (mode === 'fentry' && !hasCapability(CAP_SYS_ADMIN) && existsSync('/sys/kernel/btf/nf_conntrack')) {
+    return `finding the nf_conntrack module's BTF needs CAP_SYS_ADMIN, which this process lacks (${message}); add CAP_SYS_ADMIN for fentry mode, or use tracepoint mode`;
+  }
+  // Debian's kernels restrict perf_event_open further at perf_event_paranoid 3 (their
+  // default): then only CAP_SYS_ADMIN may open the kprobe events kprobe mode uses.
+  const paranoid = perfEventParanoid();
+  if (mode === 'kprobe' && !hasCapability(CAP_SYS_ADMIN) && paranoid !== undefined && paranoid > 2) {
+    return `kernel.perf_event_paranoid is ${paranoid}, above 2, so opening kprobes needs CAP_SYS_ADMIN, which this process lacks (${message}); add CAP_SYS_ADMIN, or set kernel.perf_event_paranoid=2, or use tracepoint mode`;
+  }
   return code ? `${code}: ${message}` : message;
 }
 
@@ -115,14 +127,26 @@ const CAP_BPF = 39;
 /** Whether this process holds what loading tracing BPF needs: CAP_BPF and
  * CAP_PERFMON, or CAP_SYS_ADMIN (root in a container may hold neither). */
 export function canLoadBpf(): boolean {
+  return hasCapability(CAP_SYS_ADMIN) || (hasCapability(CAP_BPF) && hasCapability(CAP_PERFMON));
+}
+
+/** A capability in this process's effective set (unreadable status: root has all). */
+function hasCapability(cap: number): boolean {
   try {
     const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
     if (!hex) return process.getuid?.() === 0;
-    const caps = BigInt(`0x${hex}`);
-    const has = (cap: number): boolean => (caps & (1n << BigInt(cap))) !== 0n;
-    return has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    return (BigInt(`0x${hex}`) & (1n << BigInt(cap))) !== 0n;
   } catch {
     return process.getuid?.() === 0;
+  }
+}
+
+function perfEventParanoid(): number | undefined {
+  try {
+    const n = Number.parseInt(readFileSync('/proc/sys/kernel/perf_event_paranoid', 'utf8'), 10);
+    return Number.isNaN(n) ? undefined : n;
+  } catch {
+    return undefined;
   }
 }
 

@@ -24,14 +24,20 @@ systemctl show ctstorm -p ActiveState -p SubState -p NRestarts >"$results/state.
 pid=$(ps1 MainPID)
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "/proc/$pid/status" >"$results/status" 2>&1
 # The sandbox as the process sees it, entered with root's full privileges so that only
-# the mounts can refuse: /run (a tmpfs, writable outside) and the kernel's tunables
-# are read-only in it (writing nf_conntrack_max's own value back changes nothing).
-# The same two writes outside the sandbox are the control: they must succeed.
-probe='touch /run/ctstorm-probe; f=/proc/sys/net/netfilter/nf_conntrack_max; cat $f >$f'
-nsenter -t "$pid" -m sh -c "$probe" >"$results/sandbox" 2>&1
+# the mounts can refuse: the results directory (writable outside: it is the checkout's
+# share) and the kernel's tunables are read-only in it (writing nf_conntrack_max's own
+# value back changes nothing). The same two writes outside the sandbox are the
+# control: they must succeed.
+probe="touch $results/probe; f=/proc/sys/net/netfilter/nf_conntrack_max; cat \$f >\$f"
+nsenter -t "$pid" -m sh -c "$probe" 2>&1 | sed "s#$results/##" >"$results/sandbox"
 sh -c "$probe" >"$results/outside" 2>&1
 echo $? >>"$results/outside"
-rm -f /run/ctstorm-probe
+rm -f "$results/probe"
+
+# What the unit's capabilities allow of each mode (the unit runs in auto).
+systemd-run --quiet --wait --pipe -p CapabilityBoundingSet="CAP_BPF CAP_PERFMON CAP_SYS_PTRACE" \
+  -p NoNewPrivileges=yes /usr/bin/ctstorm modes --json >"$results/modes.json" 2>"$results/modes.err"
+cat /proc/sys/kernel/perf_event_paranoid >"$results/paranoid"
 
 c=sd-c s=sd-s caddr=198.18.65.1 saddr=198.18.65.2
 ip netns add $c && ip netns add $s || exit 1

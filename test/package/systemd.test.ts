@@ -73,9 +73,24 @@ describe.skipIf(skip !== undefined)('the host service, started by systemd and sc
     // Outside its sandbox both writes succeed.
     expect(read('outside')).toBe('0');
     expect(read('sandbox').split('\n')).toEqual([
-      "touch: cannot touch '/run/ctstorm-probe': Read-only file system",
+      "touch: cannot touch 'probe': Read-only file system",
       'sh: 1: cannot create /proc/sys/net/netfilter/nf_conntrack_max: Read-only file system',
     ]);
+  });
+
+  it('attaches in tracepoint mode: the capabilities it is given refuse the others, each saying why', () => {
+    // Listing BTF objects (the nf_conntrack module's, for fentry) needs CAP_SYS_ADMIN,
+    // and so does opening kprobes where perf_event_paranoid is above 2 (Debian's 3).
+    expect(read('journal.start')).toContain('attached in tracepoint mode');
+    const modes = JSON.parse(read('modes.json')) as Array<{ mode: string; available: boolean; reason?: string }>;
+    const paranoid = Number(read('paranoid'));
+    expect(modes.map((m) => [m.mode, m.available])).toEqual([
+      ['fentry', false],
+      ['kprobe', paranoid <= 2],
+      ['tracepoint', true],
+    ]);
+    expect(modes[0]!.reason).toMatch(/^finding the nf_conntrack module's BTF needs CAP_SYS_ADMIN/);
+    if (paranoid > 2) expect(modes[1]!.reason).toMatch(new RegExp(`^kernel.perf_event_paranoid is ${paranoid}, above 2, so opening kprobes needs CAP_SYS_ADMIN`));
   });
 
   it('serves the flows exactly on /metrics', () => {
