@@ -157,11 +157,17 @@ export class Monitor {
     this.engine = new Engine({ buckets: table.buckets, startNs: this.startNs, ...options.engine });
     this.censusIntervalMs = (options.censusIntervalSeconds ?? DEFAULT_CENSUS_INTERVAL_SECONDS) * 1000;
     this.statsAtStart = readStats(this.readKernelStats);
-    this.statsBefore = this.statsAtStart && { at: performance.now(), stats: this.statsAtStart };
+    this.statsBefore = this.statsAtStart && { at: this.nowMs(), stats: this.statsAtStart };
     this.namer = options.names === false ? null : options.names instanceof Namer ? options.names : new Namer({ cgroups: new CgroupIndex(), ...options.names });
     this.loop = this.drain();
     this.timer = setInterval(() => this.tick(), options.tickMs ?? 1000);
     this.timer.unref?.();
+  }
+
+  /** Milliseconds on the probe's clock: every interval the monitor times (ticks,
+   * walks, rates) is read from the clock it was given, so tests can pass time in. */
+  private nowMs(): number {
+    return this.clockNs() / 1e6;
   }
 
   /** The view now (rebuilt on every call; ticks rebuild it for subscribers). */
@@ -276,7 +282,7 @@ export class Monitor {
     try {
       const before = this.source.counters().netns;
       const buckets = this.readTable().buckets;
-      const walkStarted = performance.now();
+      const walkStarted = this.nowMs();
       const result = await this.source.census(buckets);
       if (result === 'closed') return null;
       if (result === 'resized') return this.noCensus('the table was resized: the census waits for an insert to show the new one');
@@ -298,14 +304,14 @@ export class Monitor {
         return view; // still worth showing (`ctstorm buckets`), not worth counting from
       }
       const churnDuring = churn(after) - churn(before);
-      this.censusChurnRate = churnDuring / Math.max((performance.now() - walkStarted) / 1000, 1e-3);
+      this.censusChurnRate = churnDuring / Math.max((this.nowMs() - walkStarted) / 1000, 1e-3);
       const retry = this.censusRetriesLeft > 0;
       this.censusRetriesLeft = churnDuring === 0 ? 0 : retry ? this.censusRetriesLeft - 1 : CENSUS_RETRIES;
       // A retry busier than the census it retries: that one stays the baseline.
       if (retry && this.censusState.last !== null && churnDuring > this.censusState.churnDuring) return view;
       this.baseline = fillBaseline(result.netns, before);
       this.censusState = { last: view, pending: null, blocked: null, churnDuring };
-      this.lastCensusMs = performance.now();
+      this.lastCensusMs = this.nowMs();
       return view;
     } catch (err) {
       if (this.closed) return null;
@@ -394,7 +400,7 @@ export class Monitor {
   private tickOnce(): void {
     if (this.closed) return;
     this.engine.advance(this.clockNs());
-    const now = performance.now();
+    const now = this.nowMs();
     const stats = readStats(this.readKernelStats);
     if (stats && this.statsBefore) {
       const seconds = (now - this.statsBefore.at) / 1000;

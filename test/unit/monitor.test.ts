@@ -68,7 +68,7 @@ describe('Monitor', () => {
 /** A monitor over a fake probe whose census finds 40 entries in netns
  * 4026532000 of a 1024-bucket table; `n` inserts are added to its counters by
  * `bump(n)`, as the kernel would, and `firstWalk` runs inside the first walk. */
-function censusMonitor(firstWalk: (bump: (n: number) => void) => void) {
+function censusMonitor(firstWalk: (bump: (n: number) => void) => void, clockNs?: () => number) {
   // Counters the fake hands out by reference: what bump() adds, the next read sees.
   const live = { ...counters, netns: [{ ...counters.netns[0]! }], protocols: [{ ...counters.protocols[0]! }] };
   const census = {
@@ -90,6 +90,7 @@ function censusMonitor(firstWalk: (bump: (n: number) => void) => void) {
     source: openSource({ native, mode: 'fentry', liveNetns: () => new Set() }),
     tickMs: 20,
     readTable: () => ({ entries: 40, max: 262144, buckets: 1024 }),
+    ...(clockNs && { clockNs }),
   });
   return { monitor, bump, walks: () => walks };
 }
@@ -108,18 +109,30 @@ describe('Monitor census', () => {
   });
 
   it('waits for a quieter tick than the walk saw before it walks again', async () => {
-    // A storm: 10 inserts every 2 ms (~5,000/s); the first walk takes 20 ms and
-    // meets 10 of them (at most ~500/s: the storm is busier than the walk saw).
-    const { monitor, bump, walks } = censusMonitor((bump) => {
-      bump(10);
-      for (const until = performance.now() + 20; performance.now() < until; );
+    // Time passed in: every tick moves the clock 20 ms on, and the first walk takes
+    // 20 ms and meets 1 insert, plus the storm's 1,000 if a tick's come in its window
+    // (at most ~50,000/s). The storm adds 1,000 inserts a tick (50,000/s): never
+    // quieter than half the walk, however slowly this machine runs the ticks.
+    let clock = 1e12;
+    let storming = true;
+    const { monitor, bump, walks } = censusMonitor(
+      (bump) => {
+        bump(1);
+        clock += 20e6;
+      },
+      () => clock,
+    );
+    const ticks: number[] = [];
+    monitor.subscribe(() => {
+      clock += 20e6;
+      if (storming) bump(1000);
+      ticks.push(walks());
     });
-    const storm = setInterval(() => bump(10), 2);
     await until(() => walks() >= 1 && monitor.view().census.churnDuring > 0);
-    expect(monitor.view().census.churnDuring).toBe(10);
-    await new Promise((r) => setTimeout(r, 300));
+    const seen = ticks.length;
+    await until(() => ticks.length >= seen + 10); // ten more ticks of the storm
     expect(walks()).toBe(1); // the storm goes on: a second walk would meet as much churn
-    clearInterval(storm);
+    storming = false;
     await until(() => walks() >= 2 && monitor.view().census.churnDuring === 0);
     expect(walks()).toBe(2);
     await monitor.close();
