@@ -54,7 +54,7 @@ describe.skipIf(skip !== undefined)('the linux-arm64 prebuild, installed and run
     expect(report.map((m) => [m.mode, m.available])).toEqual(modes.map((m) => [m, true]));
   });
 
-  it.each(modes)('counts every flow exactly in %s mode, then detaches', (mode) => {
+  it.each(modes)('counts every flow exactly in %s mode, and leaves no program loaded once it ends', (mode) => {
     expect([read(`${mode}.rc`), read(`${mode}.err`)]).toEqual(['0', `ctstorm: attached in ${mode} mode, counting`]);
     const netns = Number(read('netns'));
     const snap = JSON.parse(read(`${mode}.json`)) as {

@@ -100,7 +100,7 @@ describe.skipIf(skip !== undefined)('the host service, started by systemd and sc
     expect([inserts('tcp'), inserts('udp')]).toEqual(['3', '2']);
   });
 
-  it('stops cleanly on systemctl stop and leaves nothing attached', () => {
+  it('stops cleanly on systemctl stop and leaves no program loaded', () => {
     expect(props('state.stop')).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainStatus: '0', NRestarts: '0' });
     expect(ourProgramsIn(JSON.parse(read('progs.json')))).toEqual([]);
   });
