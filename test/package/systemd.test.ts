@@ -82,6 +82,7 @@ describe.skipIf(skip !== undefined)('the host service, started by systemd and sc
     // Listing BTF objects (the nf_conntrack module's, for fentry) needs CAP_SYS_ADMIN,
     // and so does opening kprobes where perf_event_paranoid is above 2 (Debian's 3).
     expect(read('journal.start')).toContain('attached in tracepoint mode');
+    expect(capabilities(read('modes.caps').split(/\s+/)[1]!)).toEqual(['CAP_SYS_PTRACE', 'CAP_PERFMON', 'CAP_BPF']); // what modes ran with
     const modes = JSON.parse(read('modes.json')) as Array<{ mode: string; available: boolean; reason?: string }>;
     const paranoid = Number(read('paranoid'));
     expect(modes.map((m) => [m.mode, m.available])).toEqual([
