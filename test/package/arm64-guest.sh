@@ -7,7 +7,6 @@
 #   bash test/package/arm64-guest.sh RESULTS
 set -uo pipefail
 results=${1:?usage: arm64-guest.sh RESULTS}
-checkout=$(cd "$(dirname "$0")/../.." && pwd)
 pkg=/usr/lib/node_modules/ctstorm
 mkdir -p "$results"
 uname -m >"$results/machine"
@@ -18,21 +17,10 @@ echo $? >"$results/install.rc"
 node -p "require('$pkg/node_modules/node-gyp-build').path('$pkg')" >"$results/addon" 2>&1
 ctstorm modes --json >"$results/modes.json" 2>"$results/modes.err"
 
-# Two namespaces, conntrack in the server's only (an nftables ct rule), as the live
-# suite's NetnsPair makes them; its traffic script makes the flows.
-c=a64-c s=a64-s caddr=198.18.64.1 saddr=198.18.64.2
-ip netns add $c && ip netns add $s || exit 1
-ip link add a64c netns $c type veth peer name a64s netns $s
-ip -n $c addr add $caddr/24 dev a64c && ip -n $c link set a64c up && ip -n $c link set lo up
-ip -n $s addr add $saddr/24 dev a64s && ip -n $s link set a64s up && ip -n $s link set lo up
-ip netns exec $s nft 'add table ip ctstorm_test; add chain ip ctstorm_test input { type filter hook input priority 0; }; add rule ip ctstorm_test input ct state new accept' || exit 1
-stat -L -c %i /run/netns/$s >"$results/netns"
-traffic=$checkout/test/live/traffic.mjs
-ip netns exec $s node "$traffic" server $saddr 7100 7200 >"$results/server.out" 2>&1 &
-server=$!
-# Waits below use bash alone: the root has only the packages the test names.
-has() { [[ -f $1 && $(<"$1") == *"$2"* ]]; }
-for _ in $(seq 300); do has "$results/server.out" ready && break; sleep 0.1; done
+# Two namespaces, conntrack in the server's only; the live suite's traffic script
+# makes the flows.
+. "$(dirname "$0")/guest-pair.sh"
+pair_up a64 64 "$results" || exit 1
 
 table_empty() {
   ip netns exec $s conntrack -F 2>/dev/null
@@ -65,6 +53,5 @@ for mode in fentry kprobe tracepoint; do
   bpftool prog show --json >"$results/$mode.progs.json" 2>&1
 done
 
-kill $server 2>/dev/null
-ip netns del $c; ip netns del $s
+pair_down
 exit 0

@@ -8,9 +8,8 @@
 #   bash test/package/systemd-guest.sh RESULTS
 set -uo pipefail
 results=${1:?usage: systemd-guest.sh RESULTS}
-checkout=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$results"
-has() { [[ -f $1 && $(<"$1") == *"$2"* ]]; }
+. "$(dirname "$0")/guest-pair.sh"
 ps1() { systemctl show ctstorm -p "$1" --value; }
 
 # systemd started it at boot: wait until it listens (bounded).
@@ -43,17 +42,7 @@ setpriv --bounding-set -all,+bpf,+perfmon,+sys_ptrace --inh-caps -all --no-new-p
   grep -E '^CapEff:' /proc/self/status >"$results/modes.caps"
 cat /proc/sys/kernel/perf_event_paranoid >"$results/paranoid"
 
-c=sd-c s=sd-s caddr=198.18.65.1 saddr=198.18.65.2
-ip netns add $c && ip netns add $s || exit 1
-ip link add sdc netns $c type veth peer name sds netns $s
-ip -n $c addr add $caddr/24 dev sdc && ip -n $c link set sdc up && ip -n $c link set lo up
-ip -n $s addr add $saddr/24 dev sds && ip -n $s link set sds up && ip -n $s link set lo up
-ip netns exec $s nft 'add table ip ctstorm_test; add chain ip ctstorm_test input { type filter hook input priority 0; }; add rule ip ctstorm_test input ct state new accept' || exit 1
-stat -L -c %i /run/netns/$s >"$results/netns"
-traffic=$checkout/test/live/traffic.mjs
-ip netns exec $s node "$traffic" server $saddr 7100 7200 >"$results/server.out" 2>&1 &
-server=$!
-for _ in $(seq 300); do has "$results/server.out" ready && break; sleep 0.1; done
+pair_up sd 65 "$results" || exit 1
 echo '{"op":"flows","tcpPort":7100,"udpPort":7200,"tcp":3,"udp":2}' |
   ip netns exec $c node "$traffic" client $saddr >"$results/traffic" 2>&1
 
@@ -70,6 +59,5 @@ systemctl stop ctstorm
 systemctl show ctstorm -p ActiveState -p Result -p ExecMainStatus -p NRestarts >"$results/state.stop"
 journalctl -u ctstorm -o cat --no-pager >"$results/journal" 2>&1
 bpftool prog show --json >"$results/progs.json" 2>&1
-kill $server 2>/dev/null
-ip netns del $c; ip netns del $s
+pair_down
 exit 0
