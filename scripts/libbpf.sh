@@ -70,17 +70,11 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# A private apt state: the machine's own sources and lists stay as they were.
-mkdir -p "$work/lists/partial" "$work/src"
-{
-  echo "deb-src http://deb.debian.org/debian $codename main"
-  echo "deb-src http://deb.debian.org/debian $codename-updates main"
-  echo "deb-src http://deb.debian.org/debian-security $codename-security main"
-} >"$work/sources.list"
-apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-  -o Debug::NoLocking=1 -o APT::Sandbox::User=root
-  -o Acquire::Retries=0 -o Acquire::http::Timeout=20)
+mkdir -p "$work/src"
+# No retries and a short timeout: this runs in a user's npm install, which should
+# fall back to the shared libbpf quickly where the archive is out of reach.
+. scripts/private-apt.sh
+private_apt "$work" deb-src "$codename" 0 20
 apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 || fallback "cannot reach Debian's source archive"
 (cd "$work/src" && apt-get "${apt_opts[@]}" source -qq "libbpf=$version" >/dev/null 2>&1) ||
   fallback "cannot fetch Debian's libbpf $version source"

@@ -31,16 +31,9 @@ done
   { echo "ctstorm sysroot: not Debian here: cannot fetch Debian's $debarch libraries for the $arch prebuild" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
-{
-  echo "deb http://deb.debian.org/debian $VERSION_CODENAME main"
-  echo "deb http://deb.debian.org/debian $VERSION_CODENAME-updates main"
-  echo "deb http://deb.debian.org/debian-security $VERSION_CODENAME-security main"
-} >"$work/sources.list"
-apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-  -o Debug::NoLocking=1 -o APT::Sandbox::User=root -o "APT::Architecture=$debarch" -o "APT::Architectures=$debarch"
-  -o Acquire::Retries=2 -o Acquire::http::Timeout=30)
+mkdir -p "$work/debs"
+. scripts/private-apt.sh
+private_apt "$work" deb "$VERSION_CODENAME" 2 30 "$debarch"
 apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 ||
   { echo "ctstorm sysroot: cannot reach Debian's archive (deb.debian.org) for the $debarch libraries" >&2; exit 1; }
 wanted=()

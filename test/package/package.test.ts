@@ -89,7 +89,7 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
 
   it('packs the built addon and what running needs, and no test machinery', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
-    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', ...prebuilds, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'scripts/build-packages', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
+    for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', ...prebuilds, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'scripts/build-packages', 'scripts/private-apt.sh', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
       expect(files).toContain(`package/${f}`);
     }
     expect(files.filter((f) => /^package\/(test|bench|src|gen|build|\.cache|examples)\//.test(f) || /\.(test\.yml|map)$/.test(f))).toEqual([]);
