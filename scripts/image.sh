@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/chroot.sh
+. scripts/debian-root.sh
 # The chroot's mounts live in a private mount namespace: none propagates to the
 # host's (an unmount of an --rbind there would take the host's /dev/pts with it
 # where / is shared), and none outlives this script, however it ends.
@@ -30,29 +31,12 @@ suite=${CTSTORM_IMAGE_SUITE:-trixie}
 packages=nodejs,libelf1t64,zlib1g,ca-certificates
 mkdir -p "$out"
 
-# 1. The package, as npm publishes it (prepack builds dist/ and the prebuild).
-rm -f "$out"/ctstorm-*.tgz
-npm pack --silent --pack-destination "$out" >/dev/null
-tarball=$out/ctstorm-$version.tgz
-[[ -f $tarball ]] || { echo "ctstorm image: npm pack made no $tarball" >&2; exit 1; }
+# 1. The package, as npm publishes it.
+tarball=$(pack_into "$out")
 
-# 2. The Debian root, kept between runs (it changes only with its package list).
+# 2. The Debian root (the licences kept: the image is redistributed).
 base=$out/base-$suite
-# Made again each ISO week, so the image takes Debian's security updates.
-stamp="$suite $packages $(date +%G-%V)"
-if [[ ! -d $base || $(cat "$base.stamp" 2>/dev/null) != "$stamp" ]]; then
-  rm -rf "$base.new"
-  echo "ctstorm image: making a Debian $suite root with $packages" >&2
-  mmdebstrap --quiet --variant=minbase --include="$packages" --mode=root \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    "$suite" "$base.new" "deb http://deb.debian.org/debian $suite main" \
-    "deb http://deb.debian.org/debian $suite-updates main" \
-    "deb http://deb.debian.org/debian-security $suite-security main"
-  rm -rf "$base"
-  mv "$base.new" "$base"
-  echo "$stamp" >"$base.stamp"
-fi
+debian_base "$base" "$suite" "$packages" --variant=minbase --dpkgopt='path-include=/usr/share/doc/*/copyright'
 
 # 3. npm install of the tarball inside that root, as a user's machine without a
 # compiler would run it (its install script takes the prebuild). npm itself is the

@@ -15,6 +15,7 @@
 # then runs on the target: in the arm64 guest (arm64-guest.sh), or in a chroot here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/debian-root.sh
 kind=${1:?usage: bash test/package/guest-root.sh arm64|systemd}
 suite=trixie
 tools=nodejs,libelf1t64,zlib1g,bash,coreutils,grep,iproute2,nftables,conntrack,bpftool,kmod,procps
@@ -29,31 +30,13 @@ case $kind in
 esac
 out=$PWD/.cache/guest-$kind
 mkdir -p "$out"
-version=$(node -p "require('./package.json').version")
 
-# 1. The package, as npm publishes it (prepack builds dist/ and both prebuilds).
-rm -f "$out"/ctstorm-*.tgz
-npm pack --silent --pack-destination "$out" >/dev/null
-tarball=$out/ctstorm-$version.tgz
-[[ -f $tarball ]] || { echo "guest root: npm pack made no $tarball" >&2; exit 1; }
+# 1. The package, as npm publishes it.
+tarball=$(pack_into "$out")
 
-# 2. The root, kept between runs and made again each ISO week (its kernel and
-# Node.js move with Debian's updates).
+# 2. The root (its kernel and Node.js move with Debian's updates).
 base=$out/base-$suite
-stamp="$suite $arch $variant $packages $(date +%G-%V)"
-if [[ ! -d $base || $(cat "$base.stamp" 2>/dev/null) != "$stamp" ]]; then
-  rm -rf --one-file-system "$base.new"
-  echo "guest root: making a Debian $suite $arch root with $packages" >&2
-  mmdebstrap --quiet --variant="$variant" --architectures="$arch" --include="$packages" --mode=root \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$suite" "$base.new" "deb http://deb.debian.org/debian $suite main" \
-    "deb http://deb.debian.org/debian $suite-updates main" \
-    "deb http://deb.debian.org/debian-security $suite-security main" >&2
-  rm -rf --one-file-system "$base"
-  mv "$base.new" "$base"
-  echo "$stamp" >"$base.stamp"
-fi
+debian_base "$base" "$suite" "$packages" --variant="$variant" --architectures="$arch"
 
 # 3. npm install -g of the tarball into a fresh copy of the root.
 root=$out/rootfs
