@@ -1,7 +1,8 @@
 // The network namespaces that exist now, by inode: those of every process and
 // those kept by a bind mount (ip netns). A netns held only by an open file
-// elsewhere is missed: its rows are then retired early, never lost (see
-// NetnsRows.merge).
+// elsewhere, or only by its own sockets (an orphaned TCP socket retransmitting
+// its FIN holds it ~110 s, its conntrack entries with it), is missed: its rows
+// are then retired early, never lost (see NetnsRows.merge).
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 
 /** What /proc/PID/ns/net links to: `net:[<inode>]`. */
