@@ -1,8 +1,12 @@
 // The network namespaces that exist now, by inode: those of every process and
 // those kept by a bind mount (ip netns). A netns held only by an open file
-// elsewhere, or only by its own sockets (an orphaned TCP socket retransmitting
-// its FIN holds it ~110 s, its conntrack entries with it), is missed: its rows
-// are then retired early, never lost (see NetnsRows.merge).
+// elsewhere, or only by its own sockets, is missed: an orphaned TCP socket whose
+// FIN goes unanswered holds its netns ~110 s (8 backed-off retries, ~102 s from
+// the FIN, then the teardown), and the flush of its conntrack entries waits with
+// it. Only its balanced, idle rows are then retired early; one that comes back is
+// added to them (see NetnsRows.merge). A count the probe adds to a row between
+// its last reading and its deletion is lost with it: a row idle 60 s, in a
+// namespace nothing seems to hold, makes that window narrow, not closed.
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 
 /** What /proc/PID/ns/net links to: `net:[<inode>]`. */
