@@ -3,45 +3,21 @@
 // installs it, booted on its own arm64 kernel in QEMU (test/vm/run.sh --root). Inside,
 // test/package/arm64-guest.sh runs npm's install step, then a snapshot in each attach
 // mode over real flows; here its results are held to the exact counts.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { liveSkipReason } from '../live/privileges.js';
 import { ourProgramsIn } from '../live/programs.js';
+import { BOOT_HOOK_TIMEOUT_MS, guest } from './guest.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-// Inside the checkout: the guest shares it read-write (its /tmp is its own).
-const results = join(root, '.cache/guest-arm64/results');
 const skip = liveSkipReason();
+const arm64 = guest('arm64');
+const read = arm64.read;
 const modes = ['fentry', 'kprobe', 'tracepoint'] as const;
 // What arm64-guest.sh sends: 500 one-way UDP flows, 5 TCP connections, 5 answered UDP flows.
 const flows = { udp: 505, tcp: 5 };
 
-function read(name: string): string {
-  const file = join(results, name);
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : `(no ${name})`;
-}
-
-function tail(text: string): string {
-  return text.split('\n').slice(-25).join('\n');
-}
-
 describe.skipIf(skip !== undefined)('the linux-arm64 prebuild, installed and run on an arm64 kernel', () => {
-  // Packing, perhaps a fresh Debian root, then the guest (its own --timeout 900).
-  beforeAll(() => {
-    const made = spawnSync('bash', [join(root, 'test/package/guest-root.sh'), 'arm64'], { cwd: root, encoding: 'utf8' });
-    if (made.status !== 0) throw new Error(`test/package/guest-root.sh failed (${made.status}):\n${tail(made.stderr)}`);
-    const rootfs = made.stdout.trim();
-    rmSync(results, { recursive: true, force: true });
-    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--timeout', '900', '--', 'bash', 'test/package/arm64-guest.sh', results], {
-      cwd: root,
-      encoding: 'utf8',
-    });
-    console.log(`arm64 guest: ${/exit code \d+ after \d+s/.exec(run.stderr)?.[0] ?? 'no exit code'}`);
-    if (run.status !== 0) throw new Error(`the arm64 guest failed (${run.status}):\n${tail(run.stdout)}\n${tail(run.stderr)}`);
-  }, 1_800_000);
+  // Packing, perhaps a fresh Debian root, then the guest.
+  beforeAll(() => arm64.boot(), BOOT_HOOK_TIMEOUT_MS);
 
   it('is an aarch64 machine whose npm install step takes the prebuild, compiling nothing', () => {
     expect(read('machine')).toBe('aarch64');

@@ -5,27 +5,14 @@
 // sandbox, and test/package/systemd-guest.sh, run once the system is up, makes flows,
 // scrapes /metrics and stops the service. Here its results are held to the exact
 // values, and the sandbox to what the unit asks for.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { liveSkipReason } from '../live/privileges.js';
 import { ourProgramsIn } from '../live/programs.js';
+import { BOOT_HOOK_TIMEOUT_MS, guest } from './guest.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-// Inside the checkout: the guest shares it read-write.
-const results = join(root, '.cache/guest-systemd/results');
 const skip = liveSkipReason();
-
-function read(name: string): string {
-  const file = join(results, name);
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : `(no ${name})`;
-}
-
-function tail(text: string): string {
-  return text.split('\n').slice(-25).join('\n');
-}
+const systemd = guest('systemd');
+const read = systemd.read;
 
 /** `systemctl show -p A -p B` output as an object. */
 function props(name: string): Record<string, string> {
@@ -42,19 +29,8 @@ function capabilities(hex: string): string[] {
 }
 
 describe.skipIf(skip !== undefined)('the host service, started by systemd and scraped', () => {
-  // Packing, perhaps a fresh Debian root, then the guest (its own --timeout 900).
-  beforeAll(() => {
-    const made = spawnSync('bash', [join(root, 'test/package/guest-root.sh'), 'systemd'], { cwd: root, encoding: 'utf8' });
-    if (made.status !== 0) throw new Error(`test/package/guest-root.sh systemd failed (${made.status}):\n${tail(made.stderr)}`);
-    const rootfs = made.stdout.trim();
-    rmSync(results, { recursive: true, force: true });
-    const run = spawnSync('bash', [join(root, 'test/vm/run.sh'), '--root', rootfs, '--systemd', '--timeout', '900', '--', 'bash', 'test/package/systemd-guest.sh', results], {
-      cwd: root,
-      encoding: 'utf8',
-    });
-    console.log(`systemd guest: ${/exit code \d+ after \d+s/.exec(run.stderr)?.[0] ?? 'no exit code'}`);
-    if (run.status !== 0) throw new Error(`the systemd guest failed (${run.status}):\n${tail(run.stdout)}\n${tail(run.stderr)}`);
-  }, 1_800_000);
+  // Packing, perhaps a fresh Debian root, then the guest.
+  beforeAll(() => systemd.boot(), BOOT_HOOK_TIMEOUT_MS);
 
   it('starts at boot and serves, without a restart', () => {
     expect(props('state.start')).toEqual({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
