@@ -3,7 +3,9 @@
 // and imports that root as the container image; here the tarball, that install,
 // and the image are checked, the image run by podman with the privileges the
 // DaemonSet manifest grants (read from the manifest) and no more, counting real
-// flows exactly. And the host service's unit is checked by systemd-analyze.
+// flows exactly. The source build a machine with no fitting prebuild falls back to
+// is built from the tarball and counts; where there is no compiler, it says so in one
+// line. And the host service's unit is checked by systemd-analyze.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -164,6 +166,55 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
     run.proc.kill('SIGTERM');
     expect(await run.exit).toBe(0);
     await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  });
+
+  it('builds from source when no prebuild will do, from the tarball alone, and that build counts exactly', async () => {
+    // This machine has the build packages (scripts/setup.sh); a user sets the
+    // variable, or has a machine no prebuild loads on.
+    const prefix = mkdtempSync(join(tmpdir(), 'ctstorm-source-'));
+    try {
+      const t0 = Date.now();
+      const install = spawnSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--foreground-scripts', tarball], {
+        encoding: 'utf8',
+        env: { ...process.env, CTSTORM_BUILD_FROM_SOURCE: '1' },
+        maxBuffer: 64 << 20,
+      });
+      expect([install.status, install.stderr]).toEqual([0, expect.stringContaining('ctstorm: CTSTORM_BUILD_FROM_SOURCE is set: building the probe and the addon from source')]);
+      console.log(`source build from the tarball: ${((Date.now() - t0) / 1000).toFixed(0)} s (npm install, libbpf, probe, addon)`);
+      const pkg = join(prefix, 'node_modules/ctstorm');
+      const found = execFileSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(join(prefix, 'node_modules/node-gyp-build'))}).path(${JSON.stringify(pkg)}))`], { encoding: 'utf8' });
+      expect(found.trim()).toBe(join(pkg, 'build/Release/ctstorm.node'));
+
+      await pair.empty();
+      const run = spawnCaptured(process.execPath, [join(pkg, 'dist/cli.js'), 'snapshot', '--duration', '600', '--json']);
+      running.add(run);
+      await until(() => run.exited() || /attached in \w+ mode, counting/.test(run.err()), 60_000, 'the source-built ctstorm to attach');
+      expect(run.exited()).toBe(false);
+      await pair.oneway(300);
+      await pair.runClient(5, 0);
+      pair.flush();
+      await until(() => pair.count() === 0, 10_000, 'the flush');
+      run.proc.kill('SIGINT');
+      expect(await run.exit).toBe(0);
+      const ns = JSON.parse(run.out()).netns.find((n: { inode: number }) => n.inode === pair.serverInode);
+      expect(ns).toMatchObject({ inserts: 305, destroys: 305, lost: 0 });
+      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    } finally {
+      rmSync(prefix, { recursive: true, force: true });
+    }
+  });
+
+  it('says in one line which packages a source build needs, where there is no compiler', () => {
+    const forced = spawnSync('chroot', [rootfs, '/usr/bin/bash', '/usr/lib/node_modules/ctstorm/scripts/install.sh'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', CTSTORM_BUILD_FROM_SOURCE: '1' },
+    });
+    const packages = readFileSync(join(root, 'scripts/build-packages'), 'utf8').trim();
+    expect(forced.status).toBe(1);
+    expect(forced.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^ctstorm: CTSTORM_BUILD_FROM_SOURCE is set, and building from source needs clang bpftool make g\\+\\+ .*apt-get install ${packages.replace(/\+/g, '\\+')}`)),
+    ]);
+    expect(existsSync(join(rootfs, 'usr/lib/node_modules/ctstorm/build'))).toBe(false); // nothing was attempted
   });
 
   it('has a host service unit systemd-analyze verifies', () => {
