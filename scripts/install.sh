@@ -26,7 +26,7 @@ for header in /usr/include/bpf/libbpf.h /usr/include/libelf.h /usr/include/zlib.
   [[ -f $header ]] || missing+=("$header")
 done
 if ((${#missing[@]})); then
-  echo "ctstorm: $why, and building from source needs ${missing[*]}; install them (Debian, Ubuntu: apt-get install $(<"$(dirname "$0")/build-packages"), and libnode-dev with Debian's nodejs), then run the npm install again (a failed install leaves nothing to rebuild)" >&2
+  echo "ctstorm: $why, and building from source needs ${missing[*]}; install them (Debian, Ubuntu: apt-get install $(<scripts/build-packages), and libnode-dev with Debian's nodejs), then run the npm install again (a failed install leaves nothing to rebuild)" >&2
   exit 1
 fi
 echo "ctstorm: $why: building the probe and the addon from source" >&2
