@@ -89,6 +89,24 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
   });
   afterAll(() => pair.down());
 
+  /** Runs a `ctstorm snapshot --json` through `oneway` one-way UDP flows and 5 TCP
+   * connections into the pair's server, ends it with SIGINT, and holds it to exactly
+   * those inserts and destroys, none lost, and no program left loaded. */
+  async function countsExactly(run: Spawned, oneway: number, attachMs: number, who: string): Promise<void> {
+    running.add(run);
+    await until(() => run.exited() || /attached in \w+ mode, counting/.test(run.err()), attachMs, `${who} to attach`);
+    expect(run.exited()).toBe(false);
+    await pair.oneway(oneway);
+    await pair.runClient(5, 0);
+    pair.flush();
+    await until(() => pair.count() === 0, 10_000, 'the flush');
+    run.proc.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    const ns = JSON.parse(run.out()).netns.find((n: { inode: number }) => n.inode === pair.serverInode);
+    expect(ns).toMatchObject({ inserts: oneway + 5, destroys: oneway + 5, lost: 0 });
+    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+  }
+
   it('packs the built addon and what running needs, and no test machinery', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
     for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', ...prebuilds, 'bpf/ctstorm.bpf.c', 'native/probe.c', 'binding.gyp', 'scripts/install.sh', 'scripts/build-packages', 'scripts/private-apt.sh', 'deploy/ctstorm.service', 'deploy/kubernetes/ctstorm.yaml']) {
@@ -131,21 +149,8 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
 
   it('counts flows exactly from inside the image, with only the DaemonSet\'s privileges, and detaches', async () => {
     await pair.empty();
-    const run = podmanRun([...daemonSetFlags(), image, 'snapshot', '--duration', '600', '--json']);
-    running.add(run);
-    await until(() => run.exited() || /attached in \w+ mode, counting/.test(run.err()), 120_000, 'ctstorm in the image to attach');
-    expect(run.exited()).toBe(false);
-    const flows = 1500;
-    await pair.oneway(flows);
-    await pair.runClient(5, 0);
-    pair.flush();
-    await until(() => pair.count() === 0, 10_000, 'the flush');
-    run.proc.kill('SIGINT'); // podman passes it on; the snapshot still prints its JSON
-    expect(await run.exit).toBe(0);
-    const snap = JSON.parse(run.out());
-    const ns = snap.netns.find((n: { inode: number }) => n.inode === pair.serverInode);
-    expect(ns).toMatchObject({ inserts: flows + 5, destroys: flows + 5, lost: 0 });
-    await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+    // podman passes the SIGINT on; the snapshot still prints its JSON.
+    await countsExactly(podmanRun([...daemonSetFlags(), image, 'snapshot', '--duration', '600', '--json']), 1500, 120_000, 'ctstorm in the image');
   });
 
   it('serves /metrics from the image, exactly, and stops cleanly', async () => {
@@ -195,19 +200,7 @@ describe.skipIf(skip !== undefined)('the package, installed and run as users get
       expect(found.trim()).toBe(addon);
 
       await pair.empty();
-      const run = spawnCaptured(process.execPath, [join(pkg, 'dist/cli.js'), 'snapshot', '--duration', '600', '--json']);
-      running.add(run);
-      await until(() => run.exited() || /attached in \w+ mode, counting/.test(run.err()), 60_000, 'the source-built ctstorm to attach');
-      expect(run.exited()).toBe(false);
-      await pair.oneway(300);
-      await pair.runClient(5, 0);
-      pair.flush();
-      await until(() => pair.count() === 0, 10_000, 'the flush');
-      run.proc.kill('SIGINT');
-      expect(await run.exit).toBe(0);
-      const ns = JSON.parse(run.out()).netns.find((n: { inode: number }) => n.inode === pair.serverInode);
-      expect(ns).toMatchObject({ inserts: 305, destroys: 305, lost: 0 });
-      await until(() => loadedPrograms().length === 0, 10_000, 'programs to be unloaded');
+      await countsExactly(spawnCaptured(process.execPath, [join(pkg, 'dist/cli.js'), 'snapshot', '--duration', '600', '--json']), 300, 60_000, 'the source-built ctstorm');
     } finally {
       rmSync(prefix, { recursive: true, force: true });
     }

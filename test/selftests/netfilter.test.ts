@@ -6,11 +6,11 @@
 // and went while the probe watched must end with exactly as many destroys as
 // inserts, and the probe must not have missed anything.
 import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byNetns, exactness, openSource, type Census, type Source } from '../../src/index.js';
 import { liveNetnsInodes } from '../../src/netns-live.js';
+import { readTable } from '../../src/table.js';
 import { testModes } from '../live/modes.js';
 import { liveSkipReason } from '../live/privileges.js';
 import { until } from '../live/wait.js';
@@ -30,10 +30,6 @@ const SCRIPTS = [
 const SCRIPT_TIMEOUT_MS = 240_000;
 
 const key = (n: { cookie: number; inode: number }) => `${n.cookie}/${n.inode}`;
-
-function bucketCount(): number {
-  return Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_buckets', 'utf8'));
-}
 
 /**
  * The namespaces there before the probe watched: the live ones, by inode, and,
@@ -64,7 +60,7 @@ async function namespacesBefore(source: Source): Promise<{ inodes: Set<number>; 
     for (let tries = 0; tries < 40; tries++) {
       ip('netns', 'exec', ns, 'bash', '-c', 'echo > /dev/udp/127.0.0.1/9');
       source.counters(); // nothing drains here: this sweep reports the insert (tracepoint mode)
-      const census = await source.census!(bucketCount());
+      const census = await source.census!(readTable().buckets);
       if (census === 'not-located') {
         await new Promise((r) => setTimeout(r, 250));
         continue;
@@ -107,7 +103,7 @@ describe.skipIf(skip !== undefined).each(testModes())('kernel netfilter selftest
     // ~102 s from the FIN, and the flush of its entries at teardown waits with
     // it. So each such namespace is held to what a census finds of it, taken
     // between two equal readings of the counters: none, once it has been freed.
-    const buckets = bucketCount();
+    const buckets = readTable().buckets;
     const reading = (rows: ReturnType<typeof gone>) => JSON.stringify(rows.map((n) => [key(n), n.inserts, n.destroys, n.lost]));
     const imbalance = (rows: ReturnType<typeof gone>, census: Census) => {
       const held = new Map(census.netns.map((n) => [key(n), n.entries]));
